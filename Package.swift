@@ -1,0 +1,104 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "otpd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "otpd", targets: ["otpd"]),
+        .executable(name: "otpctl", targets: ["otpctl"]),
+        .library(name: "OTPClient", targets: ["OTPClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C: system libraries, generated protobuf-c code, and a tiny POSIX shim.
+        .systemLibrary(
+            name: "CProtobufC", pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "COTPProto", dependencies: ["CProtobufC"]),
+        .target(name: "COTPSys"),
+
+        // Swift modules, dependencies pointing one way (see ARCHITECTURE.md).
+        .target(
+            name: "OTPProtocol", dependencies: ["COTPProto", "CProtobufC"],
+            swiftSettings: strictSettings),
+        .target(
+            name: "OTPCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings),
+        .target(
+            name: "OTPStore",
+            dependencies: ["OTPCore", "CSQLite", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings),
+        .target(
+            name: "OTPSMS",
+            dependencies: ["OTPCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings),
+        .target(
+            name: "OTPServer",
+            dependencies: [
+                "OTPProtocol", "OTPCore", "COTPSys",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings),
+        .target(
+            name: "OTPClient",
+            dependencies: [
+                "OTPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings),
+        .executableTarget(
+            name: "otpd",
+            dependencies: [
+                "OTPServer", "OTPStore", "OTPSMS", "OTPCore", "COTPSys",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strictSettings),
+        .executableTarget(
+            name: "otpctl",
+            dependencies: [
+                "OTPClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings),
+
+        // Tests.
+        .testTarget(
+            name: "OTPProtocolTests", dependencies: ["OTPProtocol"],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "OTPCoreTests", dependencies: ["OTPCore"],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "OTPStoreTests", dependencies: ["OTPStore", "OTPCore"],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "IntegrationTests", dependencies: ["OTPClient", "OTPProtocol"],
+            swiftSettings: strictSettings),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+int cotpsys_placeholder(void){return 0;}
