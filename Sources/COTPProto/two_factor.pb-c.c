@@ -2478,7 +2478,7 @@ const ProtobufCMessageDescriptor otp__v1__verify_response__descriptor =
   (ProtobufCMessageInit) otp__v1__verify_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor otp__v1__begin_totp_enrollment_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor otp__v1__begin_totp_enrollment_request__field_descriptors[3] =
 {
   {
     "account_id",
@@ -2504,15 +2504,28 @@ static const ProtobufCFieldDescriptor otp__v1__begin_totp_enrollment_request__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "label",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__BeginTotpEnrollmentRequest, label),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned otp__v1__begin_totp_enrollment_request__field_indices_by_name[] = {
   0,   /* field[0] = account_id */
+  2,   /* field[2] = label */
   1,   /* field[1] = proof */
 };
 static const ProtobufCIntRange otp__v1__begin_totp_enrollment_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor otp__v1__begin_totp_enrollment_request__descriptor =
 {
@@ -2522,7 +2535,7 @@ const ProtobufCMessageDescriptor otp__v1__begin_totp_enrollment_request__descrip
   "Otp__V1__BeginTotpEnrollmentRequest",
   "otp.v1",
   sizeof(Otp__V1__BeginTotpEnrollmentRequest),
-  2,
+  3,
   otp__v1__begin_totp_enrollment_request__field_descriptors,
   otp__v1__begin_totp_enrollment_request__field_indices_by_name,
   1,  otp__v1__begin_totp_enrollment_request__number_ranges,
@@ -2644,7 +2657,7 @@ const ProtobufCMessageDescriptor otp__v1__confirm_totp_enrollment_request__descr
   (ProtobufCMessageInit) otp__v1__confirm_totp_enrollment_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor otp__v1__confirm_totp_enrollment_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor otp__v1__confirm_totp_enrollment_response__field_descriptors[4] =
 {
   {
     "success",
@@ -2670,15 +2683,41 @@ static const ProtobufCFieldDescriptor otp__v1__confirm_totp_enrollment_response_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "proof_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ConfirmTotpEnrollmentResponse, proof_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "proof_expires_at",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ConfirmTotpEnrollmentResponse, proof_expires_at),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned otp__v1__confirm_totp_enrollment_response__field_indices_by_name[] = {
+  3,   /* field[3] = proof_expires_at */
+  2,   /* field[2] = proof_token */
   1,   /* field[1] = status */
   0,   /* field[0] = success */
 };
 static const ProtobufCIntRange otp__v1__confirm_totp_enrollment_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor otp__v1__confirm_totp_enrollment_response__descriptor =
 {
@@ -2688,7 +2727,7 @@ const ProtobufCMessageDescriptor otp__v1__confirm_totp_enrollment_response__desc
   "Otp__V1__ConfirmTotpEnrollmentResponse",
   "otp.v1",
   sizeof(Otp__V1__ConfirmTotpEnrollmentResponse),
-  2,
+  4,
   otp__v1__confirm_totp_enrollment_response__field_descriptors,
   otp__v1__confirm_totp_enrollment_response__field_indices_by_name,
   1,  otp__v1__confirm_totp_enrollment_response__number_ranges,

@@ -538,10 +538,12 @@ public struct VerifyResponse: WireMessage {
 public struct BeginTotpEnrollmentRequest: WireMessage {
     public var accountId: String
     public var proof: Proof?
+    public var label: String
 
-    public init(accountId: String = "", proof: Proof? = nil) {
+    public init(accountId: String = "", proof: Proof? = nil, label: String = "") {
         self.accountId = accountId
         self.proof = proof
+        self.label = label
     }
 
     public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__begin_totp_enrollment_request()!) }
@@ -549,11 +551,13 @@ public struct BeginTotpEnrollmentRequest: WireMessage {
     public init(fields: FieldReader) throws(RPCError) {
         accountId = fields.string(1)
         proof = try fields.message(2, as: Proof.self)
+        label = fields.string(3)
     }
 
     public func encode(to fields: inout FieldWriter) {
         fields.set(1, accountId)
         fields.set(2, proof)
+        fields.set(3, label)
     }
 }
 
@@ -611,10 +615,14 @@ public struct ConfirmTotpEnrollmentRequest: WireMessage {
 public struct ConfirmTotpEnrollmentResponse: WireMessage {
     public var success: Bool
     public var status: AccountStatus?
+    public var proofToken: String
+    public var proofExpiresAt: Int64
 
-    public init(success: Bool = false, status: AccountStatus? = nil) {
+    public init(success: Bool = false, status: AccountStatus? = nil, proofToken: String = "", proofExpiresAt: Int64 = 0) {
         self.success = success
         self.status = status
+        self.proofToken = proofToken
+        self.proofExpiresAt = proofExpiresAt
     }
 
     public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__confirm_totp_enrollment_response()!) }
@@ -622,11 +630,15 @@ public struct ConfirmTotpEnrollmentResponse: WireMessage {
     public init(fields: FieldReader) throws(RPCError) {
         success = fields.bool(1)
         status = try fields.message(2, as: AccountStatus.self)
+        proofToken = fields.string(3)
+        proofExpiresAt = fields.int64(4)
     }
 
     public func encode(to fields: inout FieldWriter) {
         fields.set(1, success)
         fields.set(2, status)
+        fields.set(3, proofToken)
+        fields.set(4, proofExpiresAt)
     }
 }
 

@@ -1,1 +1,38 @@
-int cotpsys_placeholder(void);
+// Tiny POSIX shims for otpd: what Swift cannot import directly (struct ucred and SO_PEERCRED
+// need _GNU_SOURCE) and sd_notify. Everything is prefixed cotp_.
+#ifndef COTPSYS_H
+#define COTPSYS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Mirror of Linux's `struct ucred` (checked with _Static_assert in the .c file).
+typedef struct cotp_ucred {
+    int32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+} cotp_ucred;
+
+/// SOL_SOCKET and SO_PEERCRED.
+int cotp_sol_socket(void);
+int cotp_so_peercred(void);
+
+/// Reads the peer credentials of a connected Unix socket. Returns 0 or -1 with errno set.
+int cotp_peer_credentials(int fd, cotp_ucred *out);
+
+/// Sends `state` (e.g. "READY=1") to $NOTIFY_SOCKET, as sd_notify(3) does. Returns 1 when sent,
+/// 0 when NOTIFY_SOCKET is unset, -1 with errno on failure.
+int cotp_sd_notify(const char *state);
+
+/// Takes an exclusive, non-blocking flock(2) on `path` (created 0600 if missing). Returns the
+/// descriptor (kept open for the life of the process), or -1 with errno (EWOULDBLOCK: held).
+int cotp_lock_file(const char *path);
+
+/// Sets the process umask and returns the previous one.
+unsigned cotp_umask(unsigned mask);
+
+/// 1 when something accepts connections on the Unix socket at `path`, 0 when nothing does
+/// (ECONNREFUSED / ENOENT), -1 with errno for other failures.
+int cotp_unix_socket_is_live(const char *path);
+
+#endif

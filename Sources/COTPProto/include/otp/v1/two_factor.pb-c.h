@@ -311,7 +311,9 @@ struct  Otp__V1__VerifyResponse
    */
   int64_t locked_until;
   /*
-   * on success for a sensitive purpose: single use
+   * On success for change_phone, disable_factor and manage_factors: a single-use proof for
+   * that action. On success for verify_phone: a manage_factors proof, so the first backup
+   * codes can be made right away.
    */
   char *proof_token;
   int64_t proof_expires_at;
@@ -330,10 +332,14 @@ struct  Otp__V1__BeginTotpEnrollmentRequest
    * needed when the account already has an active factor
    */
   Otp__V1__Proof *proof;
+  /*
+   * account name shown in the authenticator app; default: the account id
+   */
+  char *label;
 };
 #define OTP__V1__BEGIN_TOTP_ENROLLMENT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__begin_totp_enrollment_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Otp__V1__BeginTotpEnrollmentResponse
@@ -367,10 +373,15 @@ struct  Otp__V1__ConfirmTotpEnrollmentResponse
   ProtobufCMessage base;
   protobuf_c_boolean success;
   Otp__V1__AccountStatus *status;
+  /*
+   * On success: a manage_factors proof, so the first backup codes can be made right away.
+   */
+  char *proof_token;
+  int64_t proof_expires_at;
 };
 #define OTP__V1__CONFIRM_TOTP_ENROLLMENT_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__confirm_totp_enrollment_response__descriptor) \
-    , 0, NULL }
+    , 0, NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Otp__V1__DisableFactorRequest

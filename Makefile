@@ -1,0 +1,45 @@
+# otpd: two commands to know.
+#   make run    build and start the daemon on its defaults (socket, database, key and SMS
+#               outbox in ./run/), installing the system packages it needs when missing
+#   make test   run every test (unit, integration against the real otpd binary, CLI)
+# Others: make build, make release, make bench, make generate, make check-generated, make lint
+
+SHELL := /bin/bash
+SWIFT ?= swift
+RUN_DIR ?= run
+
+.PHONY: run test build release deps bench generate check-generated lint clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+run: deps
+	$(SWIFT) build --product otpd
+	@mkdir -p $(RUN_DIR)
+	@echo "otpd: socket $(RUN_DIR)/otpd.sock, database $(RUN_DIR)/otpd.sqlite, SMS outbox $(RUN_DIR)/outbox.jsonl"
+	cd $(RUN_DIR) && exec ../.build/debug/otpd $(OTPD_FLAGS)
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: deps
+	scripts/bench.sh
+
+generate:
+	scripts/generate-proto.sh
+
+check-generated:
+	scripts/check-generated-code.sh
+
+lint:
+	$(SWIFT) format lint --strict --recursive Sources Tests
+
+clean:
+	rm -rf .build run

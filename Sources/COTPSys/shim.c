@@ -1,0 +1,93 @@
+#define _GNU_SOURCE
+#include "COTPSys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(cotp_ucred) == sizeof(struct ucred), "cotp_ucred mirrors struct ucred");
+_Static_assert(offsetof(cotp_ucred, pid) == offsetof(struct ucred, pid), "pid offset");
+_Static_assert(offsetof(cotp_ucred, uid) == offsetof(struct ucred, uid), "uid offset");
+_Static_assert(offsetof(cotp_ucred, gid) == offsetof(struct ucred, gid), "gid offset");
+
+int cotp_sol_socket(void) { return SOL_SOCKET; }
+int cotp_so_peercred(void) { return SO_PEERCRED; }
+
+int cotp_peer_credentials(int fd, cotp_ucred *out) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    out->pid = cred.pid;
+    out->uid = cred.uid;
+    out->gid = cred.gid;
+    return 0;
+}
+
+static int fill_sockaddr(const char *path, struct sockaddr_un *addr, socklen_t *len) {
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(addr->sun_path)) { errno = ENAMETOOLONG; return -1; }
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    memcpy(addr->sun_path, path, n);
+    if (path[0] == '@') addr->sun_path[0] = '\0';  // abstract namespace, as systemd allows
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    return 0;
+}
+
+int cotp_sd_notify(const char *state) {
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || path[0] == '\0') return 0;
+    struct sockaddr_un addr;
+    socklen_t len;
+    if (fill_sockaddr(path, &addr, &len) != 0) return -1;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    ssize_t sent;
+    do {
+        sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&addr, len);
+    } while (sent < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return sent < 0 ? -1 : 1;
+}
+
+int cotp_lock_file(const char *path) {
+    int fd;
+    do { fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600); } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return -1;
+    int rc;
+    do { rc = flock(fd, LOCK_EX | LOCK_NB); } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+unsigned cotp_umask(unsigned mask) { return (unsigned)umask((mode_t)mask); }
+
+int cotp_unix_socket_is_live(const char *path) {
+    struct sockaddr_un addr;
+    socklen_t len;
+    if (fill_sockaddr(path, &addr, &len) != 0) return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int rc;
+    do { rc = connect(fd, (struct sockaddr *)&addr, len); } while (rc != 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    if (rc == 0) return 1;
+    if (saved == ECONNREFUSED || saved == ENOENT) return 0;
+    errno = saved;
+    return -1;
+}

@@ -1,1 +1,0 @@
-int cotpsys_placeholder(void){return 0;}

@@ -1,0 +1,227 @@
+public import Foundation
+
+/// What a one-time code is for. A code works only for its own purpose, and the SMS text says
+/// what it is for.
+public enum CodePurpose: String, Sendable, CaseIterable {
+    /// Prove that a new (or pending) phone number receives texts.
+    case verifyPhone = "verify_phone"
+    /// The second step of a login.
+    case login
+    /// Proof for replacing the verified number.
+    case changePhone = "change_phone"
+    /// Proof for turning a factor off.
+    case disableFactor = "disable_factor"
+    /// Proof for adding an authenticator or regenerating backup codes.
+    case manageFactors = "manage_factors"
+
+    /// Purposes whose successful verification yields a single-use proof token.
+    public var yieldsProof: Bool {
+        switch self {
+        case .changePhone, .disableFactor, .manageFactors: true
+        case .verifyPhone, .login: false
+        }
+    }
+}
+
+/// A way to prove possession.
+public enum FactorKind: String, Sendable, CaseIterable {
+    case sms
+    case totp
+    case backup
+}
+
+/// One account's second-factor state, as stored.
+public struct AccountRecord: Sendable, Equatable {
+    public var id: String
+    /// The saved number: verified, or waiting for its first verification.
+    public var phone: PhoneNumber?
+    public var phoneVerified: Bool
+    /// A new number waiting to replace the verified one once a code sent to it is verified.
+    public var pendingPhone: PhoneNumber?
+    /// The authenticator secret, sealed with ``SecretBox``; non-nil means TOTP is on.
+    public var totpSecretSealed: [UInt8]?
+    /// The last TOTP step accepted (replay protection).
+    public var totpLastStep: UInt64?
+    /// An authenticator enrolment waiting for its first code.
+    public var pendingTotpSealed: [UInt8]?
+    public var pendingTotpExpiresAt: Date?
+    public var preferred: FactorKind?
+    /// Failed attempts (any factor) since the last success.
+    public var consecutiveFailures: Int
+    /// How many lockouts this failure streak has caused (drives the growing lock time).
+    public var lockCount: Int
+    public var lockedUntil: Date?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    /// A new, empty account.
+    public init(id: String, now: Date) {
+        self.id = id
+        self.phone = nil
+        self.phoneVerified = false
+        self.pendingPhone = nil
+        self.totpSecretSealed = nil
+        self.totpLastStep = nil
+        self.pendingTotpSealed = nil
+        self.pendingTotpExpiresAt = nil
+        self.preferred = nil
+        self.consecutiveFailures = 0
+        self.lockCount = 0
+        self.lockedUntil = nil
+        self.createdAt = now
+        self.updatedAt = now
+    }
+
+    /// SMS two-factor is on once the number is verified.
+    public var smsEnabled: Bool { phone != nil && phoneVerified }
+    /// The authenticator is on once its enrolment was confirmed.
+    public var totpEnabled: Bool { totpSecretSealed != nil }
+}
+
+/// The state of a challenge.
+public enum ChallengeState: String, Sendable {
+    case active
+    /// Its code was accepted.
+    case used
+    /// Replaced by a newer challenge, out of attempts, or cancelled by a change of number.
+    case voided
+    /// The SMS could not be sent.
+    case failed
+}
+
+/// One pending code sent by SMS.
+public struct ChallengeRecord: Sendable, Equatable {
+    public var id: String
+    public var accountID: String
+    public var purpose: CodePurpose
+    public var destination: PhoneNumber
+    /// Keyed hash of the code (``CodeHasher``); the code itself is never stored.
+    public var codeHash: [UInt8]
+    public var createdAt: Date
+    public var expiresAt: Date
+    public var attemptsLeft: Int
+    public var state: ChallengeState
+
+    public init(
+        id: String, accountID: String, purpose: CodePurpose, destination: PhoneNumber, codeHash: [UInt8],
+        createdAt: Date, expiresAt: Date, attemptsLeft: Int, state: ChallengeState
+    ) {
+        self.id = id
+        self.accountID = accountID
+        self.purpose = purpose
+        self.destination = destination
+        self.codeHash = codeHash
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.attemptsLeft = attemptsLeft
+        self.state = state
+    }
+}
+
+/// A single-use proof for a sensitive action, stored by the keyed hash of its token.
+public struct ProofRecord: Sendable, Equatable {
+    public var tokenHash: [UInt8]
+    public var accountID: String
+    public var purpose: CodePurpose
+    public var expiresAt: Date
+
+    public init(tokenHash: [UInt8], accountID: String, purpose: CodePurpose, expiresAt: Date) {
+        self.tokenHash = tokenHash
+        self.accountID = accountID
+        self.purpose = purpose
+        self.expiresAt = expiresAt
+    }
+}
+
+/// One audit record. Never holds a code, a secret or a full phone number.
+public struct EventRecord: Sendable, Equatable {
+    /// Assigned by the store; 0 for a new event.
+    public var id: Int64
+    public var accountID: String
+    public var kind: String
+    public var outcome: String
+    public var detail: String
+    public var destinationMasked: String
+    public var at: Date
+
+    public init(
+        id: Int64 = 0, accountID: String, kind: String, outcome: String, detail: String = "",
+        destinationMasked: String = "", at: Date
+    ) {
+        self.id = id
+        self.accountID = accountID
+        self.kind = kind
+        self.outcome = outcome
+        self.detail = detail
+        self.destinationMasked = destinationMasked
+        self.at = at
+    }
+}
+
+/// One SMS handed to the sender, for the sending budgets.
+public struct SMSSendRecord: Sendable, Equatable {
+    public var accountID: String
+    public var phone: PhoneNumber
+    public var purpose: CodePurpose
+    public var challengeID: String
+    public var at: Date
+
+    public init(accountID: String, phone: PhoneNumber, purpose: CodePurpose, challengeID: String, at: Date) {
+        self.accountID = accountID
+        self.phone = phone
+        self.purpose = purpose
+        self.challengeID = challengeID
+        self.at = at
+    }
+}
+
+/// The operations of one transaction. Everything done through one transaction object is
+/// atomic and isolated from every other transaction: it commits whole or not at all, durably
+/// before the caller hears of it.
+public protocol StoreTransaction {
+    func account(_ id: String) throws -> AccountRecord?
+    /// Inserts or replaces the account row.
+    func saveAccount(_ account: AccountRecord) throws
+    /// Removes the account and its challenges, proofs and backup codes (events stay).
+    func deleteAccountData(_ id: String) throws
+
+    func insertChallenge(_ challenge: ChallengeRecord) throws
+    func challenge(id: String) throws -> ChallengeRecord?
+    func updateChallenge(id: String, state: ChallengeState, attemptsLeft: Int) throws
+    /// Voids the account's active challenges of `purpose` (every purpose when nil).
+    func voidActiveChallenges(accountID: String, purpose: CodePurpose?) throws
+
+    func insertProof(_ proof: ProofRecord) throws
+    /// Removes and returns the proof with this token hash (single use), or nil.
+    func takeProof(tokenHash: [UInt8]) throws -> ProofRecord?
+
+    /// Appends an event and returns its id.
+    @discardableResult
+    func appendEvent(_ event: EventRecord) throws -> Int64
+    /// Events newest first: of one account (or all when nil), with ids below `beforeID`.
+    func events(accountID: String?, beforeID: Int64?, limit: Int) throws -> [EventRecord]
+
+    /// The account's SMS sends since `since`, newest first.
+    func smsSends(accountID: String, since: Date) throws -> [SMSSendRecord]
+    func countSMSSends(phone: PhoneNumber, since: Date) throws -> Int
+    func countSMSSends(countryCallingCode: String, since: Date) throws -> Int
+    func countAllSMSSends(since: Date) throws -> Int
+    func recordSMSSend(_ send: SMSSendRecord) throws
+    /// Forgets sends older than `before` (they no longer count toward any budget).
+    func pruneSMSSends(before: Date) throws
+
+    /// Replaces the account's backup codes with a new set (the old set is void at once).
+    func replaceBackupCodes(accountID: String, hashes: [[UInt8]], at: Date) throws
+    /// Marks the unused code with this hash used. True only for the one call that changed the
+    /// row (a conditional update whose affected-row count decides).
+    func consumeBackupCode(accountID: String, hash: [UInt8], at: Date) throws -> Bool
+    func remainingBackupCodes(accountID: String) throws -> Int
+}
+
+/// Durable storage for the domain. Transactions are serialized: no two bodies run at once, so
+/// a body's reads and writes form one atomic step (counters, single use, replay checks).
+public protocol TwoFactorStore: Sendable {
+    /// Runs `body` in a transaction and returns its result once the transaction is durably
+    /// committed. If `body` throws, none of its changes are kept. Storage failures throw.
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T
+}

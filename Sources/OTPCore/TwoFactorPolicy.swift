@@ -1,0 +1,88 @@
+public import Foundation
+
+/// Every limit and setting of the domain, with the defaults of SECURITY.md. The daemon fills
+/// it from its configuration; tests build their own.
+public struct TwoFactorPolicy: Sendable {
+    // Codes
+    /// Digits of an SMS code (6-10).
+    public var codeLength: CodeDigits = .six
+    /// How long an SMS code works (at most 10 minutes).
+    public var codeLifetime: TimeInterval = 300
+    /// Wrong codes allowed per challenge.
+    public var attemptsPerChallenge = 5
+
+    // Lockout
+    /// Consecutive failures (all factors together) that lock the account.
+    public var lockThreshold = 10
+    /// Lock times for the first, second, ... lockout of a failure streak (the last repeats).
+    public var lockDurations: [TimeInterval] = [60, 300, 900, 3600]
+    /// After this many consecutive failures the account stays locked until an administrator
+    /// unlocks it.
+    public var maximumConsecutiveFailures = 100
+
+    // SMS budgets
+    /// Wait before the first resend of a code for the same purpose; doubles on each repeat.
+    public var resendCooldown: TimeInterval = 30
+    public var maximumResendCooldown: TimeInterval = 900
+    public var smsPerAccountPerHour = 5
+    public var smsPerPhonePerDay = 10
+    public var smsPerCountryPerHour = 100
+    public var smsGlobalPerMinute = 60
+    /// Country calling codes that may receive texts (e.g. `["1", "44"]`); empty allows all.
+    public var allowedCountryCodes: Set<String> = []
+
+    // Authenticator
+    /// Steps accepted either side of the current one.
+    public var totpWindow = 1
+    /// How long an authenticator enrolment waits for its first code.
+    public var totpEnrollmentLifetime: TimeInterval = 600
+    /// The issuer shown in authenticator apps.
+    public var issuer = "otpd"
+
+    // Backup codes
+    /// Codes in a set (5-20).
+    public var backupCodeCount = 10
+    /// Purposes for which a backup code is accepted as proof (a user who lost the phone can
+    /// change the number or turn SMS off with one).
+    public var backupCodeProofPurposes: Set<CodePurpose> = [.changePhone, .disableFactor]
+    /// At or below this many unused codes the user is told to make a new set.
+    public var backupCodesLowWatermark = 3
+
+    /// The name that starts every text, e.g. the shop's name.
+    public var smsBrand = "otpd"
+
+    public init() {}
+
+    /// Checks the ranges the security rules demand.
+    public func validate() throws(TwoFactorError) {
+        func check(_ ok: Bool, _ message: String) throws(TwoFactorError) {
+            if !ok { throw TwoFactorError(.invalidArgument, message) }
+        }
+        try check(codeLifetime >= 30 && codeLifetime <= 600, "code lifetime must be 30-600 seconds")
+        try check((1...20).contains(attemptsPerChallenge), "attempts per challenge must be 1-20")
+        try check((1...100).contains(lockThreshold), "lock threshold must be 1-100")
+        try check(!lockDurations.isEmpty && lockDurations.allSatisfy { $0 > 0 }, "lock durations must be positive")
+        try check(
+            maximumConsecutiveFailures >= lockThreshold && maximumConsecutiveFailures <= 100,
+            "maximum consecutive failures must be between the lock threshold and 100")
+        try check(resendCooldown >= 0 && maximumResendCooldown >= resendCooldown, "resend cooldowns are inconsistent")
+        try check(
+            smsPerAccountPerHour > 0 && smsPerPhonePerDay > 0 && smsPerCountryPerHour > 0 && smsGlobalPerMinute > 0,
+            "SMS budgets must be positive")
+        try check((0...2).contains(totpWindow), "TOTP window must be 0-2 steps")
+        try check((5...20).contains(backupCodeCount), "backup code count must be 5-20")
+        try check(!issuer.isEmpty && !issuer.contains(":"), "issuer must be non-empty and contain no colon")
+    }
+
+    /// How long the `lockNumber`-th lockout (1-based) of a streak lasts.
+    func lockDuration(forLock lockNumber: Int) -> TimeInterval {
+        lockDurations[min(max(lockNumber, 1), lockDurations.count) - 1]
+    }
+
+    /// The wait after the `sends`-th send for one purpose within the hour.
+    func cooldown(afterSends sends: Int) -> TimeInterval {
+        guard sends > 0 else { return 0 }
+        let factor = pow(2.0, Double(min(sends - 1, 16)))
+        return min(resendCooldown * factor, maximumResendCooldown)
+    }
+}

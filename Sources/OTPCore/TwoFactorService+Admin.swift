@@ -1,0 +1,66 @@
+import Foundation
+
+/// One page of audit events.
+public struct EventPage: Sendable, Equatable {
+    /// Newest first.
+    public var events: [EventRecord]
+    /// Pass as `beforeID` for the next page; nil when there are no more.
+    public var nextBeforeID: Int64?
+}
+
+extension TwoFactorService {
+    /// Audit events, newest first: of one account, or of every account when `accountID` is nil.
+    public func listEvents(accountID: String?, pageSize: Int, beforeID: Int64?) async throws(TwoFactorError)
+        -> EventPage
+    {
+        if let accountID { try Self.checkAccountID(accountID) }
+        let limit = pageSize == 0 ? 50 : min(max(pageSize, 1), 500)
+        return try await transact { tx in
+            // One more than asked tells whether another page exists.
+            let events = try tx.events(accountID: accountID, beforeID: beforeID, limit: limit + 1)
+            let page = Array(events.prefix(limit))
+            return .success(EventPage(events: page, nextBeforeID: events.count > limit ? page.last?.id : nil))
+        }
+    }
+
+    /// Administrator: clears the lock and the failure counter. Recorded with who and why.
+    public func unlock(accountID: String, actor: String, reason: String) async throws(TwoFactorError) -> AccountSummary {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        let detail = Self.adminDetail(actor: actor, reason: reason)
+        return try await transact { tx in
+            guard var account = try tx.account(accountID) else {
+                return .success(AccountSummary(accountID: accountID))
+            }
+            let failures = account.consecutiveFailures
+            self.registerSuccess(&account, now: now)
+            try tx.saveAccount(account)
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: "account_unlocked", outcome: "success",
+                    detail: "\(detail); \(failures) failures cleared", at: now))
+            return .success(try self.summary(account, id: accountID, in: tx, now: now))
+        }
+    }
+
+    /// Administrator: removes every factor, challenge, proof and backup code of the account,
+    /// which then needs setting up again. Its events are kept.
+    public func reset(accountID: String, actor: String, reason: String) async throws(TwoFactorError) -> AccountSummary {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        let detail = Self.adminDetail(actor: actor, reason: reason)
+        return try await transact { tx in
+            try tx.deleteAccountData(accountID)
+            try tx.appendEvent(
+                EventRecord(accountID: accountID, kind: "account_reset", outcome: "success", detail: detail, at: now))
+            return .success(AccountSummary(accountID: accountID))
+        }
+    }
+
+    static func adminDetail(actor: String, reason: String) -> String {
+        func clean(_ text: String) -> String {
+            String(text.unicodeScalars.filter { $0.properties.generalCategory != .control }.prefix(200))
+        }
+        return "by \(actor.isEmpty ? "unknown" : clean(actor))" + (reason.isEmpty ? "" : ": \(clean(reason))")
+    }
+}

@@ -1,0 +1,112 @@
+public import Foundation
+
+/// A new set of backup codes, shown once.
+public struct BackupCodeSet: Sendable {
+    /// Formatted codes (`xxxx-xxxx-xxxx-xxxx`). The store keeps only their keyed hashes.
+    public var codes: [String]
+    public var generatedAt: Date
+}
+
+/// The answer to redeeming a backup code.
+public struct BackupRedemption: Sendable, Equatable {
+    public var success: Bool
+    /// Unused codes left.
+    public var remaining: Int
+    /// At or below the low watermark: the user should make a new set.
+    public var low: Bool
+    public var lockedUntil: Date?
+}
+
+extension TwoFactorService {
+    /// Makes a new set of backup codes, voiding the previous set at once. Needs a
+    /// `manage_factors` proof when the account already has a set or an active factor (the
+    /// proof returned by a phone verification or authenticator confirmation serves for the
+    /// very first set).
+    public func generateBackupCodes(accountID: String, proof: ProofInput?) async throws(TwoFactorError)
+        -> BackupCodeSet
+    {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        let codes = BackupCode.generateSet(count: policy.backupCodeCount, using: random)
+        let hashes = codes.map { keys.hashing.hash($0, accountID: accountID) }
+        let formatted = codes.map(\.formatted)
+        return try await transact { tx in
+            var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
+            let previous = try tx.remainingBackupCodes(accountID: accountID)
+            let hadSet = previous > 0
+            if hadSet || account.smsEnabled || account.totpEnabled {
+                if case .failure(let error) = try self.checkProof(
+                    proof, purpose: .manageFactors, account: &account, now: now, in: tx)
+                {
+                    try tx.saveAccount(account)
+                    return .failure(error)
+                }
+            }
+            try tx.replaceBackupCodes(accountID: accountID, hashes: hashes, at: now)
+            account.updatedAt = now
+            try tx.saveAccount(account)
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: hadSet ? "backup_codes_regenerated" : "backup_codes_generated",
+                    outcome: "success",
+                    detail: hadSet ? "\(formatted.count) new codes; \(previous) unused old codes voided" : "\(formatted.count) codes",
+                    at: now))
+            return .success(BackupCodeSet(codes: formatted, generatedAt: now))
+        }
+    }
+
+    /// Redeems a backup code for a login. A matching unused code is consumed by one conditional
+    /// update, so of any number of concurrent redemptions of one code exactly one succeeds.
+    /// Anything else counts as a failed attempt, with the same answer whatever the reason.
+    public func redeemBackupCode(accountID: String, code: String) async throws(TwoFactorError) -> BackupRedemption {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        return try await transact { tx in
+            guard var account = try tx.account(accountID) else {
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "backup_code_redeemed", outcome: "failure",
+                        detail: "no such account", at: now))
+                return .success(BackupRedemption(success: false, remaining: 0, low: false))
+            }
+            if self.isLocked(account, at: now) {
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "backup_code_redeemed", outcome: "failure", detail: "account locked",
+                        at: now))
+                return .success(
+                    BackupRedemption(
+                        success: false, remaining: try tx.remainingBackupCodes(accountID: accountID), low: false,
+                        lockedUntil: account.lockedUntil))
+            }
+            let consumed = try self.consumeBackupCode(code, account: account, now: now, in: tx)
+            let remaining = try tx.remainingBackupCodes(accountID: accountID)
+            let low = remaining <= self.policy.backupCodesLowWatermark
+            if consumed {
+                self.registerSuccess(&account, now: now)
+                try tx.saveAccount(account)
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "backup_code_redeemed", outcome: "success",
+                        detail: "login; \(remaining) left", at: now))
+                if low {
+                    try tx.appendEvent(
+                        EventRecord(
+                            accountID: accountID, kind: "backup_codes_low", outcome: "warning",
+                            detail: "\(remaining) unused backup codes left", at: now))
+                }
+                return .success(BackupRedemption(success: true, remaining: remaining, low: low))
+            }
+            try self.registerFailure(&account, now: now, in: tx)
+            try tx.saveAccount(account)
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: "backup_code_redeemed", outcome: "failure",
+                    detail: BackupCode(parsing: code) == nil ? "malformed code" : "unknown or used code", at: now))
+            return .success(
+                BackupRedemption(
+                    success: false, remaining: remaining, low: low,
+                    lockedUntil: self.isLocked(account, at: now) ? account.lockedUntil : nil))
+        }
+    }
+}

@@ -1,0 +1,453 @@
+public import Foundation
+
+/// A challenge created and sent: what the caller may show.
+public struct ChallengeTicket: Sendable, Equatable {
+    public var challengeID: String
+    public var expiresAt: Date
+    public var destinationMasked: String
+    /// When a new code for the same purpose can be requested.
+    public var resendAt: Date
+    public var codeLength: Int
+}
+
+/// The answer to a verification. On failure it says only what the caller may show.
+public struct VerifyOutcome: Sendable, Equatable {
+    public var success: Bool
+    /// The factor the code belonged to, on success.
+    public var factor: FactorKind?
+    /// On failure: attempts left in this challenge (0 when unknown or used up).
+    public var attemptsLeft: Int
+    /// Set when the account is locked.
+    public var lockedUntil: Date?
+    /// On success for a purpose that needs one: the single-use proof.
+    public var proofToken: String?
+    public var proofExpiresAt: Date?
+    public var summary: AccountSummary
+
+    /// The one message for every failed verification, whatever the reason (SECURITY §13).
+    public static let failureMessage = "The code is not valid"
+}
+
+extension TwoFactorService {
+    // MARK: Status
+
+    /// What the profile page shows. An unknown account is a valid empty account.
+    public func status(accountID: String) async throws(TwoFactorError) -> AccountSummary {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        return try await transact { tx in
+            .success(try self.summary(try tx.account(accountID), id: accountID, in: tx, now: now))
+        }
+    }
+
+    // MARK: Phone number
+
+    /// Saves a phone number. A first (or unverified) number is stored "not verified". When the
+    /// account has a verified number, the new one needs a `change_phone` proof and is held as
+    /// pending: the old number keeps working until a code sent to the new one is verified.
+    ///
+    /// - Returns: the new state and whether the number is pending.
+    public func setPhone(accountID: String, number: String, proof: ProofInput?) async throws(TwoFactorError) -> (
+        summary: AccountSummary, pending: Bool
+    ) {
+        try Self.checkAccountID(accountID)
+        let phone: PhoneNumber
+        do {
+            phone = try PhoneNumber(parsing: number)
+        } catch {
+            throw TwoFactorError(.invalidArgument, error.description)
+        }
+        try checkCountryAllowed(phone)
+        let now = clock.now()
+        return try await transact { tx in
+            var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
+            var pending = false
+            if account.smsEnabled {
+                if account.phone == phone {
+                    return .failure(TwoFactorError(.alreadyExists, "This phone number is already verified"))
+                }
+                switch try self.checkProof(proof, purpose: .changePhone, account: &account, now: now, in: tx) {
+                case .failure(let error):
+                    try tx.saveAccount(account)
+                    return .failure(error)
+                case .success(let factor):
+                    account.pendingPhone = phone
+                    pending = true
+                    try tx.appendEvent(
+                        EventRecord(
+                            accountID: accountID, kind: "phone_change_requested", outcome: "pending",
+                            detail: "proof: \(factor.rawValue)", destinationMasked: phone.masked, at: now))
+                }
+            } else {
+                account.phone = phone
+                account.phoneVerified = false
+                account.pendingPhone = nil
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "phone_saved", outcome: "not_verified",
+                        destinationMasked: phone.masked, at: now))
+            }
+            // Codes already sent to an earlier unverified or pending number stop working.
+            try tx.voidActiveChallenges(accountID: accountID, purpose: .verifyPhone)
+            account.updatedAt = now
+            try tx.saveAccount(account)
+            return .success((try self.summary(account, id: accountID, in: tx, now: now), pending))
+        }
+    }
+
+    func checkCountryAllowed(_ phone: PhoneNumber) throws(TwoFactorError) {
+        guard policy.allowedCountryCodes.isEmpty || policy.allowedCountryCodes.contains(phone.countryCallingCode)
+        else {
+            throw TwoFactorError(
+                .failedPrecondition, "Text messages to country code +\(phone.countryCallingCode) are not allowed")
+        }
+    }
+
+    // MARK: Sending a code
+
+    /// Creates a challenge for `purpose`, voiding the previous one of the same purpose, and
+    /// sends its code by SMS: `verify_phone` to the unverified or pending number, every other
+    /// purpose to the verified number. Answers once the sender took (or refused) the message.
+    public func startChallenge(accountID: String, purpose: CodePurpose) async throws(TwoFactorError)
+        -> ChallengeTicket
+    {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        let prepared: PreparedChallenge = try await transact { tx in
+            try self.prepareChallenge(accountID: accountID, purpose: purpose, now: now, in: tx)
+        }
+        let message = SMSMessage(
+            to: prepared.destination, body: smsText(code: prepared.code, purpose: purpose), purpose: purpose,
+            challengeID: prepared.ticket.challengeID, expiresAt: prepared.ticket.expiresAt)
+        do {
+            let receipt = try await sender.send(message)
+            _ = try? await transact { tx in
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "code_sent", outcome: "accepted",
+                        detail: "\(purpose.rawValue) via \(receipt.provider)",
+                        destinationMasked: prepared.destination.masked, at: self.clock.now()))
+                return .success(())
+            }
+            return prepared.ticket
+        } catch {
+            let sendError = error
+            _ = try? await transact { tx in
+                try tx.updateChallenge(id: prepared.ticket.challengeID, state: .failed, attemptsLeft: 0)
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "code_send_failed", outcome: "failed",
+                        detail: "\(purpose.rawValue): \(sendError)", destinationMasked: prepared.destination.masked,
+                        at: self.clock.now()))
+                return .success(())
+            }
+            switch sendError {
+            case .undeliverable:
+                throw TwoFactorError(.failedPrecondition, "This phone number cannot receive text messages")
+            case .temporary(let reason), .configuration(let reason):
+                throw TwoFactorError(
+                    .unavailable, "The text message could not be sent; try again later", logDetail: reason)
+            }
+        }
+    }
+
+    struct PreparedChallenge: Sendable {
+        var ticket: ChallengeTicket
+        var code: OneTimeCode
+        var destination: PhoneNumber
+    }
+
+    private func prepareChallenge(
+        accountID: String, purpose: CodePurpose, now: Date, in tx: any StoreTransaction
+    ) throws -> Result<PreparedChallenge, TwoFactorError> {
+        guard let account = try tx.account(accountID) else {
+            return .failure(
+                TwoFactorError(
+                    .failedPrecondition,
+                    purpose == .verifyPhone ? "No phone number is saved" : "SMS two-factor is not on for this account"))
+        }
+        if isLocked(account, at: now) {
+            return .failure(
+                TwoFactorError(
+                    .permissionDenied, "The account is locked", retryAfter: retryAfter(account.lockedUntil, now),
+                    lockedUntil: account.lockedUntil))
+        }
+        let destination: PhoneNumber
+        if purpose == .verifyPhone {
+            if let pending = account.pendingPhone {
+                destination = pending
+            } else if let phone = account.phone, !account.phoneVerified {
+                destination = phone
+            } else {
+                return .failure(TwoFactorError(.failedPrecondition, "No phone number is waiting for verification"))
+            }
+        } else {
+            guard account.smsEnabled, let phone = account.phone else {
+                return .failure(TwoFactorError(.failedPrecondition, "SMS two-factor is not on for this account"))
+            }
+            destination = phone
+        }
+        do {
+            try checkCountryAllowed(destination)
+        } catch {
+            return .failure(error)
+        }
+        if let refusal = try checkBudgets(accountID: accountID, purpose: purpose, phone: destination, now: now, in: tx) {
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: "code_refused", outcome: "rate_limited",
+                    detail: "\(purpose.rawValue): \(refusal.logDetail ?? refusal.message)",
+                    destinationMasked: destination.masked, at: now))
+            return .failure(refusal)
+        }
+        let code = OneTimeCode.generate(length: policy.codeLength, using: random)
+        let id = newIdentifier(prefix: "ch_")
+        let expiresAt = now.addingTimeInterval(policy.codeLifetime)
+        try tx.voidActiveChallenges(accountID: accountID, purpose: purpose)
+        try tx.insertChallenge(
+            ChallengeRecord(
+                id: id, accountID: accountID, purpose: purpose, destination: destination,
+                codeHash: keys.hashing.hash(code, challengeID: id, accountID: accountID, purpose: purpose.rawValue),
+                createdAt: now, expiresAt: expiresAt, attemptsLeft: policy.attemptsPerChallenge, state: .active))
+        try tx.recordSMSSend(
+            SMSSendRecord(accountID: accountID, phone: destination, purpose: purpose, challengeID: id, at: now))
+        try tx.pruneSMSSends(before: now.addingTimeInterval(-86_400))
+        let samePurpose = try tx.smsSends(accountID: accountID, since: now.addingTimeInterval(-3600))
+            .filter { $0.purpose == purpose }.count
+        let ticket = ChallengeTicket(
+            challengeID: id, expiresAt: expiresAt, destinationMasked: destination.masked,
+            resendAt: now.addingTimeInterval(policy.cooldown(afterSends: samePurpose)),
+            codeLength: policy.codeLength.count)
+        return .success(PreparedChallenge(ticket: ticket, code: code, destination: destination))
+    }
+
+    /// The first budget the send would exceed, as a refusal with the time to wait.
+    private func checkBudgets(
+        accountID: String, purpose: CodePurpose, phone: PhoneNumber, now: Date, in tx: any StoreTransaction
+    ) throws -> TwoFactorError? {
+        func exhausted(_ message: String, until: Date, _ detail: String) -> TwoFactorError {
+            TwoFactorError(.resourceExhausted, message, retryAfter: retryAfter(until, now), logDetail: detail)
+        }
+        let hourAgo = now.addingTimeInterval(-3600)
+        let recent = try tx.smsSends(accountID: accountID, since: hourAgo)
+        let samePurpose = recent.filter { $0.purpose == purpose }
+        if let last = samePurpose.first {
+            let wait = policy.cooldown(afterSends: samePurpose.count)
+            if now < last.at.addingTimeInterval(wait) {
+                return exhausted(
+                    "A code was sent moments ago; wait before asking for another", until: last.at.addingTimeInterval(wait),
+                    "resend cooldown \(Int(wait)) s")
+            }
+        }
+        if recent.count >= policy.smsPerAccountPerHour, let oldest = recent.last {
+            return exhausted(
+                "Too many codes were sent to this account; wait before asking for another",
+                until: oldest.at.addingTimeInterval(3600), "account budget \(policy.smsPerAccountPerHour)/h")
+        }
+        if try tx.countSMSSends(phone: phone, since: now.addingTimeInterval(-86_400)) >= policy.smsPerPhonePerDay {
+            return exhausted(
+                "Too many codes were sent to this phone number today", until: now.addingTimeInterval(3600),
+                "phone budget \(policy.smsPerPhonePerDay)/day")
+        }
+        if try tx.countSMSSends(countryCallingCode: phone.countryCallingCode, since: hourAgo)
+            >= policy.smsPerCountryPerHour
+        {
+            return exhausted(
+                "Text messages are busy; try again later", until: now.addingTimeInterval(600),
+                "country +\(phone.countryCallingCode) budget \(policy.smsPerCountryPerHour)/h")
+        }
+        if try tx.countAllSMSSends(since: now.addingTimeInterval(-60)) >= policy.smsGlobalPerMinute {
+            return exhausted(
+                "Text messages are busy; try again later", until: now.addingTimeInterval(60),
+                "global budget \(policy.smsGlobalPerMinute)/min")
+        }
+        return nil
+    }
+
+    func retryAfter(_ until: Date?, _ now: Date) -> Int? {
+        guard let until, until != .distantFuture else { return nil }
+        return max(1, Int(until.timeIntervalSince(now).rounded(.up)))
+    }
+
+    /// The text of a code message: what it is for and when it expires, and no other secret.
+    func smsText(code: OneTimeCode, purpose: CodePurpose) -> String {
+        let action =
+            switch purpose {
+            case .verifyPhone: "to verify this phone number"
+            case .login: "to sign in"
+            case .changePhone: "to change your phone number"
+            case .disableFactor: "to turn off a sign-in method"
+            case .manageFactors: "to change your sign-in settings"
+            }
+        let minutes = max(1, Int(policy.codeLifetime / 60))
+        return "\(policy.smsBrand): \(code.text) is your code \(action). It expires in \(minutes) minutes. Never share it."
+    }
+
+    // MARK: Verifying a code
+
+    /// Checks a code for `purpose`: the SMS code of `challengeID`, or a current authenticator
+    /// code (the two are interchangeable, except for `verify_phone`, which proves the number).
+    /// Every failure counts against the account, answers the same way, and is audited with its
+    /// reason.
+    public func verify(accountID: String, purpose: CodePurpose, code: String, challengeID: String?)
+        async throws(TwoFactorError) -> VerifyOutcome
+    {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        return try await transact { tx in
+            .success(try self.verifyInTransaction(accountID, purpose, code, challengeID, now: now, tx))
+        }
+    }
+
+    private func verifyInTransaction(
+        _ accountID: String, _ purpose: CodePurpose, _ code: String, _ challengeID: String?, now: Date,
+        _ tx: any StoreTransaction
+    ) throws -> VerifyOutcome {
+        let stored = try tx.account(accountID)
+        var account = stored ?? AccountRecord(id: accountID, now: now)
+        let parsed = OneTimeCode(parsing: code, length: policy.codeLength)
+
+        // The SMS challenge: usable only if it is this account's active, unexpired challenge of
+        // this purpose. The hash is computed whatever the case, so timing does not tell.
+        var challenge = try challengeID.flatMap { try tx.challenge(id: $0) }
+        var reason = "wrong code"
+        if challengeID != nil && challenge == nil { reason = "unknown challenge" }
+        if let found = challenge {
+            if found.accountID != accountID {
+                reason = "challenge of another account"
+                challenge = nil
+            } else if found.purpose != purpose {
+                reason = "challenge for \(found.purpose.rawValue)"
+                challenge = nil
+            } else if found.state != .active {
+                reason = "challenge \(found.state.rawValue)"
+                challenge = nil
+            } else if found.expiresAt <= now {
+                reason = "challenge expired"
+                challenge = nil
+            }
+        }
+        let candidateHash = keys.hashing.hash(
+            parsed ?? OneTimeCode.placeholder(policy.codeLength), challengeID: challengeID ?? "",
+            accountID: accountID, purpose: purpose.rawValue)
+        var matched: FactorKind?
+        if let challenge, parsed != nil, ConstantTime.equals(candidateHash, challenge.codeHash) {
+            matched = .sms
+        }
+        if parsed == nil { reason = "malformed code" }
+
+        if isLocked(account, at: now) {
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: "verify", outcome: "failure",
+                    detail: "\(purpose.rawValue): account locked", at: now))
+            return VerifyOutcome(
+                success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: account.lockedUntil,
+                summary: try summary(stored, id: accountID, in: tx, now: now))
+        }
+
+        // The authenticator, wherever an SMS code is accepted (not for proving a new number).
+        if matched == nil && purpose != .verifyPhone && account.totpEnabled {
+            switch try checkTOTP(code, account: &account, now: now, in: tx) {
+            case .accepted: matched = .totp
+            case .rejected(let why): if why == "replayed" { reason = "authenticator code replayed" }
+            }
+        }
+
+        // verify_phone proves the number the code went to: it must still be the one waiting.
+        if matched == .sms, purpose == .verifyPhone, let challenge {
+            let waiting = account.pendingPhone ?? (account.phoneVerified ? nil : account.phone)
+            if waiting != challenge.destination {
+                matched = nil
+                reason = "number changed since the code was sent"
+            }
+        }
+
+        guard let factor = matched, stored != nil else {
+            if stored == nil {
+                // Nothing to count against: the account has no factor at all.
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "verify", outcome: "failure",
+                        detail: "\(purpose.rawValue): no such account", at: now))
+                return VerifyOutcome(success: false, attemptsLeft: 0, summary: AccountSummary(accountID: accountID))
+            }
+            var attemptsLeft = 0
+            if var challenge {
+                challenge.attemptsLeft = max(0, challenge.attemptsLeft - 1)
+                attemptsLeft = challenge.attemptsLeft
+                try tx.updateChallenge(
+                    id: challenge.id, state: attemptsLeft == 0 ? .voided : .active, attemptsLeft: attemptsLeft)
+            }
+            try registerFailure(&account, now: now, in: tx)
+            try tx.saveAccount(account)
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: "verify", outcome: "failure",
+                    detail: "\(purpose.rawValue): \(reason)", destinationMasked: challenge?.destination.masked ?? "",
+                    at: now))
+            return VerifyOutcome(
+                success: false, attemptsLeft: attemptsLeft,
+                lockedUntil: isLocked(account, at: now) ? account.lockedUntil : nil,
+                summary: try summary(account, id: accountID, in: tx, now: now))
+        }
+
+        // Success.
+        registerSuccess(&account, now: now)
+        if let challenge {
+            try tx.updateChallenge(id: challenge.id, state: .used, attemptsLeft: challenge.attemptsLeft)
+        }
+        var proof: (token: String, expiresAt: Date)?
+        var kind = "verify"
+        var detail = "\(purpose.rawValue) via \(factor.rawValue)"
+        switch purpose {
+        case .verifyPhone:
+            let destination = challenge!.destination
+            if account.pendingPhone == destination {
+                kind = "phone_changed"
+                detail = "the new number replaced the old one"
+                account.pendingPhone = nil
+            } else {
+                kind = "phone_verified"
+                detail = "SMS two-factor is on"
+            }
+            account.phone = destination
+            account.phoneVerified = true
+            if account.preferred == nil { account.preferred = .sms }
+            // Codes sent to the old number stop working.
+            for other in CodePurpose.allCases where other != .verifyPhone {
+                try tx.voidActiveChallenges(accountID: accountID, purpose: other)
+            }
+            // Enrolment grace: the first backup codes can be made without another code.
+            proof = try issueProof(
+                accountID: accountID, purpose: .manageFactors, expiresAt: now.addingTimeInterval(policy.codeLifetime),
+                in: tx)
+        case .login:
+            break
+        case .changePhone, .disableFactor, .manageFactors:
+            proof = try issueProof(
+                accountID: accountID, purpose: purpose,
+                expiresAt: challenge?.expiresAt ?? now.addingTimeInterval(policy.codeLifetime), in: tx)
+        }
+        try tx.saveAccount(account)
+        try tx.appendEvent(
+            EventRecord(
+                accountID: accountID, kind: kind, outcome: "success", detail: detail,
+                destinationMasked: challenge?.destination.masked ?? "", at: now))
+        return VerifyOutcome(
+            success: true, factor: factor, attemptsLeft: challenge?.attemptsLeft ?? 0, proofToken: proof?.token,
+            proofExpiresAt: proof?.expiresAt, summary: try summary(account, id: accountID, in: tx, now: now))
+    }
+}
+
+extension OneTimeCode {
+    /// A well-formed code used only to keep the work of a malformed input the same.
+    static func placeholder(_ length: CodeDigits) -> OneTimeCode {
+        OneTimeCode(parsing: String(repeating: "0", count: length.count), length: length)!
+    }
+}
+
+extension BackupCode {
+    /// A well-formed code used only to keep the work of a malformed input the same.
+    static let placeholder = BackupCode(parsing: String(repeating: "2", count: BackupCode.length))!
+}

@@ -1,0 +1,206 @@
+public import Foundation
+
+/// A started authenticator enrolment.
+public struct TOTPEnrollment: Sendable, Equatable {
+    public var secretBase32: String
+    public var otpauthURI: String
+    /// Confirm with a first code before this time.
+    public var expiresAt: Date
+}
+
+/// The answer to confirming an authenticator enrolment.
+public struct TOTPConfirmation: Sendable, Equatable {
+    public var success: Bool
+    public var summary: AccountSummary
+    /// On success: a `manage_factors` proof for making the first backup codes.
+    public var proofToken: String?
+    public var proofExpiresAt: Date?
+}
+
+extension TwoFactorService {
+    // MARK: Authenticator
+
+    /// Starts an authenticator enrolment: a fresh 160-bit secret, stored encrypted and pending
+    /// until `confirmTOTPEnrollment` sees a first valid code. Needs a `manage_factors` proof
+    /// when the account already has an active factor.
+    public func beginTOTPEnrollment(accountID: String, label: String?, proof: ProofInput?)
+        async throws(TwoFactorError) -> TOTPEnrollment
+    {
+        try Self.checkAccountID(accountID)
+        let name = (label?.isEmpty ?? true) ? accountID : label!
+        let now = clock.now()
+        let secret = TOTP.generateSecret(byteCount: TOTP.recommendedSecretBytes, using: random)
+        let uri: String
+        do {
+            uri = try OTPAuthURI.totp(secret: secret, issuer: policy.issuer, accountName: name)
+        } catch {
+            throw TwoFactorError(.invalidArgument, "The authenticator label cannot be used: \(error)")
+        }
+        let sealed: [UInt8]
+        do {
+            sealed = try keys.encryption.seal(secret, accountID: accountID, using: random)
+        } catch {
+            throw TwoFactorError(.internal, "The secret could not be protected", logDetail: "\(error)")
+        }
+        let expiresAt = now.addingTimeInterval(policy.totpEnrollmentLifetime)
+        return try await transact { tx in
+            var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
+            if account.totpEnabled {
+                return .failure(
+                    TwoFactorError(.failedPrecondition, "The authenticator is already on; turn it off first"))
+            }
+            let hasBackupCodes = try tx.remainingBackupCodes(accountID: accountID) > 0
+            if account.smsEnabled || hasBackupCodes {
+                if case .failure(let error) = try self.checkProof(
+                    proof, purpose: .manageFactors, account: &account, now: now, in: tx)
+                {
+                    try tx.saveAccount(account)
+                    return .failure(error)
+                }
+            }
+            account.pendingTotpSealed = sealed
+            account.pendingTotpExpiresAt = expiresAt
+            account.updatedAt = now
+            try tx.saveAccount(account)
+            try tx.appendEvent(
+                EventRecord(accountID: accountID, kind: "totp_enrollment_started", outcome: "pending", at: now))
+            return .success(TOTPEnrollment(secretBase32: Base32.encode(secret), otpauthURI: uri, expiresAt: expiresAt))
+        }
+    }
+
+    /// Turns the authenticator on when `code` is valid for the pending secret. A wrong code
+    /// counts as a failed attempt.
+    public func confirmTOTPEnrollment(accountID: String, code: String) async throws(TwoFactorError)
+        -> TOTPConfirmation
+    {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        return try await transact { tx in
+            guard var account = try tx.account(accountID), let sealed = account.pendingTotpSealed,
+                let expires = account.pendingTotpExpiresAt, expires > now
+            else {
+                return .failure(
+                    TwoFactorError(.failedPrecondition, "No authenticator enrolment is waiting; start again"))
+            }
+            if self.isLocked(account, at: now) {
+                return .success(
+                    TOTPConfirmation(success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
+            }
+            let secret: [UInt8]
+            do {
+                secret = try self.keys.encryption.open(sealed, accountID: accountID)
+            } catch {
+                return .failure(TwoFactorError(.internal, "The pending secret cannot be read", logDetail: "\(error)"))
+            }
+            let totp = try TOTP(secret: secret)
+            guard let candidate = OneTimeCode(parsing: code, length: .six),
+                let step = totp.verify(candidate, at: now, window: self.policy.totpWindow)
+            else {
+                try self.registerFailure(&account, now: now, in: tx)
+                try tx.saveAccount(account)
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "totp_enrollment_confirm", outcome: "failure",
+                        detail: "wrong or malformed code", at: now))
+                return .success(
+                    TOTPConfirmation(success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
+            }
+            self.registerSuccess(&account, now: now)
+            account.totpSecretSealed = sealed
+            account.totpLastStep = step
+            account.pendingTotpSealed = nil
+            account.pendingTotpExpiresAt = nil
+            if account.preferred == nil { account.preferred = .totp }
+            try tx.saveAccount(account)
+            try tx.appendEvent(EventRecord(accountID: accountID, kind: "totp_enabled", outcome: "success", at: now))
+            let proof = try self.issueProof(
+                accountID: accountID, purpose: .manageFactors,
+                expiresAt: now.addingTimeInterval(self.policy.codeLifetime), in: tx)
+            return .success(
+                TOTPConfirmation(
+                    success: true, summary: try self.summary(account, id: accountID, in: tx, now: now),
+                    proofToken: proof.token, proofExpiresAt: proof.expiresAt))
+        }
+    }
+
+    // MARK: Turning factors off, preferring one
+
+    /// Turns a factor off with a `disable_factor` proof. Turning SMS off removes the number,
+    /// any pending number and every open challenge, so SMS is never left half-configured.
+    public func disableFactor(accountID: String, factor: FactorKind, proof: ProofInput?) async throws(TwoFactorError)
+        -> AccountSummary
+    {
+        try Self.checkAccountID(accountID)
+        let now = clock.now()
+        return try await transact { tx in
+            guard var account = try tx.account(accountID) else {
+                return .failure(TwoFactorError(.failedPrecondition, "This factor is not on"))
+            }
+            let isOn: Bool =
+                switch factor {
+                case .sms: account.phone != nil
+                case .totp: account.totpEnabled
+                case .backup: try tx.remainingBackupCodes(accountID: accountID) > 0
+                }
+            guard isOn else { return .failure(TwoFactorError(.failedPrecondition, "This factor is not on")) }
+            if case .failure(let error) = try self.checkProof(
+                proof, purpose: .disableFactor, account: &account, now: now, in: tx)
+            {
+                try tx.saveAccount(account)
+                return .failure(error)
+            }
+            switch factor {
+            case .sms:
+                account.phone = nil
+                account.phoneVerified = false
+                account.pendingPhone = nil
+                try tx.voidActiveChallenges(accountID: accountID, purpose: nil)
+            case .totp:
+                account.totpSecretSealed = nil
+                account.pendingTotpSealed = nil
+                account.pendingTotpExpiresAt = nil
+            case .backup:
+                try tx.replaceBackupCodes(accountID: accountID, hashes: [], at: now)
+            }
+            if account.preferred == factor || (account.preferred == .sms && !account.smsEnabled)
+                || (account.preferred == .totp && !account.totpEnabled)
+            {
+                account.preferred = account.smsEnabled ? .sms : (account.totpEnabled ? .totp : nil)
+            }
+            account.updatedAt = now
+            try tx.saveAccount(account)
+            try tx.appendEvent(
+                EventRecord(accountID: accountID, kind: "factor_disabled", outcome: "success", detail: factor.rawValue, at: now))
+            return .success(try self.summary(account, id: accountID, in: tx, now: now))
+        }
+    }
+
+    /// Sets the preferred method to `sms` or `totp`, among the factors that are on.
+    public func setPreferredMethod(accountID: String, method: FactorKind) async throws(TwoFactorError)
+        -> AccountSummary
+    {
+        try Self.checkAccountID(accountID)
+        guard method == .sms || method == .totp else {
+            throw TwoFactorError(.invalidArgument, "The preferred method must be sms or totp")
+        }
+        let now = clock.now()
+        return try await transact { tx in
+            guard var account = try tx.account(accountID),
+                method == .sms ? account.smsEnabled : account.totpEnabled
+            else {
+                return .failure(
+                    TwoFactorError(
+                        .failedPrecondition,
+                        method == .sms ? "SMS two-factor is not on for this account" : "The authenticator is not on"))
+            }
+            account.preferred = method
+            account.updatedAt = now
+            try tx.saveAccount(account)
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: "preferred_method_changed", outcome: "success", detail: method.rawValue,
+                    at: now))
+            return .success(try self.summary(account, id: accountID, in: tx, now: now))
+        }
+    }
+}

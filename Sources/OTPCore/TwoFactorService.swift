@@ -1,0 +1,298 @@
+public import Foundation
+
+import Crypto
+
+/// The second factor of one shop: phone enrolment and verification, SMS and authenticator
+/// codes, proofs for sensitive actions, backup codes, limits, lockout and the audit trail.
+///
+/// Every decision that reads and changes state runs inside one store transaction, so counters,
+/// single use and replay checks hold under any concurrency. Failures that must be counted are
+/// committed before the caller hears of them; nothing the caller is told "done" is lost.
+public final class TwoFactorService: Sendable {
+    let store: any TwoFactorStore
+    let sender: any SMSSender
+    let keys: DaemonKeys
+    let policy: TwoFactorPolicy
+    let clock: any OTPClock
+    let random: AnyRandomSource
+
+    /// - Throws: `TwoFactorError` when `policy` breaks a security rule.
+    public init(
+        store: any TwoFactorStore, sender: any SMSSender, keys: DaemonKeys, policy: TwoFactorPolicy,
+        clock: any OTPClock = SystemClock(), random: any RandomSource = SystemRandom()
+    ) throws(TwoFactorError) {
+        try policy.validate()
+        self.store = store
+        self.sender = sender
+        self.keys = keys
+        self.policy = policy
+        self.clock = clock
+        self.random = AnyRandomSource(random)
+    }
+
+    /// The name of the SMS sender in use.
+    public var smsSenderName: String { sender.name }
+
+    // MARK: Shared steps
+
+    /// Account ids are opaque to otpd but bounded: 1-128 bytes of UTF-8 without control
+    /// characters.
+    static func checkAccountID(_ id: String) throws(TwoFactorError) {
+        guard !id.isEmpty, id.utf8.count <= 128 else {
+            throw TwoFactorError(.invalidArgument, "account_id must be 1-128 bytes")
+        }
+        guard !id.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw TwoFactorError(.invalidArgument, "account_id must not contain control characters")
+        }
+    }
+
+    /// Runs a transaction, turning storage failures into `unavailable` (fail closed).
+    func transact<T: Sendable>(
+        _ body: @escaping @Sendable (any StoreTransaction) throws -> Result<T, TwoFactorError>
+    ) async throws(TwoFactorError) -> T {
+        let result: Result<T, TwoFactorError>
+        do {
+            result = try await store.transaction(body)
+        } catch let error as TwoFactorError {
+            throw error
+        } catch {
+            throw TwoFactorError(
+                .unavailable, "Storage is unavailable; nothing was changed. Try again.", logDetail: "\(error)")
+        }
+        return try result.get()
+    }
+
+    func isLocked(_ account: AccountRecord, at now: Date) -> Bool {
+        guard let until = account.lockedUntil else { return false }
+        return until > now
+    }
+
+    /// Counts one failed attempt against the account and locks it at the thresholds.
+    /// Returns true when this failure locked the account.
+    @discardableResult
+    func registerFailure(_ account: inout AccountRecord, now: Date, in tx: any StoreTransaction) throws -> Bool {
+        account.consecutiveFailures += 1
+        account.updatedAt = now
+        var locked = false
+        if account.consecutiveFailures >= policy.maximumConsecutiveFailures {
+            account.lockedUntil = .distantFuture
+            locked = true
+        } else if account.consecutiveFailures % policy.lockThreshold == 0 {
+            account.lockCount += 1
+            account.lockedUntil = now.addingTimeInterval(policy.lockDuration(forLock: account.lockCount))
+            locked = true
+        }
+        if locked {
+            let until = account.lockedUntil == .distantFuture ? "until an administrator unlocks it" : "for \(Int(account.lockedUntil!.timeIntervalSince(now))) s"
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: account.id, kind: "account_locked", outcome: "locked",
+                    detail: "\(account.consecutiveFailures) consecutive failures; locked \(until)", at: now))
+        }
+        return locked
+    }
+
+    func registerSuccess(_ account: inout AccountRecord, now: Date) {
+        account.consecutiveFailures = 0
+        account.lockCount = 0
+        account.lockedUntil = nil
+        account.updatedAt = now
+    }
+
+    func summary(_ account: AccountRecord?, id: String, in tx: any StoreTransaction, now: Date) throws
+        -> AccountSummary
+    {
+        guard let account else { return AccountSummary(accountID: id) }
+        return AccountSummary(
+            accountID: account.id, phoneMasked: account.phone?.masked ?? "", phoneVerified: account.phoneVerified,
+            pendingPhoneMasked: account.pendingPhone?.masked ?? "", smsEnabled: account.smsEnabled,
+            totpEnabled: account.totpEnabled, backupCodesRemaining: try tx.remainingBackupCodes(accountID: account.id),
+            preferred: account.preferred, locked: isLocked(account, at: now),
+            lockedUntil: isLocked(account, at: now) ? account.lockedUntil : nil,
+            consecutiveFailures: account.consecutiveFailures)
+    }
+
+    /// A random identifier: 128 bits, lower-case base32 without padding.
+    func newIdentifier(prefix: String) -> String {
+        prefix + Base32.encode(random.bytes(16)).lowercased()
+    }
+
+    /// Proof tokens carry 256 bits; the store keeps only their SHA-256.
+    static func tokenHash(_ token: String) -> [UInt8] {
+        Array(SHA256.hash(data: Array(token.utf8)))
+    }
+
+    /// Creates a single-use proof for `purpose`.
+    func issueProof(
+        accountID: String, purpose: CodePurpose, expiresAt: Date, in tx: any StoreTransaction
+    ) throws -> (token: String, expiresAt: Date) {
+        let token = "pf_" + Base32.encode(random.bytes(32)).lowercased()
+        try tx.insertProof(
+            ProofRecord(tokenHash: Self.tokenHash(token), accountID: accountID, purpose: purpose, expiresAt: expiresAt))
+        return (token, expiresAt)
+    }
+
+    /// Checks (and consumes) a proof for a sensitive action. A wrong authenticator or backup
+    /// code counts as a failed attempt; a locked account proves nothing.
+    func checkProof(
+        _ proof: ProofInput?, purpose: CodePurpose, account: inout AccountRecord, now: Date,
+        in tx: any StoreTransaction
+    ) throws -> Result<FactorKind, TwoFactorError> {
+        guard let proof else {
+            return .failure(
+                TwoFactorError(
+                    .permissionDenied, "This action needs a proof: a code for \(purpose.rawValue) or an authenticator code"))
+        }
+        if isLocked(account, at: now) {
+            try tx.appendEvent(
+                EventRecord(accountID: account.id, kind: "proof", outcome: "refused", detail: "locked", at: now))
+            var error = TwoFactorError(.permissionDenied, "The account is locked")
+            error.lockedUntil = account.lockedUntil
+            return .failure(error)
+        }
+        switch proof {
+        case .token(let token):
+            guard let record = try tx.takeProof(tokenHash: Self.tokenHash(token)), record.accountID == account.id,
+                record.purpose == purpose, record.expiresAt > now
+            else {
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: account.id, kind: "proof", outcome: "refused",
+                        detail: "\(purpose.rawValue): token unknown, used, expired or for another action", at: now))
+                return .failure(.proofRefused)
+            }
+            return .success(.sms)
+        case .totpCode(let code):
+            switch try checkTOTP(code, account: &account, now: now, in: tx) {
+            case .accepted:
+                registerSuccess(&account, now: now)
+                return .success(.totp)
+            case .rejected(let reason):
+                try registerFailure(&account, now: now, in: tx)
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: account.id, kind: "proof", outcome: "refused",
+                        detail: "\(purpose.rawValue): authenticator code \(reason)", at: now))
+                return .failure(.proofRefused)
+            }
+        case .backupCode(let code):
+            guard policy.backupCodeProofPurposes.contains(purpose) else {
+                return .failure(TwoFactorError(.permissionDenied, "A backup code is not accepted for this action"))
+            }
+            if try consumeBackupCode(code, account: account, now: now, in: tx) {
+                registerSuccess(&account, now: now)
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: account.id, kind: "backup_code_redeemed", outcome: "success",
+                        detail: "as proof for \(purpose.rawValue)", at: now))
+                return .success(.backup)
+            }
+            try registerFailure(&account, now: now, in: tx)
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: account.id, kind: "proof", outcome: "refused",
+                    detail: "\(purpose.rawValue): backup code not valid", at: now))
+            return .failure(.proofRefused)
+        }
+    }
+
+    enum TOTPCheck {
+        case accepted(step: UInt64)
+        case rejected(String)
+    }
+
+    /// Checks an authenticator code against the enabled secret and records the accepted step,
+    /// so no step is ever accepted twice (SECURITY §6). Does not touch the failure counter.
+    func checkTOTP(_ input: String, account: inout AccountRecord, now: Date, in tx: any StoreTransaction) throws
+        -> TOTPCheck
+    {
+        guard let sealed = account.totpSecretSealed else { return .rejected("not enabled") }
+        guard let candidate = OneTimeCode(parsing: input, length: .six) else { return .rejected("malformed") }
+        let secret: [UInt8]
+        do {
+            secret = try keys.encryption.open(sealed, accountID: account.id)
+        } catch {
+            throw TwoFactorError(
+                .internal, "The authenticator secret cannot be read", logDetail: "secret does not open: \(error)")
+        }
+        let totp = try TOTP(secret: secret)
+        guard let step = totp.verify(candidate, at: now, window: policy.totpWindow) else { return .rejected("wrong") }
+        guard TOTP.acceptableStep(matched: step, lastAccepted: account.totpLastStep) else {
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: account.id, kind: "totp_replay_refused", outcome: "refused",
+                    detail: "step \(step) is not after the last accepted step", at: now))
+            return .rejected("replayed")
+        }
+        account.totpLastStep = step
+        return .accepted(step: step)
+    }
+
+    /// Consumes an unused backup code of the account; false for anything else (malformed,
+    /// unknown, used). Exactly one of any number of concurrent calls with one code wins.
+    func consumeBackupCode(_ input: String, account: AccountRecord, now: Date, in tx: any StoreTransaction) throws
+        -> Bool
+    {
+        // Hash something even for malformed input so both paths cost about the same.
+        let code = BackupCode(parsing: input)
+        let hash = keys.hashing.hash(code ?? BackupCode.placeholder, accountID: account.id)
+        guard code != nil else { return false }
+        return try tx.consumeBackupCode(accountID: account.id, hash: hash, at: now)
+    }
+}
+
+/// A type-erased `RandomSource`, so the generic helpers that take `some RandomSource` can use
+/// the injected source.
+struct AnyRandomSource: RandomSource {
+    let base: any RandomSource
+
+    init(_ base: any RandomSource) { self.base = base }
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) { base.fill(buffer) }
+}
+
+/// A proof offered for a sensitive action.
+public enum ProofInput: Sendable, Equatable {
+    /// The proof token from a successful `verify` of the action's purpose.
+    case token(String)
+    /// A current authenticator code.
+    case totpCode(String)
+    /// An unused backup code (consumed).
+    case backupCode(String)
+}
+
+/// What the profile page shows for an account.
+public struct AccountSummary: Sendable, Equatable {
+    public var accountID: String
+    public var phoneMasked = ""
+    public var phoneVerified = false
+    public var pendingPhoneMasked = ""
+    public var smsEnabled = false
+    public var totpEnabled = false
+    public var backupCodesRemaining = 0
+    public var preferred: FactorKind?
+    public var locked = false
+    public var lockedUntil: Date?
+    public var consecutiveFailures = 0
+
+    /// No second factor is on yet: the first login must set one up.
+    public var setupRequired: Bool { !smsEnabled && !totpEnabled }
+
+    public init(
+        accountID: String, phoneMasked: String = "", phoneVerified: Bool = false, pendingPhoneMasked: String = "",
+        smsEnabled: Bool = false, totpEnabled: Bool = false, backupCodesRemaining: Int = 0,
+        preferred: FactorKind? = nil, locked: Bool = false, lockedUntil: Date? = nil, consecutiveFailures: Int = 0
+    ) {
+        self.accountID = accountID
+        self.phoneMasked = phoneMasked
+        self.phoneVerified = phoneVerified
+        self.pendingPhoneMasked = pendingPhoneMasked
+        self.smsEnabled = smsEnabled
+        self.totpEnabled = totpEnabled
+        self.backupCodesRemaining = backupCodesRemaining
+        self.preferred = preferred
+        self.locked = locked
+        self.lockedUntil = lockedUntil
+        self.consecutiveFailures = consecutiveFailures
+    }
+}

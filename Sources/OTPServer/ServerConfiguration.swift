@@ -1,0 +1,40 @@
+/// How the daemon listens and what it allows. Every limit has a default that is safe for a
+/// production shop; `otpd` fills this from its TOML file and flags.
+public struct ServerConfiguration: Sendable {
+    /// Where the daemon listens.
+    public enum Listener: Sendable, Equatable {
+        /// Bind a filesystem socket at this path (replacing a stale socket file safely).
+        case path(String)
+        /// Use a socket that is already bound and listening (systemd socket activation).
+        case inherited(descriptor: Int32, path: String?)
+    }
+
+    public var listener: Listener
+    /// Permission bits of a socket file the daemon creates (default 0660).
+    public var socketMode: UInt32 = 0o660
+    /// Group of a socket file the daemon creates; `nil` keeps the daemon's group.
+    public var socketGroup: UInt32?
+    /// Peer uids allowed to connect. Empty means: root and the daemon's own uid.
+    public var allowedUIDs: Set<UInt32> = []
+    /// Peer gids allowed to connect (in addition to the uids).
+    public var allowedGIDs: Set<UInt32> = []
+    /// Largest frame payload accepted from a client, in bytes (default 64 KiB).
+    public var maximumFrameSize: Int = 64 * 1024
+    /// A connection with nothing in flight and no bytes received for this long is closed.
+    public var idleTimeout: Duration = .seconds(300)
+    /// A frame whose bytes do not all arrive within this time closes the connection
+    /// (a client sending one byte a second costs only its own connection).
+    public var frameTimeout: Duration = .seconds(10)
+    /// Connections beyond this number are closed as soon as they are accepted.
+    public var maximumConnections: Int = 1024
+    /// Calls in flight on one connection beyond this number are answered RESOURCE_EXHAUSTED.
+    public var maximumCallsInFlightPerConnection: Int = 512
+    /// Event-loop threads (default: the number of cores).
+    public var eventLoopThreads: Int = System.coreCount
+
+    public init(listener: Listener) {
+        self.listener = listener
+    }
+}
+
+internal import NIOCore

@@ -1,0 +1,71 @@
+public import OTPProtocol
+
+/// Facts about the running daemon that `ServerInfo` reports.
+public struct DaemonFacts: Sendable {
+    public var version: String
+    public var databasePath: String
+    public var schemaVersion: UInt32
+    public var smsSender: String
+    public var maximumConnections: Int
+    public var startedAt: ContinuousClock.Instant
+    public var startedAtUnix: Int64
+
+    public init(
+        version: String, databasePath: String, schemaVersion: UInt32, smsSender: String, maximumConnections: Int,
+        startedAt: ContinuousClock.Instant, startedAtUnix: Int64
+    ) {
+        self.version = version
+        self.databasePath = databasePath
+        self.schemaVersion = schemaVersion
+        self.smsSender = smsSender
+        self.maximumConnections = maximumConnections
+        self.startedAt = startedAt
+        self.startedAtUnix = startedAtUnix
+    }
+}
+
+/// Routes the `otp.v1.TwoFactor` methods: `Health` and `ServerInfo` on the event loop, every
+/// other method to the domain; RPCs that are not built yet answer UNIMPLEMENTED.
+public struct TwoFactorRouter: CallRouter {
+    private let facts: DaemonFacts
+    private let statistics: ConnectionStatistics
+
+    public init(facts: DaemonFacts, statistics: ConnectionStatistics) {
+        self.facts = facts
+        self.statistics = statistics
+    }
+
+    public func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? {
+        switch context.method {
+        case .health:
+            return Self.run(payload) { (_: HealthRequest) in HealthResponse(status: "SERVING") }
+        case .serverInfo:
+            return Self.run(payload) { (_: ServerInfoRequest) in
+                let uptime = ContinuousClock.now - facts.startedAt
+                return ServerInfoResponse(
+                    version: facts.version, uptimeSeconds: UInt64(max(0, uptime.components.seconds)),
+                    databasePath: facts.databasePath, schemaVersion: facts.schemaVersion,
+                    connections: UInt32(statistics.count), maxConnections: UInt32(facts.maximumConnections),
+                    smsSender: facts.smsSender, startedAt: facts.startedAtUnix)
+            }
+        default:
+            return nil
+        }
+    }
+
+    public func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
+        .failure(RPCError(code: .unimplemented, message: "\(context.method.name) is not implemented yet"))
+    }
+
+    /// Decodes the request, runs `body`, encodes the answer; errors become the call's status.
+    static func run<Req: WireMessage, Res: WireMessage>(
+        _ payload: [UInt8], _ body: (Req) throws(RPCError) -> Res
+    ) -> Result<[UInt8], RPCError> {
+        do throws(RPCError) {
+            let request = try Req(serialized: payload)
+            return .success(try body(request).serialized())
+        } catch {
+            return .failure(error)
+        }
+    }
+}

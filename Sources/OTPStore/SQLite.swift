@@ -1,0 +1,211 @@
+internal import CSQLite
+
+/// A storage failure, sorted so callers can fail closed with a clear status (SECURITY.md §19).
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// The database is locked by another process for longer than the busy timeout.
+        case busy
+        /// The file is damaged or not a database.
+        case corrupt
+        /// The disk is full.
+        case full
+        /// The file or directory cannot be written.
+        case readOnly
+        /// A constraint (unique key, foreign key, check) refused the write.
+        case constraint
+        /// The schema is newer than this build understands.
+        case schemaTooNew
+        /// Anything else SQLite reported.
+        case other
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(kind: Kind, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { "storage error (\(kind)): \(message)" }
+
+    init(code: Int32, message: String) {
+        let kind: Kind =
+            switch code & 0xFF {
+            case SQLITE_BUSY, SQLITE_LOCKED: .busy
+            case SQLITE_CORRUPT, SQLITE_NOTADB: .corrupt
+            case SQLITE_FULL: .full
+            case SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM: .readOnly
+            case SQLITE_CONSTRAINT: .constraint
+            default: .other
+            }
+        self.init(kind: kind, message: message)
+    }
+}
+
+/// A value bound to or read from a statement.
+public enum SQLValue: Sendable, Equatable {
+    case null
+    case integer(Int64)
+    case text(String)
+    case blob([UInt8])
+}
+
+/// One SQLite connection. Not thread-safe: it is owned and used by exactly one thread (the
+/// store's writer thread, or the thread that opened it during start-up).
+public final class SQLiteConnection {
+    private let handle: OpaquePointer
+    private var statements: [String: Statement] = [:]
+    /// The file this connection opened.
+    public let path: String
+
+    /// Opens (and creates, when `create` is true) the database at `path`.
+    public init(path: String, create: Bool = true) throws(StoreError) {
+        var db: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            if let db { sqlite3_close_v2(db) }
+            throw StoreError(code: rc, message: "cannot open \(path): \(message)")
+        }
+        self.handle = db
+        self.path = path
+        sqlite3_extended_result_codes(db, 1)
+        sqlite3_busy_timeout(db, 5000)
+    }
+
+    deinit {
+        statements.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more SQL statements that return no rows.
+    public func execute(_ sql: String) throws(StoreError) {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
+        if rc != SQLITE_OK {
+            let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
+            sqlite3_free(errorMessage)
+            throw StoreError(code: rc, message: message)
+        }
+    }
+
+    /// Runs a statement with parameters and returns every row.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [SQLValue] = []) throws(StoreError) -> [[SQLValue]] {
+        let statement = try prepare(sql)
+        defer { statement.reset() }
+        try statement.bind(parameters)
+        var rows: [[SQLValue]] = []
+        while try statement.step() {
+            rows.append(statement.row())
+        }
+        return rows
+    }
+
+    /// Runs a statement and returns the number of rows it changed.
+    @discardableResult
+    public func run(_ sql: String, _ parameters: [SQLValue] = []) throws(StoreError) -> Int {
+        let statement = try prepare(sql)
+        defer { statement.reset() }
+        try statement.bind(parameters)
+        while try statement.step() {}
+        return Int(sqlite3_changes(handle))
+    }
+
+    /// The rowid of the last inserted row.
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    /// A single integer (first column of the first row), or nil.
+    public func scalar(_ sql: String, _ parameters: [SQLValue] = []) throws(StoreError) -> Int64? {
+        guard case .integer(let value)? = try query(sql, parameters).first?.first else { return nil }
+        return value
+    }
+
+    private func prepare(_ sql: String) throws(StoreError) -> Statement {
+        if let cached = statements[sql] { return cached }
+        var raw: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &raw, nil)
+        guard rc == SQLITE_OK, let raw else {
+            throw StoreError(code: rc, message: "\(String(cString: sqlite3_errmsg(handle))) in: \(sql)")
+        }
+        let statement = Statement(raw, connection: handle)
+        statements[sql] = statement
+        return statement
+    }
+}
+
+/// A prepared statement, cached by its SQL text on its connection.
+final class Statement {
+    private let raw: OpaquePointer
+    private let connection: OpaquePointer
+    /// SQLITE_TRANSIENT: SQLite copies bound text and blobs.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    init(_ raw: OpaquePointer, connection: OpaquePointer) {
+        self.raw = raw
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(raw) }
+
+    func bind(_ values: [SQLValue]) throws(StoreError) {
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let rc: Int32
+            switch value {
+            case .null: rc = sqlite3_bind_null(raw, index)
+            case .integer(let v): rc = sqlite3_bind_int64(raw, index, v)
+            case .text(let v): rc = sqlite3_bind_text(raw, index, v, -1, Self.transient)
+            case .blob(let v):
+                rc = v.withUnsafeBytes { sqlite3_bind_blob(raw, index, $0.baseAddress, Int32($0.count), Self.transient) }
+            }
+            guard rc == SQLITE_OK else { throw error(rc) }
+        }
+    }
+
+    /// Advances; true when a row is available.
+    func step() throws(StoreError) -> Bool {
+        let rc = sqlite3_step(raw)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw error(rc)
+        }
+    }
+
+    func row() -> [SQLValue] {
+        (0..<sqlite3_column_count(raw)).map { column in
+            switch sqlite3_column_type(raw, column) {
+            case SQLITE_INTEGER: .integer(sqlite3_column_int64(raw, column))
+            case SQLITE_TEXT: .text(String(cString: sqlite3_column_text(raw, column)))
+            case SQLITE_BLOB:
+                if let bytes = sqlite3_column_blob(raw, column) {
+                    .blob(Array(UnsafeRawBufferPointer(start: bytes, count: Int(sqlite3_column_bytes(raw, column)))))
+                } else {
+                    .blob([])
+                }
+            default: .null
+            }
+        }
+    }
+
+    func reset() {
+        sqlite3_reset(raw)
+        sqlite3_clear_bindings(raw)
+    }
+
+    private func error(_ rc: Int32) -> StoreError {
+        StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)))
+    }
+}
+
+extension SQLValue {
+    /// The integer, or nil for any other value.
+    public var integer: Int64? { if case .integer(let v) = self { v } else { nil } }
+    /// The text, or nil for any other value.
+    public var text: String? { if case .text(let v) = self { v } else { nil } }
+    /// The blob, or nil for any other value.
+    public var blob: [UInt8]? { if case .blob(let v) = self { v } else { nil } }
+}

@@ -1,0 +1,207 @@
+internal import Foundation
+public import Logging
+
+/// How durable a commit is. `full` (the default) means a used code stays used after a power
+/// cut; `normal` in WAL mode may lose the last commits on power loss (never on a crash).
+public enum SynchronousMode: String, Sendable, CaseIterable {
+    case full
+    case normal
+}
+
+/// The SQLite store: one writer connection on its own thread whose commits are shared by every
+/// request that arrives while the previous commit is in progress (group commit).
+///
+/// Each `write` body runs inside its own savepoint of the batch's transaction, so a body that
+/// throws is rolled back alone; the batch commits once, and no caller hears "done" before the
+/// commit that holds its change is durable. If the commit fails, every caller of the batch gets
+/// the error (fail closed: nothing is acknowledged that is not stored).
+public final class SQLiteStore: Sendable {
+    /// The database file.
+    public let path: String
+    /// `PRAGMA user_version` after migrations.
+    public let schemaVersion: Int
+    private let queue: WriterQueue
+
+    /// Opens the database (creating it when missing), checks it with `PRAGMA quick_check`,
+    /// applies pending migrations and starts the writer thread.
+    ///
+    /// - Throws: `StoreError` with kind `.corrupt` when the file fails the check, `.schemaTooNew`
+    ///   when it was written by a newer otpd, or the SQLite error when it cannot be opened.
+    public init(
+        path: String, synchronous: SynchronousMode = .full, migrations: [Migration] = Migration.all,
+        logger: Logger
+    ) throws(StoreError) {
+        let connection = try SQLiteConnection(path: path)
+        try connection.execute("PRAGMA journal_mode=WAL")
+        try connection.execute("PRAGMA synchronous=\(synchronous.rawValue.uppercased())")
+        try connection.execute("PRAGMA foreign_keys=ON")
+        try connection.execute("PRAGMA secure_delete=ON")
+        let check = try connection.query("PRAGMA quick_check")
+        let verdict = check.compactMap { $0.first?.text }
+        guard verdict == ["ok"] else {
+            throw StoreError(
+                kind: .corrupt,
+                message: "\(path) failed PRAGMA quick_check: \(verdict.prefix(5).joined(separator: "; "))")
+        }
+        self.schemaVersion = try Migration.apply(migrations, to: connection, logger: logger)
+        self.path = path
+        self.queue = WriterQueue(connection: connection, logger: logger)
+    }
+
+    /// Runs `body` in a write transaction shared with other concurrent writers and returns its
+    /// result once the transaction is durably committed.
+    public func write<T: Sendable>(
+        _ body: @escaping @Sendable (SQLiteConnection) throws -> T
+    ) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            queue.enqueue(
+                WriterQueue.Job { connection in
+                    do {
+                        let value = try body(connection)
+                        return .success { continuation.resume(returning: value) }
+                    } catch {
+                        return .failure(error) { continuation.resume(throwing: $0) }
+                    }
+                } abandon: { error in
+                    continuation.resume(throwing: error)
+                })
+        }
+    }
+
+    /// Stops the writer after the jobs already queued, checkpoints the WAL into the database
+    /// file and returns when the writer thread has finished; later writes fail with `.other`.
+    public func close() {
+        queue.stop()
+    }
+
+    /// How many batches and jobs the writer has committed (for benchmarks and tests).
+    public var commitStatistics: (batches: Int, jobs: Int) { queue.statistics }
+}
+
+/// The writer thread and its queue.
+final class WriterQueue: @unchecked Sendable {
+    // @unchecked Sendable: `pending`, `stopped`, `finished`, `batches` and `jobs` are only touched while
+    // holding `condition`; `connection` is only used by the writer thread after init.
+
+    struct Job {
+        enum Outcome {
+            /// The body succeeded; `resume` acknowledges it after the commit.
+            case success(() -> Void)
+            /// The body threw; its savepoint was rolled back; `resume` delivers the error.
+            case failure(any Error, (any Error) -> Void)
+        }
+        let run: (SQLiteConnection) -> Outcome
+        let abandon: (any Error) -> Void
+    }
+
+    private let condition = NSCondition()
+    private var pending: [Job] = []
+    private var stopped = false
+    private var finished = false
+    private var batches = 0
+    private var jobs = 0
+    private let connection: SQLiteConnection
+    private let logger: Logger
+
+    init(connection: SQLiteConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "otpd-sqlite-writer"
+        thread.start()
+    }
+
+    var statistics: (batches: Int, jobs: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (batches, jobs)
+    }
+
+    func enqueue(_ job: Job) {
+        condition.lock()
+        if stopped {
+            condition.unlock()
+            job.abandon(StoreError(kind: .other, message: "the store is closed"))
+            return
+        }
+        pending.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.signal()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopped { condition.wait() }
+            if pending.isEmpty && stopped {
+                condition.unlock()
+                try? connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                condition.lock()
+                finished = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let batch = pending
+            pending.removeAll(keepingCapacity: true)
+            condition.unlock()
+            runBatch(batch)
+        }
+    }
+
+    private func runBatch(_ batch: [Job]) {
+        var outcomes: [Job.Outcome] = []
+        outcomes.reserveCapacity(batch.count)
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+        } catch {
+            logger.error("cannot begin a write transaction", metadata: ["error": "\(error)"])
+            for job in batch { job.abandon(error) }
+            return
+        }
+        for job in batch {
+            do {
+                try connection.execute("SAVEPOINT job")
+            } catch {
+                outcomes.append(.failure(error, job.abandon))
+                continue
+            }
+            let outcome = job.run(connection)
+            do {
+                if case .failure = outcome {
+                    try connection.execute("ROLLBACK TO job")
+                }
+                try connection.execute("RELEASE job")
+                outcomes.append(outcome)
+            } catch {
+                outcomes.append(.failure(error, job.abandon))
+            }
+        }
+        do {
+            try connection.execute("COMMIT")
+        } catch {
+            logger.error("commit failed; refusing every call of the batch", metadata: ["error": "\(error)"])
+            try? connection.execute("ROLLBACK")
+            for job in batch { job.abandon(error) }
+            return
+        }
+        condition.lock()
+        batches += 1
+        jobs += batch.count
+        condition.unlock()
+        for outcome in outcomes {
+            switch outcome {
+            case .success(let resume): resume()
+            case .failure(let error, let resume): resume(error)
+            }
+        }
+    }
+}

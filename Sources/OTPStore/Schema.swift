@@ -1,0 +1,109 @@
+extension Migration {
+    /// The otpd schema, oldest first. Never edit a released step; add a new one.
+    public static let all: [Migration] = [
+        Migration(
+            version: 1, summary: "daemon metadata",
+            sql: """
+                CREATE TABLE daemon_meta (
+                    key   TEXT PRIMARY KEY NOT NULL,
+                    value TEXT NOT NULL
+                ) STRICT;
+                INSERT INTO daemon_meta (key, value) VALUES ('created_at', strftime('%s', 'now'));
+                """),
+        // Version 2: the two-factor domain (`SQLiteTwoFactorStore`). Every time is INTEGER Unix
+        // milliseconds. Phone numbers are E.164 text; the CHECKs mirror `PhoneNumber`'s rules so a
+        // bad value is refused on the way in, and the reader still refuses what does not parse.
+        // The purpose and state lists mirror `CodePurpose` and `ChallengeState`: a new case needs
+        // a new migration (the store tests store every case, so a forgotten one fails them).
+        // There are no foreign keys: events outlive a reset account, and `deleteAccountData`
+        // removes an account's challenges, proofs and backup codes itself.
+        Migration(
+            version: 2, summary: "two-factor accounts, challenges, proofs, events, SMS sends, backup codes",
+            sql: """
+                CREATE TABLE accounts (
+                    id                      TEXT PRIMARY KEY NOT NULL CHECK (id <> ''),
+                    phone                   TEXT CHECK (phone IS NULL OR (
+                                                length(phone) BETWEEN 9 AND 16 AND phone GLOB '+[1-9]*'
+                                                AND substr(phone, 2) NOT GLOB '*[^0-9]*')),
+                    phone_verified          INTEGER NOT NULL CHECK (phone_verified IN (0, 1)),
+                    pending_phone           TEXT CHECK (pending_phone IS NULL OR (
+                                                length(pending_phone) BETWEEN 9 AND 16
+                                                AND pending_phone GLOB '+[1-9]*'
+                                                AND substr(pending_phone, 2) NOT GLOB '*[^0-9]*')),
+                    totp_secret             BLOB CHECK (totp_secret IS NULL OR length(totp_secret) > 0),
+                    totp_last_step          INTEGER CHECK (totp_last_step IS NULL OR totp_last_step >= 0),
+                    pending_totp            BLOB CHECK (pending_totp IS NULL OR length(pending_totp) > 0),
+                    pending_totp_expires_at INTEGER,
+                    preferred               TEXT CHECK (preferred IS NULL OR preferred IN ('sms', 'totp', 'backup')),
+                    consecutive_failures    INTEGER NOT NULL CHECK (consecutive_failures >= 0),
+                    lock_count              INTEGER NOT NULL CHECK (lock_count >= 0),
+                    locked_until            INTEGER,
+                    created_at              INTEGER NOT NULL,
+                    updated_at              INTEGER NOT NULL
+                ) STRICT;
+
+                CREATE TABLE challenges (
+                    id            TEXT PRIMARY KEY NOT NULL CHECK (id <> ''),
+                    account_id    TEXT NOT NULL,
+                    purpose       TEXT NOT NULL CHECK (purpose IN (
+                                      'verify_phone', 'login', 'change_phone', 'disable_factor', 'manage_factors')),
+                    destination   TEXT NOT NULL CHECK (
+                                      length(destination) BETWEEN 9 AND 16 AND destination GLOB '+[1-9]*'
+                                      AND substr(destination, 2) NOT GLOB '*[^0-9]*'),
+                    code_hash     BLOB NOT NULL CHECK (length(code_hash) = 32),
+                    created_at    INTEGER NOT NULL,
+                    expires_at    INTEGER NOT NULL,
+                    attempts_left INTEGER NOT NULL CHECK (attempts_left >= 0),
+                    state         TEXT NOT NULL CHECK (state IN ('active', 'used', 'voided', 'failed'))
+                ) STRICT;
+                CREATE INDEX challenges_by_account_purpose_state ON challenges (account_id, purpose, state);
+
+                CREATE TABLE proofs (
+                    token_hash BLOB PRIMARY KEY NOT NULL CHECK (length(token_hash) = 32),
+                    account_id TEXT NOT NULL,
+                    purpose    TEXT NOT NULL CHECK (purpose IN (
+                                   'verify_phone', 'login', 'change_phone', 'disable_factor', 'manage_factors')),
+                    expires_at INTEGER NOT NULL
+                ) STRICT;
+                CREATE INDEX proofs_by_account ON proofs (account_id);
+
+                CREATE TABLE events (
+                    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+                    account_id         TEXT NOT NULL,
+                    kind               TEXT NOT NULL,
+                    outcome            TEXT NOT NULL,
+                    detail             TEXT NOT NULL DEFAULT '',
+                    destination_masked TEXT NOT NULL DEFAULT '',
+                    at                 INTEGER NOT NULL
+                ) STRICT;
+                CREATE INDEX events_by_account ON events (account_id, id);
+
+                CREATE TABLE sms_sends (
+                    id           INTEGER PRIMARY KEY,
+                    account_id   TEXT NOT NULL,
+                    phone        TEXT NOT NULL CHECK (
+                                     length(phone) BETWEEN 9 AND 16 AND phone GLOB '+[1-9]*'
+                                     AND substr(phone, 2) NOT GLOB '*[^0-9]*'),
+                    country_code TEXT NOT NULL CHECK (
+                                     length(country_code) BETWEEN 1 AND 3 AND country_code GLOB '[1-9]*'
+                                     AND country_code NOT GLOB '*[^0-9]*'),
+                    purpose      TEXT NOT NULL CHECK (purpose IN (
+                                     'verify_phone', 'login', 'change_phone', 'disable_factor', 'manage_factors')),
+                    challenge_id TEXT NOT NULL,
+                    at           INTEGER NOT NULL
+                ) STRICT;
+                CREATE INDEX sms_sends_by_account ON sms_sends (account_id, at);
+                CREATE INDEX sms_sends_by_phone ON sms_sends (phone, at);
+                CREATE INDEX sms_sends_by_country ON sms_sends (country_code, at);
+                CREATE INDEX sms_sends_by_time ON sms_sends (at);
+
+                CREATE TABLE backup_codes (
+                    account_id TEXT NOT NULL,
+                    code_hash  BLOB NOT NULL CHECK (length(code_hash) = 32),
+                    created_at INTEGER NOT NULL,
+                    used_at    INTEGER,
+                    PRIMARY KEY (account_id, code_hash)
+                ) STRICT, WITHOUT ROWID;
+                """),
+    ]
+}

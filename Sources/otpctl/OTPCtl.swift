@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import OTPClient
+
+/// Exit statuses of otpctl (documented in `otpctl --help` and the README).
+enum ExitStatus: Int32 {
+    case success = 0
+    /// The daemon answered with an error status.
+    case refused = 1
+    /// The command line was wrong.
+    case usage = 2
+    /// The daemon could not be reached (or did not answer in time).
+    case unreachable = 3
+}
+
+@main
+struct OTPCtl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "otpctl",
+        abstract: "Talk to the otpd two-factor daemon.",
+        discussion: """
+            Exit status: 0 success, 1 refused by the daemon (the status name and message go to \
+            stderr), 2 usage error, 3 daemon unreachable.
+            """,
+        subcommands: [Health.self, Info.self])
+
+    /// Parses and runs, mapping failures to the documented exit statuses.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as CommandFailure {
+            FileHandle.standardError.write(Data("otpctl: \(failure.message)\n".utf8))
+            Foundation.exit(failure.status.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(ExitStatus.usage.rawValue)
+        }
+    }
+}
+
+/// Options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "otpd's socket (default $OTPD_SOCKET or ./otpd.sock).")
+    var socket: String?
+
+    @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
+    var json = false
+
+    @Option(name: .long, help: "Seconds to wait for the daemon.")
+    var timeout: Double = 10
+
+    var socketPath: String {
+        socket ?? ProcessInfo.processInfo.environment["OTPD_SOCKET"] ?? "otpd.sock"
+    }
+
+    func client() -> OTPClient {
+        OTPClient(socketPath: socketPath, defaultDeadline: .milliseconds(Int64(timeout * 1000)))
+    }
+
+    /// Runs `body` with a client, turning an `RPCError` into the right exit status.
+    func run<T>(_ body: (OTPClient) async throws(RPCError) -> T) async throws(CommandFailure) -> T {
+        let client = client()
+        do {
+            let value = try await body(client)
+            await client.close()
+            return value
+        } catch {
+            await client.close()
+            throw CommandFailure(error)
+        }
+    }
+
+    /// Prints `object` as JSON (sorted keys, so scripts and diffs see a stable shape).
+    func printJSON(_ object: [String: Any]) {
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// A failed command: message for stderr and the exit status.
+struct CommandFailure: Error {
+    var status: ExitStatus
+    var message: String
+
+    init(status: ExitStatus, message: String) {
+        self.status = status
+        self.message = message
+    }
+
+    init(_ error: RPCError) {
+        switch error.code {
+        case .unavailable:
+            self.init(status: .unreachable, message: "\(error.code): \(error.message)")
+        case .deadlineExceeded where error.message.hasPrefix("no answer"):
+            self.init(status: .unreachable, message: "\(error.code): \(error.message)")
+        default:
+            var message = "\(error.code): \(error.message)"
+            if let wait = error.detail?.retryAfterSeconds, wait > 0 {
+                message += " (try again in \(wait) s)"
+            }
+            self.init(status: .refused, message: message)
+        }
+    }
+}
+
+struct Health: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check that the daemon answers.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let response = try await global.run { client throws(RPCError) in try await client.health() }
+        if global.json {
+            global.printJSON(["status": response.status])
+        } else {
+            print(response.status)
+        }
+    }
+}
+
+struct Info: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the daemon's version, uptime, database and connections.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let info = try await global.run { client throws(RPCError) in try await client.serverInfo() }
+        if global.json {
+            global.printJSON([
+                "version": info.version, "uptime_seconds": info.uptimeSeconds, "database_path": info.databasePath,
+                "schema_version": info.schemaVersion, "connections": info.connections,
+                "max_connections": info.maxConnections, "sms_sender": info.smsSender, "started_at": info.startedAt,
+            ])
+        } else {
+            print("otpd \(info.version), up \(info.uptimeSeconds) s")
+            print("database: \(info.databasePath) (schema \(info.schemaVersion))")
+            print("connections: \(info.connections) of \(info.maxConnections)")
+            print("sms sender: \(info.smsSender)")
+        }
+    }
+}

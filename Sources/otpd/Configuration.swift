@@ -1,0 +1,186 @@
+import Foundation
+import TOMLKit
+
+/// Everything otpd can be told, with the defaults used when neither the TOML file nor a flag
+/// says otherwise. The defaults need no file: socket, database, key and SMS outbox all live in
+/// the working directory.
+struct DaemonConfiguration: Sendable {
+    // [server]
+    var socketPath = "otpd.sock"
+    var socketMode: UInt32 = 0o660
+    var socketGroup: String?
+    var allowedUIDs: [UInt32] = []
+    var allowedGIDs: [UInt32] = []
+    var maximumFrameBytes = 64 * 1024
+    var idleTimeoutSeconds = 300
+    var frameTimeoutSeconds = 10
+    var maximumConnections = 1024
+    var maximumCallsInFlight = 512
+    var threads = 0
+    // [storage]
+    var databasePath = "otpd.sqlite"
+    var synchronous = "full"
+    var keyFile: String?
+    // [log]
+    var logLevel = "info"
+    // [sms]
+    var smsSender = "outbox"
+    var outboxPath = "outbox.jsonl"
+}
+
+/// A configuration problem: otpd prints it and exits with status 2.
+struct ConfigurationError: Error, CustomStringConvertible {
+    var description: String
+}
+
+extension DaemonConfiguration {
+    /// The keys each table accepts; anything else is an error, so a typo is never ignored.
+    static let knownKeys: [String: Set<String>] = [
+        "server": [
+            "socket", "socket_mode", "socket_group", "allowed_uids", "allowed_gids", "max_frame_bytes",
+            "idle_timeout_seconds", "frame_timeout_seconds", "max_connections", "max_calls_in_flight", "threads",
+        ],
+        "storage": ["database", "synchronous", "key_file"],
+        "log": ["level"],
+        "sms": ["sender", "outbox"],
+    ]
+
+    /// Reads a TOML file over the defaults.
+    mutating func load(file path: String) throws(ConfigurationError) {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(description: "cannot read config file \(path): \(error.localizedDescription)")
+        }
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(
+                description: "\(path):\(error.source.begin.line):\(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigurationError(description: "\(path): \(error)")
+        }
+        for key in root.keys {
+            guard let allowed = Self.knownKeys[key] else {
+                throw ConfigurationError(description: "\(path): unknown table or key '\(key)'")
+            }
+            guard let table = root[key]?.table else {
+                throw ConfigurationError(description: "\(path): '\(key)' must be a table ([\(key)])")
+            }
+            for inner in table.keys where !allowed.contains(inner) {
+                throw ConfigurationError(description: "\(path): unknown key '\(key).\(inner)'")
+            }
+            var reader = TableReader(file: path, table: key, values: table)
+            try apply(table: key, &reader)
+        }
+    }
+
+    private mutating func apply(table: String, _ r: inout TableReader) throws(ConfigurationError) {
+        switch table {
+        case "server":
+            try r.string("socket") { socketPath = $0 }
+            try r.string("socket_mode") { text throws(ConfigurationError) in
+                guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
+                    throw ConfigurationError(description: "\(r.file): server.socket_mode must be octal like \"0660\"")
+                }
+                socketMode = mode
+            }
+            try r.string("socket_group") { socketGroup = $0.isEmpty ? nil : $0 }
+            try r.ids("allowed_uids") { allowedUIDs = $0 }
+            try r.ids("allowed_gids") { allowedGIDs = $0 }
+            try r.int("max_frame_bytes", 256...(16 << 20)) { maximumFrameBytes = $0 }
+            try r.int("idle_timeout_seconds", 1...86_400) { idleTimeoutSeconds = $0 }
+            try r.int("frame_timeout_seconds", 1...3_600) { frameTimeoutSeconds = $0 }
+            try r.int("max_connections", 1...100_000) { maximumConnections = $0 }
+            try r.int("max_calls_in_flight", 1...100_000) { maximumCallsInFlight = $0 }
+            try r.int("threads", 0...256) { threads = $0 }
+        case "storage":
+            try r.string("database") { databasePath = $0 }
+            try r.string("synchronous") { synchronous = $0 }
+            try r.string("key_file") { keyFile = $0 }
+        case "log":
+            try r.string("level") { logLevel = $0 }
+        case "sms":
+            try r.string("sender") { smsSender = $0 }
+            try r.string("outbox") { outboxPath = $0 }
+        default:
+            break
+        }
+    }
+
+    /// Checks values that no single key can check alone.
+    func validate() throws(ConfigurationError) {
+        guard ["full", "normal"].contains(synchronous) else {
+            throw ConfigurationError(description: "storage.synchronous must be \"full\" or \"normal\", not \"\(synchronous)\"")
+        }
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
+            throw ConfigurationError(description: "log level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard smsSender == "outbox" else {
+            throw ConfigurationError(description: "sms.sender must be \"outbox\" (the only sender in this build)")
+        }
+        for (name, path) in [("server.socket", socketPath), ("storage.database", databasePath), ("sms.outbox", outboxPath)] {
+            try Self.checkWritableParent(of: path, name: name)
+        }
+        guard socketPath.utf8.count < 108 else {
+            throw ConfigurationError(description: "server.socket path is too long for a Unix socket (max 107 bytes)")
+        }
+    }
+
+    /// A path is usable when its directory exists and is a writable directory.
+    static func checkWritableParent(of path: String, name: String) throws(ConfigurationError) {
+        guard !path.isEmpty else { throw ConfigurationError(description: "\(name) must not be empty") }
+        let directory = (path as NSString).deletingLastPathComponent
+        let dir = directory.isEmpty ? "." : directory
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ConfigurationError(description: "\(name): directory \(dir) does not exist")
+        }
+        guard access(dir, W_OK | X_OK) == 0 else {
+            throw ConfigurationError(description: "\(name): directory \(dir) is not writable")
+        }
+    }
+}
+
+/// Typed access to one TOML table, with errors that name the file, table and key.
+struct TableReader {
+    let file: String
+    let table: String
+    let values: TOMLTable
+
+    private func wrongType(_ key: String, _ expected: String) -> ConfigurationError {
+        ConfigurationError(description: "\(file): \(table).\(key) must be \(expected)")
+    }
+
+    func string(_ key: String, _ set: (String) throws(ConfigurationError) -> Void) throws(ConfigurationError) {
+        guard let value = values[key] else { return }
+        guard let text = value.string else { throw wrongType(key, "a string") }
+        try set(text)
+    }
+
+    func int(_ key: String, _ range: ClosedRange<Int>, _ set: (Int) -> Void) throws(ConfigurationError) {
+        guard let value = values[key] else { return }
+        guard let number = value.int else { throw wrongType(key, "an integer") }
+        guard range.contains(number) else { throw wrongType(key, "between \(range.lowerBound) and \(range.upperBound)") }
+        set(number)
+    }
+
+    func ids(_ key: String, _ set: ([UInt32]) -> Void) throws(ConfigurationError) {
+        guard let value = values[key] else { return }
+        guard let array = value.array else { throw wrongType(key, "an array of integers") }
+        var result: [UInt32] = []
+        for item in array {
+            guard let number = item.int, number >= 0, number <= Int(UInt32.max) else {
+                throw wrongType(key, "an array of non-negative integers")
+            }
+            result.append(UInt32(number))
+        }
+        set(result)
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#endif

@@ -1,0 +1,167 @@
+import ArgumentParser
+import COTPSys
+import Foundation
+import Logging
+import OTPServer
+import OTPStore
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The otpd version reported by `ServerInfo` and `--version`.
+let otpdVersion = "0.1.0"
+
+@main
+struct OTPD: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "otpd",
+        abstract: "The otpd two-factor authentication daemon.",
+        discussion: """
+            Serves the otp.v1.TwoFactor protocol (length-prefixed protobuf) on a Unix socket. With no \
+            configuration file it keeps everything in the working directory: otpd.sock, otpd.sqlite, \
+            otpd.key (created with mode 0600) and outbox.jsonl (SMS messages instead of Twilio).
+            Flags override the file. Exit status: 0 after a graceful shutdown (SIGTERM/SIGINT), \
+            1 when it cannot start (socket in use, corrupt database), 2 for a configuration error.
+            See otpd.example.toml for every key.
+            """,
+        version: otpdVersion)
+
+    @Option(name: .long, help: "TOML configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Unix socket path (default otpd.sock).")
+    var socket: String?
+
+    @Option(name: .long, help: "SQLite database path (default otpd.sqlite).")
+    var database: String?
+
+    @Option(name: .customLong("key-file"), help: "32-byte key file, created 0600 if missing (default otpd.key or $CREDENTIALS_DIRECTORY/otpd.key).")
+    var keyFile: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    @Option(name: .long, help: "SMS outbox file (default outbox.jsonl).")
+    var outbox: String?
+
+    /// Parses flags and runs, mapping errors to the documented exit statuses.
+    static func main() async {
+        let command: OTPD
+        do {
+            command = try parse()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+        do {
+            try await command.start()
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("otpd: \(error.description)\n".utf8))
+            Foundation.exit(2)
+        } catch {
+            FileHandle.standardError.write(Data("otpd: cannot start: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+        Foundation.exit(0)
+    }
+
+    func resolvedConfiguration() throws(ConfigurationError) -> DaemonConfiguration {
+        var configuration = DaemonConfiguration()
+        if let config { try configuration.load(file: config) }
+        if let socket { configuration.socketPath = socket }
+        if let database { configuration.databasePath = database }
+        if let keyFile { configuration.keyFile = keyFile }
+        if let logLevel { configuration.logLevel = logLevel }
+        if let outbox { configuration.outboxPath = outbox }
+        try configuration.validate()
+        return configuration
+    }
+
+    func start() async throws {
+        let configuration = try resolvedConfiguration()
+        // Files otpd creates (database, WAL, key, outbox) are private to its user; the socket's
+        // mode is set explicitly when it is bound.
+        umask(0o077)
+        let environment = ProcessInfo.processInfo.environment
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "otpd")
+
+        let keyPath = configuration.keyFile ?? DaemonKey.defaultPath(environment: environment)
+        _ = try DaemonKey.loadOrCreate(path: keyPath)
+
+        let store = try SQLiteStore(
+            path: configuration.databasePath,
+            synchronous: SynchronousMode(rawValue: configuration.synchronous) ?? .full, logger: logger)
+
+        let statistics = ConnectionStatistics()
+        let facts = DaemonFacts(
+            version: otpdVersion, databasePath: absolutePath(configuration.databasePath),
+            schemaVersion: UInt32(store.schemaVersion), smsSender: configuration.smsSender,
+            maximumConnections: configuration.maximumConnections, startedAt: .now,
+            startedAtUnix: Int64(Date().timeIntervalSince1970))
+        let router = TwoFactorRouter(facts: facts, statistics: statistics)
+
+        let server = SocketServer(
+            configuration: try serverConfiguration(configuration, environment: environment), router: router,
+            statistics: statistics, logger: logger,
+            onReady: {
+                _ = cotp_sd_notify("READY=1\nSTATUS=serving")
+            })
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        _ = cotp_sd_notify("STOPPING=1")
+        store.close()
+        logger.info("stopped")
+    }
+
+    private func serverConfiguration(
+        _ configuration: DaemonConfiguration, environment: [String: String]
+    ) throws(ConfigurationError) -> ServerConfiguration {
+        var listener = ServerConfiguration.Listener.path(configuration.socketPath)
+        // systemd socket activation: LISTEN_PID names us and LISTEN_FDS >= 1; the socket is fd 3.
+        if let pid = environment["LISTEN_PID"].flatMap(Int32.init), pid == getpid(),
+            let count = environment["LISTEN_FDS"].flatMap(Int.init), count >= 1
+        {
+            listener = .inherited(descriptor: 3, path: environment["LISTEN_FDNAMES"])
+            unsetenv("LISTEN_PID")
+            unsetenv("LISTEN_FDS")
+            unsetenv("LISTEN_FDNAMES")
+        }
+        var server = ServerConfiguration(listener: listener)
+        server.socketMode = configuration.socketMode
+        if let group = configuration.socketGroup {
+            if let gid = UInt32(group) {
+                server.socketGroup = gid
+            } else if let entry = getgrnam(group) {
+                server.socketGroup = entry.pointee.gr_gid
+            } else {
+                throw ConfigurationError(description: "server.socket_group: no group named \(group)")
+            }
+        }
+        server.allowedUIDs = Set(configuration.allowedUIDs)
+        server.allowedGIDs = Set(configuration.allowedGIDs)
+        server.maximumFrameSize = configuration.maximumFrameBytes
+        server.idleTimeout = .seconds(configuration.idleTimeoutSeconds)
+        server.frameTimeout = .seconds(configuration.frameTimeoutSeconds)
+        server.maximumConnections = configuration.maximumConnections
+        server.maximumCallsInFlightPerConnection = configuration.maximumCallsInFlight
+        if configuration.threads > 0 { server.eventLoopThreads = configuration.threads }
+        return server
+    }
+
+    private func absolutePath(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+}

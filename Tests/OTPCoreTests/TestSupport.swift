@@ -1,0 +1,128 @@
+import Foundation
+import OTPCore
+import Synchronization
+import Testing
+
+/// A deterministic RandomSource (SplitMix64) for reproducible tests. Not for production.
+final class SeededRandom: RandomSource {
+    private let state: Mutex<UInt64>
+
+    init(seed: UInt64) {
+        state = Mutex(seed)
+    }
+
+    private func next() -> UInt64 {
+        state.withLock { state in
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        var index = 0
+        while index < buffer.count {
+            let word = next()
+            withUnsafeBytes(of: word) { bytes in
+                for byte in bytes where index < buffer.count {
+                    buffer[index] = byte
+                    index += 1
+                }
+            }
+        }
+    }
+}
+
+/// A RandomSource that hands out a fixed script of 64-bit words (as `nextUInt64` reads them)
+/// and counts how many were consumed; running past the end fails the test.
+final class ScriptedRandom: RandomSource {
+    private let state: Mutex<(words: [UInt64], used: Int)>
+
+    init(_ words: [UInt64]) {
+        state = Mutex((words, 0))
+    }
+
+    var consumed: Int { state.withLock { $0.used } }
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        precondition(buffer.count == 8, "ScriptedRandom serves whole 64-bit words only")
+        let word: UInt64 = state.withLock { state in
+            guard state.used < state.words.count else {
+                Issue.record("ScriptedRandom ran out of words")
+                return 0
+            }
+            defer { state.used += 1 }
+            return state.words[state.used]
+        }
+        withUnsafeBytes(of: word) { buffer.copyMemory(from: $0) }
+    }
+}
+
+/// A clock the test sets and advances by hand.
+final class ManualClock: OTPClock {
+    private let current: Mutex<Date>
+
+    init(_ start: Date) {
+        current = Mutex(start)
+    }
+
+    func now() -> Date { current.withLock { $0 } }
+
+    func advance(by seconds: TimeInterval) {
+        current.withLock { $0 += seconds }
+    }
+}
+
+enum Vectors {
+    /// `<repo>/../shared/vectors/<name>`, the repository found from this file's path.
+    static func url(_ name: String, filePath: String = #filePath) -> URL {
+        URL(fileURLWithPath: filePath)
+            .deletingLastPathComponent()  // OTPCoreTests
+            .deletingLastPathComponent()  // Tests
+            .deletingLastPathComponent()  // repository root
+            .appendingPathComponent("../shared/vectors/\(name)")
+            .standardizedFileURL
+    }
+
+    /// The data rows of a tab-separated vector file (comments and blank lines skipped).
+    static func rows(_ name: String) throws -> [[String]] {
+        let url = url(name)
+        try #require(
+            FileManager.default.fileExists(atPath: url.path),
+            "test vector file missing: \(url.path); shared/ must sit beside the repository")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let rows =
+            text.split(whereSeparator: \.isNewline)
+            .filter { !$0.hasPrefix("#") && !$0.allSatisfy(\.isWhitespace) }
+            .map { $0.split(separator: "\t").map(String.init) }
+        try #require(!rows.isEmpty, "test vector file \(url.path) has no rows")
+        return rows
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+}
+
+func unhex(_ text: String) -> [UInt8] {
+    var out: [UInt8] = []
+    var index = text.startIndex
+    while index < text.endIndex {
+        let next = text.index(index, offsetBy: 2)
+        out.append(UInt8(text[index..<next], radix: 16)!)
+        index = next
+    }
+    return out
+}
+
+/// Pearson's chi-squared statistic of observed counts against a uniform expectation.
+func chiSquared(_ counts: [Int]) -> Double {
+    let total = Double(counts.reduce(0, +))
+    let expected = total / Double(counts.count)
+    return counts.reduce(0.0) { sum, count in
+        let d = Double(count) - expected
+        return sum + d * d / expected
+    }
+}

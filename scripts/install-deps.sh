@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages otpd builds and tests with, when any is missing:
+# libprotobuf-c-dev + protobuf-c-compiler (wire format), libsqlite3-dev (storage), pkg-config,
+# and for the tests systemd (systemd-socket-activate, systemd-analyze) and util-linux (setpriv).
+set -euo pipefail
+packages=(libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev pkg-config systemd util-linux python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
