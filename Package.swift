@@ -98,6 +98,9 @@ let package = Package(
             name: "OTPStoreTests", dependencies: ["OTPStore", "OTPCore"],
             swiftSettings: strictSettings),
         .testTarget(
+            name: "TwoFactorServiceTests", dependencies: ["OTPCore", "OTPStore"],
+            swiftSettings: strictSettings),
+        .testTarget(
             name: "IntegrationTests", dependencies: ["OTPClient", "OTPProtocol"],
             swiftSettings: strictSettings),
     ],

@@ -70,6 +70,8 @@ extension TwoFactorService {
                 return .success(BackupRedemption(success: false, remaining: 0, low: false))
             }
             if self.isLocked(account, at: now) {
+                try self.registerFailure(&account, now: now, in: tx)
+                try tx.saveAccount(account)
                 try tx.appendEvent(
                     EventRecord(
                         accountID: accountID, kind: "backup_code_redeemed", outcome: "failure", detail: "account locked",

@@ -336,14 +336,18 @@ extension TwoFactorService {
         }
         if parsed == nil { reason = "malformed code" }
 
-        if isLocked(account, at: now) {
+        if isLocked(account, at: now), stored != nil {
+            // A guess during a lock is still a guess: it counts, and the lock holds even for
+            // the right code.
+            try registerFailure(&account, now: now, in: tx)
+            try tx.saveAccount(account)
             try tx.appendEvent(
                 EventRecord(
                     accountID: accountID, kind: "verify", outcome: "failure",
                     detail: "\(purpose.rawValue): account locked", at: now))
             return VerifyOutcome(
                 success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: account.lockedUntil,
-                summary: try summary(stored, id: accountID, in: tx, now: now))
+                summary: try summary(account, id: accountID, in: tx, now: now))
         }
 
         // The authenticator, wherever an SMS code is accepted (not for proving a new number).

@@ -144,6 +144,7 @@ public final class TwoFactorService: Sendable {
                     .permissionDenied, "This action needs a proof: a code for \(purpose.rawValue) or an authenticator code"))
         }
         if isLocked(account, at: now) {
+            if case .token = proof {} else { try registerFailure(&account, now: now, in: tx) }
             try tx.appendEvent(
                 EventRecord(accountID: account.id, kind: "proof", outcome: "refused", detail: "locked", at: now))
             var error = TwoFactorError(.permissionDenied, "The account is locked")

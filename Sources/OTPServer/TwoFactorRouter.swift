@@ -1,3 +1,6 @@
+internal import Foundation
+public import Logging
+public import OTPCore
 public import OTPProtocol
 
 /// Facts about the running daemon that `ServerInfo` reports.
@@ -25,14 +28,18 @@ public struct DaemonFacts: Sendable {
 }
 
 /// Routes the `otp.v1.TwoFactor` methods: `Health` and `ServerInfo` on the event loop, every
-/// other method to the domain; RPCs that are not built yet answer UNIMPLEMENTED.
+/// other method to the domain service, translating between wire messages and domain values.
 public struct TwoFactorRouter: CallRouter {
     private let facts: DaemonFacts
     private let statistics: ConnectionStatistics
+    let service: TwoFactorService
+    let logger: Logger
 
-    public init(facts: DaemonFacts, statistics: ConnectionStatistics) {
+    public init(facts: DaemonFacts, statistics: ConnectionStatistics, service: TwoFactorService, logger: Logger) {
         self.facts = facts
         self.statistics = statistics
+        self.service = service
+        self.logger = logger
     }
 
     public func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? {
@@ -54,7 +61,11 @@ public struct TwoFactorRouter: CallRouter {
     }
 
     public func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
-        .failure(RPCError(code: .unimplemented, message: "\(context.method.name) is not implemented yet"))
+        do throws(RPCError) {
+            return .success(try await dispatch(payload, context))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// Decodes the request, runs `body`, encodes the answer; errors become the call's status.

@@ -114,6 +114,10 @@ public final class SQLiteConnection {
         return Int(sqlite3_changes(handle))
     }
 
+    /// Whether a transaction is open (SQLite may roll one back by itself after a disk-full or
+    /// I/O error).
+    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
     /// The rowid of the last inserted row.
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
@@ -157,9 +161,24 @@ final class Statement {
             switch value {
             case .null: rc = sqlite3_bind_null(raw, index)
             case .integer(let v): rc = sqlite3_bind_int64(raw, index, v)
-            case .text(let v): rc = sqlite3_bind_text(raw, index, v, -1, Self.transient)
+            case .text(let v):
+                // The byte count, not -1: a NUL inside the text must not cut it short.
+                var utf8 = Array(v.utf8)
+                let count = utf8.count
+                utf8.append(0)  // never an empty buffer, so the pointer is never nil
+                rc = utf8.withUnsafeBytes { buffer in
+                    sqlite3_bind_text64(
+                        raw, index, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt64(count),
+                        Self.transient, UInt8(SQLITE_UTF8))
+                }
             case .blob(let v):
-                rc = v.withUnsafeBytes { sqlite3_bind_blob(raw, index, $0.baseAddress, Int32($0.count), Self.transient) }
+                if v.isEmpty {
+                    rc = sqlite3_bind_zeroblob(raw, index, 0)  // empty, not NULL
+                } else {
+                    rc = v.withUnsafeBytes {
+                        sqlite3_bind_blob64(raw, index, $0.baseAddress, UInt64($0.count), Self.transient)
+                    }
+                }
             }
             guard rc == SQLITE_OK else { throw error(rc) }
         }

@@ -175,6 +175,14 @@ final class WriterQueue: @unchecked Sendable {
                 continue
             }
             let outcome = job.run(connection)
+            guard connection.isInTransaction else {
+                // SQLite rolled the whole transaction back (disk full, I/O error): nothing of
+                // this batch is stored, so nobody in it may hear "done".
+                let error = StoreError(kind: .other, message: "the transaction was rolled back by SQLite")
+                logger.error("write transaction lost; refusing every call of the batch", metadata: ["error": "\(error)"])
+                for job in batch { job.abandon(error) }
+                return
+            }
             do {
                 if case .failure = outcome {
                     try connection.execute("ROLLBACK TO job")

@@ -1,4 +1,5 @@
 import Foundation
+import OTPCore
 import TOMLKit
 
 /// Everything otpd can be told, with the defaults used when neither the TOML file nor a flag
@@ -26,6 +27,8 @@ struct DaemonConfiguration: Sendable {
     // [sms]
     var smsSender = "outbox"
     var outboxPath = "outbox.jsonl"
+    // [codes], [lockout], [sms] budgets, [totp], [backup]
+    var policy = TwoFactorPolicy()
 }
 
 /// A configuration problem: otpd prints it and exits with status 2.
@@ -42,7 +45,15 @@ extension DaemonConfiguration {
         ],
         "storage": ["database", "synchronous", "key_file"],
         "log": ["level"],
-        "sms": ["sender", "outbox"],
+        "sms": [
+            "sender", "outbox", "brand", "resend_cooldown_seconds", "max_resend_cooldown_seconds",
+            "per_account_per_hour", "per_phone_per_day", "per_country_per_hour", "global_per_minute",
+            "allowed_country_codes",
+        ],
+        "codes": ["length", "lifetime_seconds", "attempts_per_challenge"],
+        "lockout": ["threshold", "durations_seconds", "max_consecutive_failures"],
+        "totp": ["issuer", "window", "enrollment_lifetime_seconds"],
+        "backup": ["count", "proof_purposes", "low_watermark"],
     ]
 
     /// Reads a TOML file over the defaults.
@@ -105,6 +116,45 @@ extension DaemonConfiguration {
         case "sms":
             try r.string("sender") { smsSender = $0 }
             try r.string("outbox") { outboxPath = $0 }
+            try r.string("brand") { policy.smsBrand = $0 }
+            try r.int("resend_cooldown_seconds", 0...3600) { policy.resendCooldown = TimeInterval($0) }
+            try r.int("max_resend_cooldown_seconds", 0...86_400) { policy.maximumResendCooldown = TimeInterval($0) }
+            try r.int("per_account_per_hour", 1...1000) { policy.smsPerAccountPerHour = $0 }
+            try r.int("per_phone_per_day", 1...1000) { policy.smsPerPhonePerDay = $0 }
+            try r.int("per_country_per_hour", 1...1_000_000) { policy.smsPerCountryPerHour = $0 }
+            try r.int("global_per_minute", 1...1_000_000) { policy.smsGlobalPerMinute = $0 }
+            try r.strings("allowed_country_codes") { codes throws(ConfigurationError) in
+                for code in codes where code.isEmpty || code.count > 3 || !code.allSatisfy(\.isASCII) || Int(code) == nil {
+                    throw ConfigurationError(description: "\(r.file): sms.allowed_country_codes: \"\(code)\" is not a calling code like \"44\"")
+                }
+                policy.allowedCountryCodes = Set(codes)
+            }
+        case "codes":
+            try r.int("length", CodeDigits.minimum...CodeDigits.maximum) { policy.codeLength = CodeDigits($0)! }
+            try r.int("lifetime_seconds", 30...600) { policy.codeLifetime = TimeInterval($0) }
+            try r.int("attempts_per_challenge", 1...20) { policy.attemptsPerChallenge = $0 }
+        case "lockout":
+            try r.int("threshold", 1...100) { policy.lockThreshold = $0 }
+            try r.int("max_consecutive_failures", 1...100) { policy.maximumConsecutiveFailures = $0 }
+            try r.ids("durations_seconds") { values in policy.lockDurations = values.map { TimeInterval($0) } }
+        case "totp":
+            try r.string("issuer") { policy.issuer = $0 }
+            try r.int("window", 0...2) { policy.totpWindow = $0 }
+            try r.int("enrollment_lifetime_seconds", 60...86_400) { policy.totpEnrollmentLifetime = TimeInterval($0) }
+        case "backup":
+            try r.int("count", 5...20) { policy.backupCodeCount = $0 }
+            try r.int("low_watermark", 0...20) { policy.backupCodesLowWatermark = $0 }
+            try r.strings("proof_purposes") { names throws(ConfigurationError) in
+                var purposes: Set<CodePurpose> = []
+                for name in names {
+                    guard let purpose = CodePurpose(rawValue: name), purpose.yieldsProof else {
+                        throw ConfigurationError(
+                            description: "\(r.file): backup.proof_purposes: \"\(name)\" must be change_phone, disable_factor or manage_factors")
+                    }
+                    purposes.insert(purpose)
+                }
+                policy.backupCodeProofPurposes = purposes
+            }
         default:
             break
         }
@@ -120,6 +170,11 @@ extension DaemonConfiguration {
         }
         guard smsSender == "outbox" else {
             throw ConfigurationError(description: "sms.sender must be \"outbox\" (the only sender in this build)")
+        }
+        do {
+            try policy.validate()
+        } catch {
+            throw ConfigurationError(description: "configuration: \(error.message)")
         }
         for (name, path) in [("server.socket", socketPath), ("storage.database", databasePath), ("sms.outbox", outboxPath)] {
             try Self.checkWritableParent(of: path, name: name)
@@ -165,6 +220,17 @@ struct TableReader {
         guard let number = value.int else { throw wrongType(key, "an integer") }
         guard range.contains(number) else { throw wrongType(key, "between \(range.lowerBound) and \(range.upperBound)") }
         set(number)
+    }
+
+    func strings(_ key: String, _ set: ([String]) throws(ConfigurationError) -> Void) throws(ConfigurationError) {
+        guard let value = values[key] else { return }
+        guard let array = value.array else { throw wrongType(key, "an array of strings") }
+        var result: [String] = []
+        for item in array {
+            guard let text = item.string else { throw wrongType(key, "an array of strings") }
+            result.append(text)
+        }
+        try set(result)
     }
 
     func ids(_ key: String, _ set: ([UInt32]) -> Void) throws(ConfigurationError) {

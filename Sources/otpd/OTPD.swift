@@ -2,7 +2,9 @@ import ArgumentParser
 import COTPSys
 import Foundation
 import Logging
+import OTPCore
 import OTPServer
+import OTPSMS
 import OTPStore
 import ServiceLifecycle
 import UnixSignals
@@ -10,6 +12,11 @@ import UnixSignals
 #if canImport(Glibc)
     import Glibc
 #endif
+
+/// A reason otpd cannot start (exit status 1).
+struct StartError: Error, CustomStringConvertible {
+    var description: String
+}
 
 /// The otpd version reported by `ServerInfo` and `--version`.
 let otpdVersion = "0.1.0"
@@ -46,6 +53,9 @@ struct OTPD: AsyncParsableCommand {
 
     @Option(name: .long, help: "SMS outbox file (default outbox.jsonl).")
     var outbox: String?
+
+    @Flag(name: .customLong("check-config"), help: "Check the configuration (file and flags) and exit: 0 when valid, 2 otherwise.")
+    var checkConfig = false
 
     /// Parses flags and runs, mapping errors to the documented exit statuses.
     static func main() async {
@@ -84,6 +94,10 @@ struct OTPD: AsyncParsableCommand {
 
     func start() async throws {
         let configuration = try resolvedConfiguration()
+        if checkConfig {
+            print("configuration OK")
+            return
+        }
         // Files otpd creates (database, WAL, key, outbox) are private to its user; the socket's
         // mode is set explicitly when it is bound.
         umask(0o077)
@@ -97,11 +111,26 @@ struct OTPD: AsyncParsableCommand {
         let logger = Logger(label: "otpd")
 
         let keyPath = configuration.keyFile ?? DaemonKey.defaultPath(environment: environment)
-        _ = try DaemonKey.loadOrCreate(path: keyPath)
+        let keys: DaemonKeys
+        do {
+            keys = try DaemonKeys(masterKey: try DaemonKey.loadOrCreate(path: keyPath))
+        } catch let error as DaemonKeyError {
+            throw ConfigurationError(description: "key file \(keyPath): \(error)")
+        }
 
         let store = try SQLiteStore(
             path: configuration.databasePath,
             synchronous: SynchronousMode(rawValue: configuration.synchronous) ?? .full, logger: logger)
+        try await checkKeyMatchesDatabase(keys: keys, keyPath: keyPath, store: store)
+        let domainStore = try SQLiteTwoFactorStore(store: store)
+        let sender = OutboxSender(path: configuration.outboxPath, logger: logger)
+        let service = try TwoFactorService(store: domainStore, sender: sender, keys: keys, policy: configuration.policy)
+        logger.info(
+            "otpd starting",
+            metadata: [
+                "version": "\(otpdVersion)", "database": "\(store.path)", "schema.version": "\(store.schemaVersion)",
+                "key.fingerprint": "\(keys.fingerprint)", "sms.sender": "\(sender.name)",
+            ])
 
         let statistics = ConnectionStatistics()
         let facts = DaemonFacts(
@@ -109,7 +138,7 @@ struct OTPD: AsyncParsableCommand {
             schemaVersion: UInt32(store.schemaVersion), smsSender: configuration.smsSender,
             maximumConnections: configuration.maximumConnections, startedAt: .now,
             startedAtUnix: Int64(Date().timeIntervalSince1970))
-        let router = TwoFactorRouter(facts: facts, statistics: statistics)
+        let router = TwoFactorRouter(facts: facts, statistics: statistics, service: service, logger: logger)
 
         let server = SocketServer(
             configuration: try serverConfiguration(configuration, environment: environment), router: router,
@@ -124,6 +153,22 @@ struct OTPD: AsyncParsableCommand {
         _ = cotp_sd_notify("STOPPING=1")
         store.close()
         logger.info("stopped")
+    }
+
+    /// The database remembers the fingerprint of the key it was first used with: another key
+    /// could check no stored code and open no authenticator secret, so otpd refuses to start.
+    private func checkKeyMatchesDatabase(keys: DaemonKeys, keyPath: String, store: SQLiteStore) async throws {
+        let fingerprint = keys.fingerprint
+        let recorded = try await store.write { db -> String in
+            let existing = try db.query("SELECT value FROM daemon_meta WHERE key = 'key_fingerprint'")
+            if let value = existing.first?.first?.text { return value }
+            try db.run("INSERT INTO daemon_meta (key, value) VALUES ('key_fingerprint', ?)", [.text(fingerprint)])
+            return fingerprint
+        }
+        guard recorded == fingerprint else {
+            throw StartError(
+                description: "the key in \(keyPath) (fingerprint \(fingerprint)) is not the key \(store.path) was created with (fingerprint \(recorded)); stored codes and authenticator secrets need the original key file")
+        }
     }
 
     private func serverConfiguration(

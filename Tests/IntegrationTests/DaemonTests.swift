@@ -315,3 +315,60 @@ func varint(_ value: UInt64) -> [UInt8] {
     out.append(UInt8(value))
     return out
 }
+
+@Suite("example configuration")
+struct ExampleConfigurationTests {
+    /// The shipped example documents every key with a valid value.
+    @Test func theExampleConfigurationIsValid() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("otpd.example.toml").path
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let result = try runProgram(
+            Binaries.otpd,
+            [
+                "--check-config", "--config", example, "--socket", directory.file("s"), "--database",
+                directory.file("d"), "--outbox", directory.file("o"), "--key-file", directory.file("k"),
+            ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("configuration OK"))
+        // Every key otpd knows appears in the example.
+        let text = try String(contentsOfFile: example, encoding: .utf8)
+        for key in ["socket_mode", "allowed_gids", "frame_timeout_seconds", "synchronous", "key_file",
+                    "per_phone_per_day", "allowed_country_codes", "attempts_per_challenge", "durations_seconds",
+                    "max_consecutive_failures", "issuer", "enrollment_lifetime_seconds", "proof_purposes",
+                    "low_watermark", "brand"] {
+            #expect(text.contains("\n\(key) = "), "\(key) is not documented")
+        }
+    }
+}
+
+@Suite("daemon key")
+struct DaemonKeyTests {
+    @Test func anotherKeyFileIsRefusedForAnExistingDatabase() async throws {
+        let daemon = try DaemonProcess()
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        #expect(await daemon.terminate() == 0)
+        var info = stat()
+        #expect(stat(daemon.keyPath, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o600)
+        try FileManager.default.removeItem(atPath: daemon.keyPath)
+        let other = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        #expect(FileManager.default.createFile(
+            atPath: daemon.keyPath, contents: Data(other), attributes: [.posixPermissions: 0o600]))
+        let result = try runProgram(Binaries.otpd, daemon.arguments)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("is not the key"), "\(result.stderr)")
+    }
+
+    @Test func aKeyFileReadableByOthersIsRefused() async throws {
+        let daemon = try DaemonProcess()
+        defer { Task { await daemon.cleanUp() } }
+        #expect(FileManager.default.createFile(
+            atPath: daemon.keyPath, contents: Data(repeating: 7, count: 32), attributes: [.posixPermissions: 0o644]))
+        let result = try runProgram(Binaries.otpd, daemon.arguments)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("chmod 600"))
+    }
+}

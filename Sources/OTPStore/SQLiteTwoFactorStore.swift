@@ -1,0 +1,647 @@
+internal import Foundation
+public import OTPCore
+
+/// The domain's storage (`TwoFactorStore`) on SQLite, in the tables of schema version 2.
+///
+/// Promises:
+/// - Every `transaction` body runs alone on the store's single writer, inside its own savepoint,
+///   and the call returns only after the commit that holds its changes is durable.
+/// - If the body throws, or if any storage operation inside it failed (even one the body caught
+///   and ignored), none of the body's changes are kept and the call throws (fail closed,
+///   SECURITY §19).
+/// - A stored row that cannot be turned back into a record (a phone number that no longer
+///   parses, an unknown purpose, a value out of range) throws `StoreError` of kind `.corrupt`;
+///   it is never skipped or guessed at.
+/// - Times are kept as whole Unix milliseconds: a `Date` comes back rounded to the nearest
+///   millisecond.
+public final class SQLiteTwoFactorStore: TwoFactorStore {
+    /// The lowest schema version (`PRAGMA user_version`) that has this store's tables.
+    public static let minimumSchemaVersion = 2
+
+    /// The SQLite store underneath: its `path` and `schemaVersion`, and `close()` at shutdown.
+    public let store: SQLiteStore
+
+    /// Uses `store`, which must have been opened with ``Migration/all`` (or a list that starts
+    /// with it).
+    ///
+    /// - Throws: `StoreError` of kind `.other` when the store's schema is older than
+    ///   ``minimumSchemaVersion``.
+    public init(store: SQLiteStore) throws(StoreError) {
+        guard store.schemaVersion >= Self.minimumSchemaVersion else {
+            throw StoreError(
+                kind: .other,
+                message: "\(store.path) has schema version \(store.schemaVersion); the two-factor tables need "
+                    + "\(Self.minimumSchemaVersion) or later")
+        }
+        self.store = store
+    }
+
+    /// Runs `body` in a transaction and returns its result once the transaction is durably
+    /// committed. The transaction object is valid only while `body` runs; used later, every
+    /// operation throws. If `body` throws, or any operation inside it threw, nothing of `body`
+    /// is kept and the error is thrown here.
+    public func transaction<T: Sendable>(
+        _ body: @escaping @Sendable (any StoreTransaction) throws -> T
+    ) async throws -> T {
+        try await store.write { connection in
+            let transaction = SQLiteStoreTransaction(connection: connection)
+            defer { transaction.end() }
+            let value = try body(transaction)
+            // A storage failure the body caught must still refuse the whole transaction.
+            if let failure = transaction.failure { throw failure }
+            return value
+        }
+    }
+}
+
+// MARK: - The transaction
+
+/// The operations of one `SQLiteTwoFactorStore.transaction` body, on the writer's connection.
+///
+/// Valid only while the body runs: `end()` drops the connection, after which every operation
+/// throws. Not `Sendable`: it lives on the writer thread for the length of one body.
+final class SQLiteStoreTransaction: StoreTransaction {
+    private var connection: SQLiteConnection?
+    /// The first storage error raised by an operation of this transaction, if any. Once set,
+    /// every later operation throws it again.
+    private(set) var failure: StoreError?
+
+    init(connection: SQLiteConnection) {
+        self.connection = connection
+    }
+
+    /// Ends the transaction object's life; later operations throw.
+    func end() {
+        connection = nil
+    }
+
+    /// Runs `work` on the connection, remembering a failure so the transaction cannot commit.
+    @discardableResult
+    private func perform<R>(_ work: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
+        if let failure { throw failure }
+        guard let connection else {
+            throw StoreError(kind: .other, message: "a store transaction was used after its body returned")
+        }
+        switch Result(catching: { () throws(StoreError) -> R in try work(connection) }) {
+        case .success(let value):
+            return value
+        case .failure(let error):
+            failure = error
+            throw error
+        }
+    }
+
+    // MARK: Accounts
+
+    func account(_ id: String) throws(StoreError) -> AccountRecord? {
+        try perform { db throws(StoreError) in
+            guard let row = try db.query(SQL.selectAccount, [try bind(id)]).first else { return nil }
+            return try Self.decodeAccount(row)
+        }
+    }
+
+    func saveAccount(_ account: AccountRecord) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            let totpLastStep: SQLValue
+            if let step = account.totpLastStep {
+                guard let value = Int64(exactly: step) else {
+                    throw StoreError(kind: .constraint, message: "accounts.totp_last_step is out of range")
+                }
+                totpLastStep = .integer(value)
+            } else {
+                totpLastStep = .null
+            }
+            try db.run(
+                SQL.upsertAccount,
+                [
+                    try bind(account.id),
+                    try bind(account.phone?.e164),
+                    .integer(account.phoneVerified ? 1 : 0),
+                    try bind(account.pendingPhone?.e164),
+                    try bind(account.totpSecretSealed, column: "accounts.totp_secret"),
+                    totpLastStep,
+                    try bind(account.pendingTotpSealed, column: "accounts.pending_totp"),
+                    try bind(account.pendingTotpExpiresAt),
+                    try bind(account.preferred?.rawValue),
+                    .integer(Int64(account.consecutiveFailures)),
+                    .integer(Int64(account.lockCount)),
+                    try bind(account.lockedUntil),
+                    try bind(account.createdAt),
+                    try bind(account.updatedAt),
+                ])
+        }
+    }
+
+    func deleteAccountData(_ id: String) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            let parameters = [try bind(id)]
+            try db.run("DELETE FROM challenges WHERE account_id = ?", parameters)
+            try db.run("DELETE FROM proofs WHERE account_id = ?", parameters)
+            try db.run("DELETE FROM backup_codes WHERE account_id = ?", parameters)
+            try db.run("DELETE FROM accounts WHERE id = ?", parameters)
+        }
+    }
+
+    // MARK: Challenges
+
+    func insertChallenge(_ challenge: ChallengeRecord) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            try db.run(
+                SQL.insertChallenge,
+                [
+                    try bind(challenge.id),
+                    try bind(challenge.accountID),
+                    .text(challenge.purpose.rawValue),
+                    .text(challenge.destination.e164),
+                    try bind(challenge.codeHash, column: "challenges.code_hash"),
+                    try bind(challenge.createdAt),
+                    try bind(challenge.expiresAt),
+                    .integer(Int64(challenge.attemptsLeft)),
+                    .text(challenge.state.rawValue),
+                ])
+        }
+    }
+
+    func challenge(id: String) throws(StoreError) -> ChallengeRecord? {
+        try perform { db throws(StoreError) in
+            guard let row = try db.query(SQL.selectChallenge, [try bind(id)]).first else { return nil }
+            return try Self.decodeChallenge(row)
+        }
+    }
+
+    /// Throws (kind `.other`) when no challenge has this id, so a lost decrement never passes
+    /// unnoticed.
+    func updateChallenge(id: String, state: ChallengeState, attemptsLeft: Int) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            let changed = try db.run(
+                "UPDATE challenges SET state = ?, attempts_left = ? WHERE id = ?",
+                [.text(state.rawValue), .integer(Int64(attemptsLeft)), try bind(id)])
+            guard changed == 1 else {
+                throw StoreError(kind: .other, message: "no challenge to update with the given id")
+            }
+        }
+    }
+
+    func voidActiveChallenges(accountID: String, purpose: CodePurpose?) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            if let purpose {
+                try db.run(
+                    "UPDATE challenges SET state = 'voided' WHERE account_id = ? AND purpose = ? AND state = 'active'",
+                    [try bind(accountID), .text(purpose.rawValue)])
+            } else {
+                try db.run(
+                    "UPDATE challenges SET state = 'voided' WHERE account_id = ? AND state = 'active'",
+                    [try bind(accountID)])
+            }
+        }
+    }
+
+    // MARK: Proofs
+
+    func insertProof(_ proof: ProofRecord) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            try db.run(
+                "INSERT INTO proofs (token_hash, account_id, purpose, expires_at) VALUES (?, ?, ?, ?)",
+                [
+                    try bind(proof.tokenHash, column: "proofs.token_hash"),
+                    try bind(proof.accountID),
+                    .text(proof.purpose.rawValue),
+                    try bind(proof.expiresAt),
+                ])
+        }
+    }
+
+    func takeProof(tokenHash: [UInt8]) throws(StoreError) -> ProofRecord? {
+        try perform { db throws(StoreError) in
+            guard !tokenHash.isEmpty else { return nil }
+            let rows = try db.query(
+                "DELETE FROM proofs WHERE token_hash = ? RETURNING token_hash, account_id, purpose, expires_at",
+                [.blob(tokenHash)])
+            guard let row = rows.first else { return nil }
+            var reader = RowReader(row, table: "proofs")
+            return ProofRecord(
+                tokenHash: try reader.blob("token_hash"),
+                accountID: try reader.text("account_id"),
+                purpose: try reader.enumeration("purpose", CodePurpose.self),
+                expiresAt: try reader.date("expires_at"))
+        }
+    }
+
+    // MARK: Events
+
+    @discardableResult
+    func appendEvent(_ event: EventRecord) throws(StoreError) -> Int64 {
+        try perform { db throws(StoreError) in
+            let rows = try db.query(
+                """
+                INSERT INTO events (account_id, kind, outcome, detail, destination_masked, at)
+                VALUES (?, ?, ?, ?, ?, ?) RETURNING id
+                """,
+                [
+                    try bind(event.accountID), try bind(event.kind), try bind(event.outcome), try bind(event.detail),
+                    try bind(event.destinationMasked), try bind(event.at),
+                ])
+            guard let id = rows.first?.first?.integer else {
+                throw StoreError(kind: .other, message: "inserting an event returned no id")
+            }
+            return id
+        }
+    }
+
+    /// `limit` is clamped to 1...1000.
+    func events(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [EventRecord] {
+        try perform { db throws(StoreError) in
+            let limit = Int64(min(max(limit, 1), 1000))
+            let rows: [[SQLValue]]
+            switch (accountID, beforeID) {
+            case (let accountID?, let beforeID?):
+                rows = try db.query(
+                    SQL.selectEvents + " WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                    [try bind(accountID), .integer(beforeID), .integer(limit)])
+            case (let accountID?, nil):
+                rows = try db.query(
+                    SQL.selectEvents + " WHERE account_id = ? ORDER BY id DESC LIMIT ?",
+                    [try bind(accountID), .integer(limit)])
+            case (nil, let beforeID?):
+                rows = try db.query(
+                    SQL.selectEvents + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
+            case (nil, nil):
+                rows = try db.query(SQL.selectEvents + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
+            }
+            var events: [EventRecord] = []
+            events.reserveCapacity(rows.count)
+            for row in rows {
+                var reader = RowReader(row, table: "events")
+                events.append(
+                    EventRecord(
+                        id: try reader.integer("id"),
+                        accountID: try reader.text("account_id"),
+                        kind: try reader.text("kind"),
+                        outcome: try reader.text("outcome"),
+                        detail: try reader.text("detail"),
+                        destinationMasked: try reader.text("destination_masked"),
+                        at: try reader.date("at")))
+            }
+            return events
+        }
+    }
+
+    // MARK: SMS sends
+
+    /// Sends at or after `since`, newest first.
+    func smsSends(accountID: String, since: Date) throws(StoreError) -> [SMSSendRecord] {
+        try perform { db throws(StoreError) in
+            let rows = try db.query(
+                """
+                SELECT account_id, phone, purpose, challenge_id, at FROM sms_sends
+                WHERE account_id = ? AND at >= ? ORDER BY at DESC, id DESC
+                """,
+                [try bind(accountID), try bind(since)])
+            var sends: [SMSSendRecord] = []
+            sends.reserveCapacity(rows.count)
+            for row in rows {
+                var reader = RowReader(row, table: "sms_sends")
+                sends.append(
+                    SMSSendRecord(
+                        accountID: try reader.text("account_id"),
+                        phone: try reader.phone("phone"),
+                        purpose: try reader.enumeration("purpose", CodePurpose.self),
+                        challengeID: try reader.text("challenge_id"),
+                        at: try reader.date("at")))
+            }
+            return sends
+        }
+    }
+
+    /// Sends to `phone` at or after `since`.
+    func countSMSSends(phone: PhoneNumber, since: Date) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try Self.count(
+                db, "SELECT count(*) FROM sms_sends WHERE phone = ? AND at >= ?", [.text(phone.e164), try bind(since)])
+        }
+    }
+
+    /// Sends to numbers of `countryCallingCode` at or after `since`.
+    func countSMSSends(countryCallingCode: String, since: Date) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try Self.count(
+                db, "SELECT count(*) FROM sms_sends WHERE country_code = ? AND at >= ?",
+                [try bind(countryCallingCode), try bind(since)])
+        }
+    }
+
+    /// All sends at or after `since`.
+    func countAllSMSSends(since: Date) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try Self.count(db, "SELECT count(*) FROM sms_sends WHERE at >= ?", [try bind(since)])
+        }
+    }
+
+    func recordSMSSend(_ send: SMSSendRecord) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            try db.run(
+                """
+                INSERT INTO sms_sends (account_id, phone, country_code, purpose, challenge_id, at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    try bind(send.accountID), .text(send.phone.e164), .text(send.phone.countryCallingCode),
+                    .text(send.purpose.rawValue), try bind(send.challengeID), try bind(send.at),
+                ])
+        }
+    }
+
+    /// Deletes sends strictly before `before`.
+    func pruneSMSSends(before: Date) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            try db.run("DELETE FROM sms_sends WHERE at < ?", [try bind(before)])
+        }
+    }
+
+    // MARK: Backup codes
+
+    func replaceBackupCodes(accountID: String, hashes: [[UInt8]], at: Date) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            let account = try bind(accountID)
+            let createdAt = try bind(at)
+            try db.run("DELETE FROM backup_codes WHERE account_id = ?", [account])
+            for hash in hashes {
+                try db.run(
+                    "INSERT INTO backup_codes (account_id, code_hash, created_at, used_at) VALUES (?, ?, ?, NULL)",
+                    [account, try bind(hash, column: "backup_codes.code_hash"), createdAt])
+            }
+        }
+    }
+
+    /// One conditional update; true only when it changed exactly one row (SECURITY §7).
+    func consumeBackupCode(accountID: String, hash: [UInt8], at: Date) throws(StoreError) -> Bool {
+        try perform { db throws(StoreError) in
+            guard !hash.isEmpty else { return false }
+            let changed = try db.run(
+                "UPDATE backup_codes SET used_at = ? WHERE account_id = ? AND code_hash = ? AND used_at IS NULL",
+                [try bind(at), try bind(accountID), .blob(hash)])
+            return changed == 1
+        }
+    }
+
+    func remainingBackupCodes(accountID: String) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try Self.count(
+                db, "SELECT count(*) FROM backup_codes WHERE account_id = ? AND used_at IS NULL",
+                [try bind(accountID)])
+        }
+    }
+
+    // MARK: Decoding
+
+    private static func decodeAccount(_ row: [SQLValue]) throws(StoreError) -> AccountRecord {
+        var reader = RowReader(row, table: "accounts")
+        var account = AccountRecord(id: try reader.text("id"), now: Date(timeIntervalSince1970: 0))
+        account.phone = try reader.optionalPhone("phone")
+        account.phoneVerified = try reader.bool("phone_verified")
+        account.pendingPhone = try reader.optionalPhone("pending_phone")
+        account.totpSecretSealed = try reader.optionalBlob("totp_secret")
+        account.totpLastStep = try reader.optionalStep("totp_last_step")
+        account.pendingTotpSealed = try reader.optionalBlob("pending_totp")
+        account.pendingTotpExpiresAt = try reader.optionalDate("pending_totp_expires_at")
+        account.preferred = try reader.optionalEnumeration("preferred", FactorKind.self)
+        account.consecutiveFailures = try reader.count("consecutive_failures")
+        account.lockCount = try reader.count("lock_count")
+        account.lockedUntil = try reader.optionalDate("locked_until")
+        account.createdAt = try reader.date("created_at")
+        account.updatedAt = try reader.date("updated_at")
+        return account
+    }
+
+    private static func decodeChallenge(_ row: [SQLValue]) throws(StoreError) -> ChallengeRecord {
+        var reader = RowReader(row, table: "challenges")
+        return ChallengeRecord(
+            id: try reader.text("id"),
+            accountID: try reader.text("account_id"),
+            purpose: try reader.enumeration("purpose", CodePurpose.self),
+            destination: try reader.phone("destination"),
+            codeHash: try reader.blob("code_hash"),
+            createdAt: try reader.date("created_at"),
+            expiresAt: try reader.date("expires_at"),
+            attemptsLeft: try reader.count("attempts_left"),
+            state: try reader.enumeration("state", ChallengeState.self))
+    }
+
+    private static func count(_ db: SQLiteConnection, _ sql: String, _ parameters: [SQLValue]) throws(StoreError)
+        -> Int
+    {
+        guard let value = try db.scalar(sql, parameters), let count = Int(exactly: value), count >= 0 else {
+            throw StoreError(kind: .other, message: "a count query returned no number")
+        }
+        return count
+    }
+
+    // MARK: SQL text (fixed strings only: every value is bound)
+
+    private enum SQL {
+        static let accountColumns = """
+            id, phone, phone_verified, pending_phone, totp_secret, totp_last_step, pending_totp,
+            pending_totp_expires_at, preferred, consecutive_failures, lock_count, locked_until, created_at, updated_at
+            """
+        static let selectAccount = "SELECT \(accountColumns) FROM accounts WHERE id = ?"
+        static let upsertAccount = """
+            INSERT INTO accounts (\(accountColumns))
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET
+                phone = excluded.phone, phone_verified = excluded.phone_verified,
+                pending_phone = excluded.pending_phone, totp_secret = excluded.totp_secret,
+                totp_last_step = excluded.totp_last_step, pending_totp = excluded.pending_totp,
+                pending_totp_expires_at = excluded.pending_totp_expires_at, preferred = excluded.preferred,
+                consecutive_failures = excluded.consecutive_failures, lock_count = excluded.lock_count,
+                locked_until = excluded.locked_until, created_at = excluded.created_at,
+                updated_at = excluded.updated_at
+            """
+        static let insertChallenge = """
+            INSERT INTO challenges
+                (id, account_id, purpose, destination, code_hash, created_at, expires_at, attempts_left, state)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """
+        static let selectChallenge = """
+            SELECT id, account_id, purpose, destination, code_hash, created_at, expires_at, attempts_left, state
+            FROM challenges WHERE id = ?
+            """
+        static let selectEvents = "SELECT id, account_id, kind, outcome, detail, destination_masked, at FROM events"
+    }
+}
+
+// MARK: - Binding values
+
+/// Text to bind. Refuses a NUL byte: SQLite would cut the text there, so "a\0b" would be stored
+/// (and found) as "a".
+private func bind(_ text: String) throws(StoreError) -> SQLValue {
+    guard !text.utf8.contains(0) else {
+        throw StoreError(kind: .constraint, message: "text containing a NUL byte cannot be stored")
+    }
+    return .text(text)
+}
+
+private func bind(_ text: String?) throws(StoreError) -> SQLValue {
+    guard let text else { return .null }
+    return try bind(text)
+}
+
+/// A blob to bind. Refuses an empty one: SQLite would store it as NULL, turning "set" into "not
+/// set" on the way back.
+private func bind(_ bytes: [UInt8]?, column: String) throws(StoreError) -> SQLValue {
+    guard let bytes else { return .null }
+    guard !bytes.isEmpty else {
+        throw StoreError(kind: .constraint, message: "\(column) cannot be an empty blob")
+    }
+    return .blob(bytes)
+}
+
+private func bind(_ date: Date?) throws(StoreError) -> SQLValue {
+    guard let date else { return .null }
+    return .integer(try StoredTime.milliseconds(date))
+}
+
+/// The one conversion between `Date` and the stored INTEGER Unix milliseconds.
+private enum StoredTime {
+    /// The largest magnitude stored: 2^53 ms, where every millisecond is still exact in a Double
+    /// (about 285 000 years; `Date.distantFuture` and `.distantPast` fit).
+    static let limit: Int64 = 1 << 53
+
+    /// `date` rounded to the nearest millisecond.
+    static func milliseconds(_ date: Date) throws(StoreError) -> Int64 {
+        let value = (date.timeIntervalSince1970 * 1000).rounded(.toNearestOrAwayFromZero)
+        guard value.isFinite, let milliseconds = Int64(exactly: value), abs(milliseconds) <= limit else {
+            throw StoreError(kind: .constraint, message: "a time outside the storable range was given")
+        }
+        return milliseconds
+    }
+
+    static func date(_ milliseconds: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+}
+
+// MARK: - Reading rows
+
+/// Reads one row's columns in order, refusing (kind `.corrupt`) whatever does not decode.
+/// Messages name the column, never the stored value (it may be a phone number).
+private struct RowReader {
+    private let values: [SQLValue]
+    private let table: String
+    private var index = 0
+
+    init(_ values: [SQLValue], table: String) {
+        self.values = values
+        self.table = table
+    }
+
+    private func corrupt(_ column: String, _ problem: String) -> StoreError {
+        StoreError(kind: .corrupt, message: "\(table).\(column) \(problem)")
+    }
+
+    private mutating func next(_ column: String) throws(StoreError) -> SQLValue {
+        guard index < values.count else { throw corrupt(column, "is missing from the row") }
+        defer { index += 1 }
+        return values[index]
+    }
+
+    mutating func text(_ column: String) throws(StoreError) -> String {
+        guard let text = try optionalText(column) else { throw corrupt(column, "is NULL") }
+        return text
+    }
+
+    mutating func optionalText(_ column: String) throws(StoreError) -> String? {
+        switch try next(column) {
+        case .null: return nil
+        case .text(let text): return text
+        case .integer, .blob: throw corrupt(column, "is not text")
+        }
+    }
+
+    mutating func integer(_ column: String) throws(StoreError) -> Int64 {
+        guard let value = try optionalInteger(column) else { throw corrupt(column, "is NULL") }
+        return value
+    }
+
+    mutating func optionalInteger(_ column: String) throws(StoreError) -> Int64? {
+        switch try next(column) {
+        case .null: return nil
+        case .integer(let value): return value
+        case .text, .blob: throw corrupt(column, "is not an integer")
+        }
+    }
+
+    /// A non-negative count.
+    mutating func count(_ column: String) throws(StoreError) -> Int {
+        guard let value = Int(exactly: try integer(column)), value >= 0 else {
+            throw corrupt(column, "is not a count")
+        }
+        return value
+    }
+
+    mutating func bool(_ column: String) throws(StoreError) -> Bool {
+        switch try integer(column) {
+        case 0: return false
+        case 1: return true
+        default: throw corrupt(column, "is not 0 or 1")
+        }
+    }
+
+    /// A TOTP step: non-negative.
+    mutating func optionalStep(_ column: String) throws(StoreError) -> UInt64? {
+        guard let value = try optionalInteger(column) else { return nil }
+        guard let step = UInt64(exactly: value) else { throw corrupt(column, "is negative") }
+        return step
+    }
+
+    mutating func blob(_ column: String) throws(StoreError) -> [UInt8] {
+        guard let bytes = try optionalBlob(column) else { throw corrupt(column, "is NULL") }
+        return bytes
+    }
+
+    mutating func optionalBlob(_ column: String) throws(StoreError) -> [UInt8]? {
+        switch try next(column) {
+        case .null: return nil
+        case .blob(let bytes) where !bytes.isEmpty: return bytes
+        case .blob: throw corrupt(column, "is an empty blob")
+        case .text, .integer: throw corrupt(column, "is not a blob")
+        }
+    }
+
+    mutating func date(_ column: String) throws(StoreError) -> Date {
+        guard let date = try optionalDate(column) else { throw corrupt(column, "is NULL") }
+        return date
+    }
+
+    mutating func optionalDate(_ column: String) throws(StoreError) -> Date? {
+        guard let milliseconds = try optionalInteger(column) else { return nil }
+        guard abs(milliseconds) <= StoredTime.limit else { throw corrupt(column, "is not a storable time") }
+        return StoredTime.date(milliseconds)
+    }
+
+    mutating func phone(_ column: String) throws(StoreError) -> PhoneNumber {
+        guard let phone = try optionalPhone(column) else { throw corrupt(column, "is NULL") }
+        return phone
+    }
+
+    /// A stored number must be in canonical E.164 form: it parses, and parsing does not change it.
+    mutating func optionalPhone(_ column: String) throws(StoreError) -> PhoneNumber? {
+        guard let text = try optionalText(column) else { return nil }
+        guard let phone = try? PhoneNumber(parsing: text), phone.e164 == text else {
+            throw corrupt(column, "is not an E.164 phone number")
+        }
+        return phone
+    }
+
+    mutating func enumeration<E: RawRepresentable>(_ column: String, _ type: E.Type) throws(StoreError) -> E
+    where E.RawValue == String {
+        guard let value = try optionalEnumeration(column, type) else { throw corrupt(column, "is NULL") }
+        return value
+    }
+
+    mutating func optionalEnumeration<E: RawRepresentable>(_ column: String, _ type: E.Type) throws(StoreError) -> E?
+    where E.RawValue == String {
+        guard let text = try optionalText(column) else { return nil }
+        guard let value = E(rawValue: text) else { throw corrupt(column, "holds an unknown value") }
+        return value
+    }
+}

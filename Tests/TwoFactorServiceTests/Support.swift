@@ -1,0 +1,121 @@
+import Foundation
+import Logging
+import OTPCore
+import OTPStore
+import Synchronization
+import Testing
+
+/// A clock the test moves by hand.
+final class ManualClock: OTPClock {
+    private let current: Mutex<Date>
+
+    init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) { current = Mutex(start) }
+
+    func now() -> Date { current.withLock { $0 } }
+
+    func advance(_ seconds: TimeInterval) { current.withLock { $0 = $0.addingTimeInterval(seconds) } }
+}
+
+/// A deterministic random source (SplitMix64), so failures reproduce.
+final class SeededRandom: RandomSource {
+    private let state: Mutex<UInt64>
+
+    init(seed: UInt64 = 0x5EED) { state = Mutex(seed) }
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        state.withLock { state in
+            for i in 0..<buffer.count {
+                state &+= 0x9E37_79B9_7F4A_7C15
+                var z = state
+                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                buffer[i] = UInt8(truncatingIfNeeded: z ^ (z >> 31))
+            }
+        }
+    }
+}
+
+/// Captures messages instead of sending them; can be told to fail.
+final class RecordingSender: SMSSender {
+    let name = "recording"
+    private let state = Mutex<(messages: [SMSMessage], failure: SMSSendError?)>(([], nil))
+
+    func send(_ message: SMSMessage) async throws(SMSSendError) -> SMSReceipt {
+        let failure: SMSSendError? = state.withLock { state in
+            if let failure = state.failure { return failure }
+            state.messages.append(message)
+            return nil
+        }
+        if let failure { throw failure }
+        return SMSReceipt(provider: name, messageID: "m\(messages.count)")
+    }
+
+    var messages: [SMSMessage] { state.withLock { $0.messages } }
+
+    func fail(with error: SMSSendError?) { state.withLock { $0.failure = error } }
+
+    /// The code in the last message.
+    var lastCode: String {
+        guard let body = messages.last?.body else { return "" }
+        return String(body.split(separator: " ").first { $0.count >= 6 && $0.allSatisfy(\.isNumber) } ?? "")
+    }
+}
+
+/// A service on a fresh temporary database, with a manual clock and a recording sender.
+struct Fixture {
+    let clock = ManualClock()
+    let sender = RecordingSender()
+    let service: TwoFactorService
+    let database: SQLiteStore
+    let directory: String
+    let keys: DaemonKeys
+
+    init(configure: (inout TwoFactorPolicy) -> Void = { _ in }) throws {
+        var template = Array("/tmp/otpd-svc-XXXXXX".utf8CString)
+        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        database = try SQLiteStore(path: directory + "/test.sqlite", logger: Logger(label: "test"))
+        keys = try DaemonKeys(masterKey: (0..<32).map { UInt8($0 + 1) })
+        var policy = TwoFactorPolicy()
+        configure(&policy)
+        service = try TwoFactorService(
+            store: try SQLiteTwoFactorStore(store: database), sender: sender, keys: keys, policy: policy, clock: clock,
+            random: SeededRandom())
+    }
+
+    func tearDown() {
+        database.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Saves and verifies a number: SMS two-factor on.
+    @discardableResult
+    func enrollPhone(_ account: String, _ number: String = "+15551234567") async throws -> VerifyOutcome {
+        _ = try await service.setPhone(accountID: account, number: number, proof: nil)
+        let ticket = try await service.startChallenge(accountID: account, purpose: .verifyPhone)
+        let outcome = try await service.verify(
+            accountID: account, purpose: .verifyPhone, code: sender.lastCode, challengeID: ticket.challengeID)
+        #expect(outcome.success)
+        return outcome
+    }
+
+    /// Turns the authenticator on and returns its secret.
+    func enrollTOTP(_ account: String, proof: ProofInput? = nil) async throws -> TOTP {
+        let enrollment = try await service.beginTOTPEnrollment(accountID: account, label: nil, proof: proof)
+        let totp = try TOTP(secret: try Base32.decode(enrollment.secretBase32))
+        let confirmation = try await service.confirmTOTPEnrollment(
+            accountID: account, code: totp.code(at: clock.now())!.text)
+        #expect(confirmation.success)
+        return totp
+    }
+
+    /// Sends a code for `purpose` and returns (challenge id, code).
+    func challenge(_ account: String, _ purpose: CodePurpose) async throws -> (id: String, code: String) {
+        let ticket = try await service.startChallenge(accountID: account, purpose: purpose)
+        return (ticket.challengeID, sender.lastCode)
+    }
+
+    /// A wrong code of the right shape for the last challenge.
+    func wrongCode(than code: String) -> String {
+        code == "000000" ? "111111" : "000000"
+    }
+}
