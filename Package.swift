@@ -98,6 +98,14 @@ let package = Package(
             name: "OTPStoreTests", dependencies: ["OTPStore", "OTPCore"],
             swiftSettings: strictSettings),
         .testTarget(
+            name: "OTPServerTests",
+            dependencies: [
+                "OTPServer", "OTPClient", "OTPProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings),
+        .testTarget(
             name: "TwoFactorServiceTests", dependencies: ["OTPCore", "OTPStore"],
             swiftSettings: strictSettings),
         .testTarget(

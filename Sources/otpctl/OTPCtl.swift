@@ -19,10 +19,38 @@ struct OTPCtl: AsyncParsableCommand {
         commandName: "otpctl",
         abstract: "Talk to the otpd two-factor daemon.",
         discussion: """
+            Commands by task (otpctl help COMMAND shows the details and the JSON keys):
+
+              account        status, prefer, disable
+                $ otpctl status alice
+              phone          phone set
+                $ otpctl phone set alice +14155550123
+              codes          send, verify
+                $ otpctl verify alice 123456 --purpose verify_phone --challenge ch_...
+              authenticator  totp enroll, totp confirm
+                $ otpctl totp enroll alice --proof-token pf_...
+              backup         backup generate, backup redeem
+                $ otpctl backup generate alice --proof-token pf_... --out codes.txt
+              admin          events, unlock, reset
+                $ otpctl unlock alice --actor ops --reason "called the help desk"
+              diagnostics    health, info
+                $ otpctl info --json
+
             Exit status: 0 success, 1 refused by the daemon (the status name and message go to \
-            stderr), 2 usage error, 3 daemon unreachable.
+            stderr; a code that is not valid is a refusal too), 2 usage error (nothing was \
+            sent), 3 daemon unreachable. With --json the output is one JSON value with stable \
+            snake_case keys; times are Unix seconds (UTC) unless the command's help says \
+            otherwise, and absent values are null. Errors are text on stderr.
             """,
-        subcommands: [Health.self, Info.self])
+        subcommands: [
+            StatusCommand.self, PreferCommand.self, DisableCommand.self,
+            PhoneCommand.self,
+            SendCommand.self, VerifyCommand.self,
+            TotpCommand.self,
+            BackupCommand.self,
+            EventsCommand.self, UnlockCommand.self, ResetCommand.self,
+            Health.self, Info.self,
+        ])
 
     /// Parses and runs, mapping failures to the documented exit statuses.
     static func main() async {

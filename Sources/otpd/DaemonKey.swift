@@ -20,7 +20,7 @@ enum DaemonKey {
 
     /// Reads the key at `path`, creating it (mode 0600, from the OS random generator) when it
     /// does not exist. Refuses a key file readable by group or others, or of the wrong size.
-    static func loadOrCreate(path: String) throws(ConfigurationError) -> [UInt8] {
+    static func loadOrCreate(path: String, credentialsDirectory: String? = nil) throws(ConfigurationError) -> [UInt8] {
         var info = stat()
         if stat(path, &info) != 0 {
             guard errno == ENOENT else {
@@ -31,7 +31,11 @@ enum DaemonKey {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw ConfigurationError(description: "key file \(path) is not a regular file")
         }
-        guard info.st_mode & 0o077 == 0 else {
+        // systemd's credentials are root-owned 0400 plus an ACL entry for the service's uid,
+        // which stat shows as group-read (0440); nobody else can read them there.
+        let inCredentials = credentialsDirectory.map { path.hasPrefix($0 + "/") } ?? false
+        let allowedBits: mode_t = inCredentials ? 0o040 : 0
+        guard info.st_mode & 0o077 & ~allowedBits == 0 else {
             throw ConfigurationError(
                 description: "key file \(path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
         }

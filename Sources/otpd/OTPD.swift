@@ -113,7 +113,8 @@ struct OTPD: AsyncParsableCommand {
         let keyPath = configuration.keyFile ?? DaemonKey.defaultPath(environment: environment)
         let keys: DaemonKeys
         do {
-            keys = try DaemonKeys(masterKey: try DaemonKey.loadOrCreate(path: keyPath))
+            keys = try DaemonKeys(
+                masterKey: try DaemonKey.loadOrCreate(path: keyPath, credentialsDirectory: environment["CREDENTIALS_DIRECTORY"]))
         } catch let error as DaemonKeyError {
             throw ConfigurationError(description: "key file \(keyPath): \(error)")
         }

@@ -1,0 +1,451 @@
+import ArgumentParser
+import Foundation
+import OTPClient
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The proof a sensitive action needs, shared by every command that takes one: at most one of
+/// a proof token, an authenticator code or a backup code.
+struct ProofOptions: ParsableArguments {
+    @Option(
+        name: .customLong("proof-token"),
+        help: ArgumentHelp("A single-use proof token printed by 'otpctl verify' for this action.", valueName: "token"))
+    var proofToken: String?
+
+    @Option(name: .customLong("totp"), help: ArgumentHelp("A current authenticator code.", valueName: "code"))
+    var totpCode: String?
+
+    @Option(
+        name: .customLong("backup-code"),
+        help: ArgumentHelp("An unused backup code (it is used up), where otpd accepts one.", valueName: "code"))
+    var backupCode: String?
+
+    func validate() throws {
+        let given = [("--proof-token", proofToken), ("--totp", totpCode), ("--backup-code", backupCode)]
+            .filter { $0.1 != nil }
+        guard given.count <= 1 else {
+            throw ValidationError(
+                "Give at most one proof: \(given.map(\.0).joined(separator: " and ")) were both given.")
+        }
+        if let first = given.first, first.1?.isEmpty ?? true {
+            throw ValidationError("\(first.0) must not be empty.")
+        }
+    }
+
+    /// The proof to send, nil when none was given.
+    var proof: Proof? {
+        if let proofToken { return Proof(token: proofToken) }
+        if let totpCode { return Proof(totpCode: totpCode) }
+        if let backupCode { return Proof(backupCode: backupCode) }
+        return nil
+    }
+
+    /// How to get a proof for `purpose`, for the hint after PERMISSION_DENIED.
+    static func hint(for purpose: PurposeName, account: String) -> String {
+        let id = shellWord(account)
+        return "this action needs a proof: 'otpctl send \(id) --purpose \(purpose.rawValue)' then "
+            + "'otpctl verify \(id) CODE --purpose \(purpose.rawValue) --challenge ID' prints a --proof-token; "
+            + "or give --totp CODE (or --backup-code CODE where otpd accepts one)"
+    }
+}
+
+// MARK: - Authenticator
+
+/// `otpctl totp ...`: the authenticator app (TOTP).
+struct TotpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "totp",
+        abstract: "Turn on an authenticator app (TOTP).",
+        subcommands: [TotpEnrollCommand.self, TotpConfirmCommand.self])
+}
+
+/// `otpctl totp enroll ACCOUNT`: starts an enrolment and shows the secret.
+struct TotpEnrollCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll",
+        abstract: "Start adding an authenticator app: prints the otpauth URI and the secret.",
+        discussion: """
+            Add the URI (or the base32 secret) to the app, then confirm with a first code from \
+            it: otpctl totp confirm ACCOUNT CODE. Until then the authenticator is not on. When \
+            the account already has a factor, a manage_factors proof is needed.
+
+            JSON: {"otpauth_uri", "secret_base32", "expires_at" (confirm before; Unix seconds)}.
+            """)
+
+    @Argument(help: AccountArgument.help) var account: String
+    @Option(help: "The account name shown in the app (default: the account id).") var label: String?
+    @OptionGroup(title: "Proof (at most one; needed when the account already has a factor)")
+    var proof: ProofOptions
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws { try AccountArgument.check(account) }
+
+    func run() async throws {
+        let request = BeginTotpEnrollmentRequest(accountId: account, proof: proof.proof, label: label ?? "")
+        let hint = proof.proof == nil ? ProofOptions.hint(for: .manageFactors, account: account) : nil
+        let enrollment = try await global.request(account: account, proofHint: hint) { client throws(RPCError) in
+            try await client.beginTotpEnrollment(request)
+        }
+        if global.json {
+            JSONOutput.print([
+                "otpauth_uri": enrollment.otpauthUri, "secret_base32": enrollment.secretBase32,
+                "expires_at": JSONOutput.time(enrollment.expiresAt),
+            ])
+        } else {
+            print("Add this to the authenticator app (scan it as a QR code or paste it):")
+            print(enrollment.otpauthUri)
+            print("Secret (base32): \(enrollment.secretBase32)")
+            let before = enrollment.expiresAt > 0 ? " before \(TimeText.clock(enrollment.expiresAt))" : ""
+            print("Then confirm\(before) with a code from the app: otpctl totp confirm \(shellWord(account)) CODE")
+        }
+    }
+}
+
+/// `otpctl totp confirm ACCOUNT CODE`: turns the authenticator on with its first code.
+struct TotpConfirmCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "confirm",
+        abstract: "Turn the authenticator on with a first code from the app.",
+        discussion: """
+            A code that is not valid is a refusal (exit status 1) and counts against the \
+            account. On success a single-use manage_factors proof token is printed, so the first \
+            backup codes can be made right away.
+
+            JSON (printed on success and on failure): {"success", "proof_token", \
+            "proof_expires_at", "status" (status object)}.
+            """)
+
+    @Argument(help: AccountArgument.help) var account: String
+    @Argument(help: "The code the app shows now.") var code: String
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        try AccountArgument.check(account)
+        guard !code.isEmpty else { throw ValidationError("CODE must not be empty.") }
+    }
+
+    func run() async throws {
+        let request = ConfirmTotpEnrollmentRequest(accountId: account, code: code)
+        let response = try await global.request(account: account) { client throws(RPCError) in
+            try await client.confirmTotpEnrollment(request)
+        }
+        let status = response.status ?? AccountStatus(accountId: account)
+        if global.json {
+            JSONOutput.print([
+                "success": response.success, "proof_token": JSONOutput.string(response.proofToken),
+                "proof_expires_at": JSONOutput.time(response.proofToken.isEmpty ? 0 : response.proofExpiresAt),
+                "status": status.jsonObject,
+            ])
+        }
+        guard response.success else {
+            throw CommandFailure.codeNotValid(
+                attemptsLeft: nil, lockedUntil: status.locked ? status.lockedUntil : 0, account: account)
+        }
+        guard !global.json else { return }
+        print("The authenticator is on.")
+        if !response.proofToken.isEmpty {
+            print(proofTokenLine(response.proofToken, expiresAt: response.proofExpiresAt))
+        }
+        if status.backupCodesRemaining == 0 {
+            print(backupReminder(account: account, token: response.proofToken))
+        }
+    }
+}
+
+// MARK: - Turning factors off, preferring one
+
+/// `otpctl disable ACCOUNT sms|totp|backup`: turns a factor off.
+struct DisableCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "disable",
+        abstract: "Turn a factor off (needs a disable_factor proof).",
+        discussion: """
+            sms removes the phone number (and any pending one); totp removes the authenticator; \
+            backup voids every unused backup code.
+
+            JSON: {"status": status object}. \(statusJSONKeys)
+            """)
+
+    @Argument(help: AccountArgument.help) var account: String
+    @Argument(help: "The factor to turn off.") var factor: FactorName
+    @OptionGroup(title: "Proof (exactly one is needed)") var proof: ProofOptions
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws { try AccountArgument.check(account) }
+
+    func run() async throws {
+        let request = DisableFactorRequest(accountId: account, factor: factor.wire, proof: proof.proof)
+        let hint = proof.proof == nil ? ProofOptions.hint(for: .disableFactor, account: account) : nil
+        let response = try await global.request(account: account, proofHint: hint) { client throws(RPCError) in
+            try await client.disableFactor(request)
+        }
+        let status = response.status ?? AccountStatus(accountId: account)
+        if global.json {
+            JSONOutput.print(["status": status.jsonObject])
+            return
+        }
+        switch factor {
+        case .sms: print("SMS two-factor is off; the phone number is removed.")
+        case .totp: print("The authenticator is off.")
+        case .backup: print("The backup codes no longer work.")
+        }
+        if status.setupRequired {
+            print("No second factor is on now: setup is required at the next login.")
+        }
+    }
+}
+
+/// `otpctl prefer ACCOUNT sms|totp`: the method asked for first at login.
+struct PreferCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prefer",
+        abstract: "Choose the preferred login method (sms or totp).",
+        discussion: """
+            JSON: {"status": status object}. \(statusJSONKeys)
+            """)
+
+    @Argument(help: AccountArgument.help) var account: String
+    @Argument(help: "The preferred method.") var method: PreferredName
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws { try AccountArgument.check(account) }
+
+    func run() async throws {
+        let request = SetPreferredMethodRequest(accountId: account, method: method.wire)
+        let response = try await global.request(account: account) { client throws(RPCError) in
+            try await client.setPreferredMethod(request)
+        }
+        let status = response.status ?? AccountStatus(accountId: account)
+        if global.json {
+            JSONOutput.print(["status": status.jsonObject])
+        } else {
+            print(
+                "Preferred: \(status.preferredMethod == .unspecified ? method.rawValue : status.preferredMethod.description)"
+            )
+        }
+    }
+}
+
+// MARK: - Backup codes
+
+/// `otpctl backup ...`: single-use backup codes.
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Make a new set of backup codes, or use one.",
+        subcommands: [BackupGenerateCommand.self, BackupRedeemCommand.self])
+}
+
+/// `otpctl backup generate ACCOUNT [--out FILE]`: a new set, shown once.
+struct BackupGenerateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Make a new set of backup codes (shown once; any earlier set stops working).",
+        discussion: """
+            When the account already has a factor or a set, a manage_factors proof is needed: \
+            the proof token printed after verifying the phone number or confirming the \
+            authenticator serves for the first set.
+
+            --out FILE writes the codes to a new file with mode 0600 instead of printing them. \
+            otpctl never overwrites: when FILE exists (or cannot be created) it stops with exit \
+            status 2 before asking otpd, so the current codes keep working. If the file cannot \
+            be written after otpd made the codes, they are printed instead and the exit status \
+            is 1.
+
+            JSON: {"codes" (empty with --out), "count", "generated_at" (Unix seconds), "file" \
+            (the --out path or null)}.
+            """)
+
+    @Argument(help: AccountArgument.help) var account: String
+    @Option(help: ArgumentHelp("Write the codes to this new file (mode 0600).", valueName: "file")) var out: String?
+    @OptionGroup(title: "Proof (at most one; needed when the account already has a factor or a set)")
+    var proof: ProofOptions
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        try AccountArgument.check(account)
+        if let out {
+            guard !out.isEmpty else { throw ValidationError("--out must not be empty.") }
+            if BackupCodeFile.exists(out) {
+                throw ValidationError(
+                    "\(out) exists; otpctl never overwrites a file of backup codes. Choose a new name.")
+            }
+        }
+    }
+
+    func run() async throws {
+        // The file comes first: making codes voids the earlier set, so they must have a home.
+        let file: BackupCodeFile?
+        do {
+            file = try out.map(BackupCodeFile.create)
+        } catch {
+            throw CommandFailure(status: .usage, message: "\(error); nothing was sent to otpd")
+        }
+        let request = GenerateBackupCodesRequest(accountId: account, proof: proof.proof)
+        let hint = proof.proof == nil ? ProofOptions.hint(for: .manageFactors, account: account) : nil
+        let set: GenerateBackupCodesResponse
+        do {
+            set = try await global.request(account: account, proofHint: hint) { client throws(RPCError) in
+                try await client.generateBackupCodes(request)
+            }
+        } catch {
+            file?.remove()
+            throw error
+        }
+        if let file {
+            do {
+                try file.write(contents(set))
+            } catch {
+                // The earlier set is gone already: the new codes must not be lost.
+                print(header)
+                printColumns(set.codes)
+                throw CommandFailure(
+                    status: .refused,
+                    message: "\(error); the new codes are printed above: save them now, the earlier set no longer works"
+                )
+            }
+        }
+        if global.json {
+            JSONOutput.print([
+                "codes": file == nil ? set.codes : [], "count": set.codes.count,
+                "generated_at": JSONOutput.time(set.generatedAt), "file": out.map { $0 as Any } ?? NSNull(),
+            ])
+        } else if let out {
+            print("\(set.codes.count) backup codes saved to \(out) (mode 0600). They will not be shown again.")
+            print("Each code works once; any earlier set no longer works.")
+        } else {
+            print(header)
+            printColumns(set.codes)
+        }
+    }
+
+    private var header: String {
+        "Backup codes for \(account): shown once, they will not be shown again. Each works once; save them now."
+    }
+
+    private func printColumns(_ codes: [String]) {
+        for row in stride(from: 0, to: codes.count, by: 2) {
+            print(codes[row..<min(row + 2, codes.count)].map { "  \($0)" }.joined(separator: "  "))
+        }
+    }
+
+    private func contents(_ set: GenerateBackupCodesResponse) -> String {
+        let made = set.generatedAt > 0 ? ", made \(TimeText.iso(set.generatedAt))" : ""
+        return "# otpd backup codes for \(account)\(made)\n"
+            + "# Each code works once. Keep this file private; the codes will not be shown again.\n"
+            + set.codes.map { $0 + "\n" }.joined()
+    }
+}
+
+/// `otpctl backup redeem ACCOUNT CODE`: uses one backup code for a login.
+struct BackupRedeemCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "redeem",
+        abstract: "Use one backup code to sign in (it cannot be used again).",
+        discussion: """
+            A code that is not valid (unknown or used) is a refusal (exit status 1) and counts \
+            against the account.
+
+            JSON (printed on success and on failure): {"success", "remaining", "low" (3 or \
+            fewer left), "locked_until" (Unix seconds or null)}.
+            """)
+
+    @Argument(help: AccountArgument.help) var account: String
+    @Argument(help: "The backup code (xxxx-xxxx-xxxx-xxxx).") var code: String
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        try AccountArgument.check(account)
+        guard !code.isEmpty else { throw ValidationError("CODE must not be empty.") }
+    }
+
+    func run() async throws {
+        let request = RedeemBackupCodeRequest(accountId: account, code: code)
+        let response = try await global.request(account: account) { client throws(RPCError) in
+            try await client.redeemBackupCode(request)
+        }
+        if global.json {
+            JSONOutput.print([
+                "success": response.success, "remaining": Int(response.remaining), "low": response.low,
+                "locked_until": JSONOutput.time(response.lockedUntil),
+            ])
+        }
+        guard response.success else {
+            throw CommandFailure.codeNotValid(attemptsLeft: nil, lockedUntil: response.lockedUntil, account: account)
+        }
+        guard !global.json else { return }
+        print("Accepted. \(response.remaining) backup \(response.remaining == 1 ? "code" : "codes") left.")
+        if response.low {
+            print("Make a new set soon: otpctl backup generate \(shellWord(account)) --out FILE")
+        }
+    }
+}
+
+/// A new file for backup codes: created with `O_CREAT | O_EXCL` and mode 0600, so an existing
+/// file (or a symbolic link) is never followed or overwritten.
+struct BackupCodeFile {
+    /// A file that could not be created or written, with the system's reason.
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let path: String
+    private let descriptor: Int32
+
+    /// True when something (even a dangling symbolic link) is at `path`.
+    static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+
+    static func create(_ path: String) throws(Failure) -> BackupCodeFile {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else {
+            let reason = errno == EEXIST ? "it exists; otpctl never overwrites a file of backup codes" : systemError()
+            throw Failure(description: "cannot create \(path): \(reason)")
+        }
+        // The umask can only narrow the mode, but make 0600 explicit.
+        _ = fchmod(fd, 0o600)
+        return BackupCodeFile(path: path, descriptor: fd)
+    }
+
+    /// Writes `text`, flushes it to disk and closes the file.
+    func write(_ text: String) throws(Failure) {
+        defer { close(descriptor) }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { buffer in
+                Self.systemWrite(descriptor, buffer.baseAddress, buffer.count)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "cannot write \(path): \(Self.systemError())")
+            }
+            offset += written
+        }
+        guard fsync(descriptor) == 0 else {
+            throw Failure(description: "cannot write \(path): \(Self.systemError())")
+        }
+    }
+
+    /// Closes and deletes the (still empty) file.
+    func remove() {
+        close(descriptor)
+        unlink(path)
+    }
+
+    private static func systemWrite(_ fd: Int32, _ pointer: UnsafeRawPointer?, _ count: Int) -> Int {
+        #if canImport(Glibc)
+            Glibc.write(fd, pointer, count)
+        #else
+            Darwin.write(fd, pointer, count)
+        #endif
+    }
+
+    private static func systemError() -> String { String(cString: strerror(errno)) }
+}

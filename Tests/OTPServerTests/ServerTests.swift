@@ -1,0 +1,105 @@
+import Foundation
+import Logging
+import OTPClient
+import OTPProtocol
+import OTPServer
+import ServiceLifecycle
+import Testing
+
+/// A router whose `Verify` waits as long as the request's code says (in milliseconds), so
+/// tests can make calls slow on purpose; `Health` is answered inline.
+struct SlowRouter: CallRouter {
+    func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? {
+        context.method == .health ? .success(HealthResponse(status: "SERVING").serialized()) : nil
+    }
+
+    func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
+        guard let request = try? VerifyRequest(serialized: payload) else {
+            return .failure(RPCError(code: .invalidArgument, message: "bad request"))
+        }
+        try? await Task.sleep(for: .milliseconds(Int(request.code) ?? 0))
+        return .success(VerifyResponse(success: true, attemptsLeft: UInt32(Int(request.code) ?? 0)).serialized())
+    }
+}
+
+/// The socket server in-process, with a router that can be slow.
+@Suite("socket server", .serialized)
+struct ServerTests {
+    private func withServer(_ body: (String) async throws -> Void) async throws {
+        var template = Array("/tmp/otpd-srv-XXXXXX".utf8CString)
+        let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/s.sock"
+        let server = SocketServer(
+            configuration: ServerConfiguration(listener: .path(path)), router: SlowRouter(),
+            statistics: ConnectionStatistics(), logger: Logger(label: "test"))
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: server)], logger: Logger(label: "test")))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            for _ in 0..<200 where !FileManager.default.fileExists(atPath: path) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await body(path)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    @Test func aCallPastItsDeadlineIsAnsweredDeadlineExceeded() async throws {
+        try await withServer { (path: String) async throws in
+            let client = OTPClient(socketPath: path, defaultDeadline: nil)
+            let error = await #expect(throws: RPCError.self) {
+                _ = try await client.verify(VerifyRequest(code: "2000"), deadline: .milliseconds(100))
+            }
+            #expect(error?.code == .deadlineExceeded)
+            let message = error?.message ?? ""
+            #expect(message.contains("deadline of 100 ms exceeded"), "the daemon, not the client, answered")
+            // Without a deadline the same call completes.
+            #expect(try await client.verify(VerifyRequest(code: "50")).success)
+            await client.close()
+        }
+    }
+
+    @Test func answersComeBackOutOfOrderMatchedByCallID() async throws {
+        try await withServer { (path: String) async throws in
+            let client = OTPClient(socketPath: path, defaultDeadline: .seconds(10))
+            let order = try await withThrowingTaskGroup(of: UInt32.self) { group in
+                group.addTask { try await client.verify(VerifyRequest(code: "600")).attemptsLeft }
+                try await Task.sleep(for: .milliseconds(50))
+                group.addTask { try await client.verify(VerifyRequest(code: "10")).attemptsLeft }
+                var order: [UInt32] = []
+                for try await delay in group { order.append(delay) }
+                return order
+            }
+            #expect(order == [10, 600], "the fast call overtook the slow one on the same connection")
+            await client.close()
+        }
+    }
+
+    @Test func gracefulShutdownFinishesCallsInFlight() async throws {
+        var template = Array("/tmp/otpd-srv-XXXXXX".utf8CString)
+        let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/s.sock"
+        let server = SocketServer(
+            configuration: ServerConfiguration(listener: .path(path)), router: SlowRouter(),
+            statistics: ConnectionStatistics(), logger: Logger(label: "test"))
+        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: Logger(label: "test")))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            for _ in 0..<200 where !FileManager.default.fileExists(atPath: path) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let client = OTPClient(socketPath: path, defaultDeadline: .seconds(10))
+            #expect(try await client.health().status == "SERVING")
+            async let slow = client.verify(VerifyRequest(code: "500"))
+            try await Task.sleep(for: .milliseconds(100))
+            await group.triggerGracefulShutdown()
+            #expect(try await slow.success, "the call in flight was answered before the server stopped")
+            try await tasks.waitForAll()
+            #expect(!FileManager.default.fileExists(atPath: path))
+            await client.close()
+        }
+    }
+}
