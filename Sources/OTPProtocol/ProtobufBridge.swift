@@ -182,7 +182,7 @@ enum ProtobufBridge {
         let name = schema.name
         let result: Result<FieldReader, RPCError> = bytes.withUnsafeBufferPointer { buffer in
             do throws(RPCError) {
-                try checkStrings(UnsafeRawBufferPointer(buffer), schema.descriptor, depth: 0, name: name)
+                try checkStrings(UnsafeRawBufferPointer(buffer), schema.descriptor, name: name)
             } catch {
                 return .failure(error)
             }
@@ -214,9 +214,11 @@ enum ProtobufBridge {
 
     // MARK: Wire-level string check
 
-    private static func checkStrings(
+    /// Walks the wire bytes and refuses any string field (at any depth) that is not valid
+    /// UTF-8 or holds a NUL; also refuses malformed wire structure and groups.
+    static func checkStrings(
         _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
-        depth: Int, name: String
+        depth: Int = 0, name: String
     ) throws(RPCError) {
         let bad = RPCError(code: .invalidArgument, message: "undecodable \(name)")
         guard depth < maximumDepth else { throw bad }

@@ -35,10 +35,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         let payload = Self.unwrapInboundIn(data)
-        let request: Request
-        do {
-            request = try Request(serialized: Array(payload.readableBytesView))
-        } catch {
+        let decoded = payload.withUnsafeReadableBytes { bytes in
+            Result { () throws(RPCError) in try Request(bytes: bytes) }
+        }
+        guard case .success(let request) = decoded else {
             fail(context: context, error: RPCError(code: .invalidArgument, message: "undecodable request envelope"))
             return
         }
@@ -155,11 +155,20 @@ final class ConnectionHandler: ChannelInboundHandler {
         if (quiescing || inputClosed) && inFlight.isEmpty { close(context: context) }
     }
 
+    /// Encodes the response straight into an outbound buffer (typed envelope path).
     private func send(context: ChannelHandlerContext, _ response: Response) {
         guard !closing else { return }
-        let bytes = response.serialized()
-        var buffer = context.channel.allocator.buffer(capacity: bytes.count + Frame.headerSize)
-        buffer.writeFrame(bytes)
+        let code = response.status?.code ?? 0
+        let message = response.status?.message ?? ""
+        let size = Response.encodedSize(
+            callID: response.callId, code: code, message: message, payload: response.payload)
+        var buffer = context.channel.allocator.buffer(capacity: size + Frame.headerSize)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(UInt32(size), endianness: .big)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
+            Response.encode(
+                callID: response.callId, code: code, message: message, payload: response.payload, into: out)
+        }
         context.write(Self.wrapOutboundOut(buffer), promise: nil)
         needsFlush = true
     }

@@ -65,12 +65,3 @@ public struct FrameToPayloadDecoder: ByteToMessageDecoder {
         return .needMoreData
     }
 }
-
-extension ByteBuffer {
-    /// Writes `payload` as one frame (header + bytes).
-    mutating func writeFrame(_ payload: [UInt8]) {
-        writeInteger(UInt8(0))
-        writeInteger(UInt32(payload.count), endianness: .big)
-        writeBytes(payload)
-    }
-}

@@ -45,7 +45,12 @@ public struct TwoFactorRouter: CallRouter {
     public func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? {
         switch context.method {
         case .health:
-            return Self.run(payload) { (_: HealthRequest) in HealthResponse(status: "SERVING") }
+            do throws(RPCError) {
+                if !payload.isEmpty { _ = try HealthRequest(serialized: payload) }  // refuse a malformed one
+            } catch {
+                return .failure(error)
+            }
+            return .success(Self.serving)
         case .serverInfo:
             return Self.run(payload) { (_: ServerInfoRequest) in
                 let uptime = ContinuousClock.now - facts.startedAt
@@ -59,6 +64,9 @@ public struct TwoFactorRouter: CallRouter {
             return nil
         }
     }
+
+    /// The `Health` answer never changes while the daemon serves: encoded once.
+    private static let serving = HealthResponse(status: "SERVING").serialized()
 
     public func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
         do throws(RPCError) {
