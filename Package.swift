@@ -87,6 +87,14 @@ let package = Package(
             ],
             swiftSettings: strictSettings),
 
+        .executableTarget(
+            name: "otpbench",
+            dependencies: [
+                "OTPClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings),
+
         // Tests.
         .testTarget(
             name: "OTPProtocolTests", dependencies: ["OTPProtocol"],

@@ -33,6 +33,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -86,6 +87,8 @@ static struct {
     size_t payload_len;
     uint32_t max_frame;
     bool json;
+    const char *payload_file;
+    bool count_rejections;
 } cfg = {
     .connections = 1,
     .inflight = 1,
@@ -99,6 +102,13 @@ static struct {
 /* Request fields after call_id (method, deadline, payload) never change: encoded once. */
 static unsigned char *req_tail;
 static size_t req_tail_len, req_max_len;
+
+/* --payload-file: one payload per call, taken in turn from the file (hex, one per line), so
+ * every call can carry a different request (e.g. a fresh challenge's right code). Wraps around
+ * when the file is used up (pf_wrapped says so). */
+static unsigned char **pf_data;
+static size_t *pf_len, pf_count, pf_max;
+static _Atomic size_t pf_next;
 
 static uint64_t t_warm_end, t_end; /* CLOCK_MONOTONIC ns */
 
@@ -126,6 +136,13 @@ static inline size_t encode_request(unsigned char *dst, uint64_t call_id) {
     n += put_varint(m + n, call_id);
     memcpy(m + n, req_tail, req_tail_len);
     n += req_tail_len;
+    if (pf_count != 0) {
+        size_t i = atomic_fetch_add_explicit(&pf_next, 1, memory_order_relaxed) % pf_count;
+        m[n++] = 0x22; /* field 4, length-delimited */
+        n += put_varint(m + n, pf_len[i]);
+        memcpy(m + n, pf_data[i], pf_len[i]);
+        n += pf_len[i];
+    }
     dst[0] = 0;
     dst[1] = (unsigned char)(n >> 24);
     dst[2] = (unsigned char)(n >> 16);
@@ -154,7 +171,7 @@ static void build_request_tail(void) {
         n += cfg.payload_len;
     }
     req_tail_len = n;
-    req_max_len = FRAME_HEADER + 1 + 10 + n;
+    req_max_len = FRAME_HEADER + 1 + 10 + n + (pf_count != 0 ? 1 + 10 + pf_max : 0);
 }
 
 /* ---- protobuf decoding (just enough for Response and Status) ------------------------------ */
@@ -207,11 +224,25 @@ static bool parse_status(const unsigned char *p, const unsigned char *end, int32
 
 enum verdict { V_OK, V_STATUS, V_UNDECODABLE };
 
+/* The answer's payload, field 1 as a varint: `success` of VerifyResponse and
+ * RedeemBackupCodeResponse. False when absent (proto3 default). */
+static bool payload_field1_true(const unsigned char *p, const unsigned char *end) {
+    while (p < end) {
+        uint64_t key, v;
+        if (!get_varint(&p, end, &key)) return false;
+        if ((key >> 3) == 1 && (key & 7) == 0) return get_varint(&p, end, &v) && v != 0;
+        if (!skip_field(&p, end, (unsigned)(key & 7))) return false;
+    }
+    return false;
+}
+
 /* Response { uint64 call_id = 1; Status status = 2; bytes payload = 3; } */
-static enum verdict parse_response(const unsigned char *p, size_t len, uint64_t *call_id, int32_t *code) {
+static enum verdict parse_response(const unsigned char *p, size_t len, uint64_t *call_id, int32_t *code,
+                                   bool *accepted) {
     const unsigned char *end = p + len;
     *call_id = 0;
     *code = 0;
+    *accepted = false;
     while (p < end) {
         uint64_t key, v;
         if (!get_varint(&p, end, &key)) return V_UNDECODABLE;
@@ -222,6 +253,10 @@ static enum verdict parse_response(const unsigned char *p, size_t len, uint64_t 
         } else if (field == 2) {
             if (wt != 2 || !get_varint(&p, end, &v) || v > (uint64_t)(end - p)) return V_UNDECODABLE;
             if (!parse_status(p, p + v, code)) return V_UNDECODABLE;
+            p += v;
+        } else if (field == 3 && wt == 2) {
+            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) return V_UNDECODABLE;
+            *accepted = payload_field1_true(p, p + v);
             p += v;
         } else if (field == 0 || !skip_field(&p, end, wt)) {
             return V_UNDECODABLE;
@@ -251,6 +286,7 @@ struct stats {
     uint64_t status_errors;  /* Response with Status.code != 0 (measurement window) */
     uint64_t protocol_errors;/* bad flag, oversize, undecodable, unknown call id (whole run) */
     uint64_t connection_errors; /* EOF/reset while calls were expected (whole run) */
+    uint64_t rejected;       /* --count-rejections: OK answers whose payload field 1 is false */
     uint64_t sum_ns, max_ns;
     int32_t last_status;
     uint64_t hist[HIST_BUCKETS];
@@ -395,7 +431,8 @@ static void on_readable(struct worker *w, struct conn *c) {
 
         uint64_t id;
         int32_t code;
-        enum verdict v = parse_response(msg, len, &id, &code);
+        bool accepted;
+        enum verdict v = parse_response(msg, len, &id, &code, &accepted);
         bool echoed = false;
         if (v != V_OK && is_echoed_request(msg, len, &id)) {
             v = V_OK;
@@ -415,6 +452,7 @@ static void on_readable(struct worker *w, struct conn *c) {
             w->st.last_status = code;
         }
         if (counting) {
+            if (cfg.count_rejections && v == V_OK && !accepted) w->st.rejected++;
             record(&w->st, now - sent);
             if (echoed) w->st.echoed++;
         }
@@ -491,6 +529,8 @@ static void usage(FILE *f) {
             "  --threads T        client event loops (default half the online CPUs, >= 1)\n"
             "  --method NAME      Request.method (default /otp.v1.TwoFactor/Health)\n"
             "  --payload-hex HEX  Request.payload (default empty: omitted)\n"
+            "  --payload-file F   one Request.payload per call, in turn, from F (hex, one per line)\n"
+            "  --count-rejections count OK answers whose payload field 1 (success) is false\n"
             "  --deadline-ms MS   Request.deadline_ms (default 0: omitted)\n"
             "  --max-frame BYTES  largest accepted answer (default 65536)\n"
             "  --json             print a JSON object instead of key=value text\n");
@@ -535,6 +575,43 @@ static bool parse_hex(const char *s) {
     return true;
 }
 
+/* Reads --payload-file: hex payloads, one per line; blank lines are skipped. */
+static bool load_payload_file(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    size_t cap = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    ssize_t n;
+    bool ok = true;
+    while ((n = getline(&line, &line_cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+        if (n == 0) continue;
+        if (n % 2 != 0) { ok = false; break; }
+        if (pf_count == cap) {
+            cap = cap ? cap * 2 : 1024;
+            pf_data = realloc(pf_data, cap * sizeof *pf_data);
+            pf_len = realloc(pf_len, cap * sizeof *pf_len);
+            if (pf_data == NULL || pf_len == NULL) abort();
+        }
+        unsigned char *bytes = malloc((size_t)n / 2 + 1);
+        if (bytes == NULL) abort();
+        for (ssize_t i = 0; i < n / 2; i++) {
+            int hi = hexval((unsigned char)line[2 * i]), lo = hexval((unsigned char)line[2 * i + 1]);
+            if (hi < 0 || lo < 0) { ok = false; break; }
+            bytes[i] = (unsigned char)(hi << 4 | lo);
+        }
+        if (!ok) { free(bytes); break; }
+        pf_data[pf_count] = bytes;
+        pf_len[pf_count] = (size_t)n / 2;
+        if (pf_len[pf_count] > pf_max) pf_max = pf_len[pf_count];
+        pf_count++;
+    }
+    free(line);
+    fclose(f);
+    return ok && pf_count > 0;
+}
+
 static double percentile_us(const uint64_t *hist, uint64_t total, double q) {
     if (total == 0) return 0;
     uint64_t rank = (uint64_t)(q * (double)total);
@@ -567,10 +644,11 @@ int main(int argc, char **argv) {
         {"method", required_argument, NULL, 'm'},      {"payload-hex", required_argument, NULL, 'p'},
         {"deadline-ms", required_argument, NULL, 'D'}, {"max-frame", required_argument, NULL, 'F'},
         {"json", no_argument, NULL, 'j'},              {"help", no_argument, NULL, 'h'},
+        {"payload-file", required_argument, NULL, 'P'}, {"count-rejections", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     int o, idx = 0;
-    while ((o = getopt_long(argc, argv, "s:c:k:d:w:t:m:p:D:F:jh", opts, &idx)) != -1) {
+    while ((o = getopt_long(argc, argv, "s:c:k:d:w:t:m:p:D:F:jhP:R", opts, &idx)) != -1) {
         long v = 0;
         bool ok = true;
         switch (o) {
@@ -585,6 +663,8 @@ int main(int argc, char **argv) {
         case 'D': ok = parse_long(optarg, 0, UINT32_MAX, &v); cfg.deadline_ms = (uint32_t)v; break;
         case 'F': ok = parse_long(optarg, 1, 1L << 30, &v); cfg.max_frame = (uint32_t)v; break;
         case 'j': cfg.json = true; break;
+        case 'P': cfg.payload_file = optarg; ok = load_payload_file(optarg); break;
+        case 'R': cfg.count_rejections = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -685,6 +765,7 @@ int main(int argc, char **argv) {
         total.status_errors += s->status_errors;
         total.protocol_errors += s->protocol_errors;
         total.connection_errors += s->connection_errors;
+        total.rejected += s->rejected;
         total.sum_ns += s->sum_ns;
         if (s->max_ns > total.max_ns) total.max_ns = s->max_ns;
         if (s->status_errors) total.last_status = s->last_status;
@@ -717,16 +798,22 @@ int main(int argc, char **argv) {
                "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"mean_us\":%.1f,\"max_us\":%.1f,"
                "\"errors\":%" PRIu64 ",\"status_errors\":%" PRIu64 ",\"last_status_code\":%d,"
                "\"protocol_errors\":%" PRIu64 ",\"connection_errors\":%" PRIu64 ","
-               "\"connections_alive\":%zu,\"client_cpu_pct\":%.1f}\n",
+               "\"connections_alive\":%zu,\"client_cpu_pct\":%.1f,\"rejected\":%" PRIu64 ",\"payloads\":%zu,"
+               "\"payloads_wrapped\":%s}\n",
                cfg.connections, cfg.inflight, cfg.threads, cfg.warmup, cfg.seconds, total.calls, rate,
                total.echoed, p50, p90, p99, p999, mean, max, errors, total.status_errors, total.last_status,
-               total.protocol_errors, total.connection_errors, alive, client_cpu);
+               total.protocol_errors, total.connection_errors, alive, client_cpu, total.rejected, pf_count,
+               atomic_load(&pf_next) > pf_count ? "true" : "false");
     } else {
         printf("connections=%ld inflight=%ld threads=%ld seconds=%g calls=%" PRIu64 " calls/s=%.0f p50_us=%.1f p99_us=%.1f "
                "p999_us=%.1f max_us=%.1f errors=%" PRIu64 " (status=%" PRIu64 " protocol=%" PRIu64
-               " connection=%" PRIu64 ") client_cpu=%.0f%%\n",
+               " connection=%" PRIu64 ") client_cpu=%.0f%%",
                cfg.connections, cfg.inflight, cfg.threads, cfg.seconds, total.calls, rate, p50, p99, p999, max, errors,
                total.status_errors, total.protocol_errors, total.connection_errors, client_cpu);
+        if (cfg.count_rejections) printf(" rejected=%" PRIu64, total.rejected);
+        if (pf_count != 0)
+            printf(" payloads=%zu%s", pf_count, atomic_load(&pf_next) > pf_count ? " (wrapped: some reused)" : "");
+        printf("\n");
     }
     fflush(stdout);
 

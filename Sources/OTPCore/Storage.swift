@@ -203,9 +203,11 @@ public protocol StoreTransaction {
 
     /// The account's SMS sends since `since`, newest first.
     func smsSends(accountID: String, since: Date) throws -> [SMSSendRecord]
-    func countSMSSends(phone: PhoneNumber, since: Date) throws -> Int
-    func countSMSSends(countryCallingCode: String, since: Date) throws -> Int
-    func countAllSMSSends(since: Date) throws -> Int
+    /// Sends to `phone` since `since`, counted up to `limit` (the count stops there, so the
+    /// cost is bounded by the budget, not by the traffic).
+    func countSMSSends(phone: PhoneNumber, since: Date, limit: Int) throws -> Int
+    func countSMSSends(countryCallingCode: String, since: Date, limit: Int) throws -> Int
+    func countAllSMSSends(since: Date, limit: Int) throws -> Int
     func recordSMSSend(_ send: SMSSendRecord) throws
     /// Forgets sends older than `before` (they no longer count toward any budget).
     func pruneSMSSends(before: Date) throws

@@ -244,19 +244,22 @@ extension TwoFactorService {
                 "Too many codes were sent to this account; wait before asking for another",
                 until: oldest.at.addingTimeInterval(3600), "account budget \(policy.smsPerAccountPerHour)/h")
         }
-        if try tx.countSMSSends(phone: phone, since: now.addingTimeInterval(-86_400)) >= policy.smsPerPhonePerDay {
+        if try tx.countSMSSends(
+            phone: phone, since: now.addingTimeInterval(-86_400), limit: policy.smsPerPhonePerDay) >= policy.smsPerPhonePerDay {
             return exhausted(
                 "Too many codes were sent to this phone number today", until: now.addingTimeInterval(3600),
                 "phone budget \(policy.smsPerPhonePerDay)/day")
         }
-        if try tx.countSMSSends(countryCallingCode: phone.countryCallingCode, since: hourAgo)
+        if try tx.countSMSSends(
+            countryCallingCode: phone.countryCallingCode, since: hourAgo, limit: policy.smsPerCountryPerHour)
             >= policy.smsPerCountryPerHour
         {
             return exhausted(
                 "Text messages are busy; try again later", until: now.addingTimeInterval(600),
                 "country +\(phone.countryCallingCode) budget \(policy.smsPerCountryPerHour)/h")
         }
-        if try tx.countAllSMSSends(since: now.addingTimeInterval(-60)) >= policy.smsGlobalPerMinute {
+        if try tx.countAllSMSSends(
+            since: now.addingTimeInterval(-60), limit: policy.smsGlobalPerMinute) >= policy.smsGlobalPerMinute {
             return exhausted(
                 "Text messages are busy; try again later", until: now.addingTimeInterval(60),
                 "global budget \(policy.smsGlobalPerMinute)/min")

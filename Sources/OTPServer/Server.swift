@@ -115,6 +115,9 @@ public final class SocketServer: Service, Sendable {
                 }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            // One read per readiness event: clients send a call and wait for the answer, so a
+            // second read would almost always be a wasted syscall that returns EAGAIN.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
 
         switch configuration.listener {
         case .inherited(let descriptor, _):

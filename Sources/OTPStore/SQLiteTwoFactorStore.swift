@@ -314,26 +314,29 @@ final class SQLiteStoreTransaction: StoreTransaction {
     }
 
     /// Sends to `phone` at or after `since`.
-    func countSMSSends(phone: PhoneNumber, since: Date) throws(StoreError) -> Int {
+    func countSMSSends(phone: PhoneNumber, since: Date, limit: Int) throws(StoreError) -> Int {
         try perform { db throws(StoreError) in
             try Self.count(
-                db, "SELECT count(*) FROM sms_sends WHERE phone = ? AND at >= ?", [.text(phone.e164), try bind(since)])
+                db, "SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE phone = ? AND at >= ? LIMIT ?)",
+                [.text(phone.e164), try bind(since), .integer(Int64(max(0, limit)))])
         }
     }
 
     /// Sends to numbers of `countryCallingCode` at or after `since`.
-    func countSMSSends(countryCallingCode: String, since: Date) throws(StoreError) -> Int {
+    func countSMSSends(countryCallingCode: String, since: Date, limit: Int) throws(StoreError) -> Int {
         try perform { db throws(StoreError) in
             try Self.count(
-                db, "SELECT count(*) FROM sms_sends WHERE country_code = ? AND at >= ?",
-                [try bind(countryCallingCode), try bind(since)])
+                db, "SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE country_code = ? AND at >= ? LIMIT ?)",
+                [try bind(countryCallingCode), try bind(since), .integer(Int64(max(0, limit)))])
         }
     }
 
     /// All sends at or after `since`.
-    func countAllSMSSends(since: Date) throws(StoreError) -> Int {
+    func countAllSMSSends(since: Date, limit: Int) throws(StoreError) -> Int {
         try perform { db throws(StoreError) in
-            try Self.count(db, "SELECT count(*) FROM sms_sends WHERE at >= ?", [try bind(since)])
+            try Self.count(
+                db, "SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE at >= ? LIMIT ?)",
+                [try bind(since), .integer(Int64(max(0, limit)))])
         }
     }
 
