@@ -26,7 +26,9 @@ public struct TwoFactorPolicy: Sendable {
     public var maximumResendCooldown: TimeInterval = 900
     public var smsPerAccountPerHour = 5
     public var smsPerPhonePerDay = 10
+    /// 0 turns the per-country budget off (then rely on the allow-list and the provider).
     public var smsPerCountryPerHour = 100
+    /// 0 turns the overall budget off.
     public var smsGlobalPerMinute = 60
     /// Country calling codes that may receive texts (e.g. `["1", "44"]`); empty allows all.
     public var allowedCountryCodes: Set<String> = []
@@ -67,8 +69,8 @@ public struct TwoFactorPolicy: Sendable {
             "maximum consecutive failures must be between the lock threshold and 100")
         try check(resendCooldown >= 0 && maximumResendCooldown >= resendCooldown, "resend cooldowns are inconsistent")
         try check(
-            smsPerAccountPerHour > 0 && smsPerPhonePerDay > 0 && smsPerCountryPerHour > 0 && smsGlobalPerMinute > 0,
-            "SMS budgets must be positive")
+            smsPerAccountPerHour > 0 && smsPerPhonePerDay > 0 && smsPerCountryPerHour >= 0 && smsGlobalPerMinute >= 0,
+            "SMS budgets per account and per number must be positive")
         try check((0...2).contains(totpWindow), "TOTP window must be 0-2 steps")
         try check((5...20).contains(backupCodeCount), "backup code count must be 5-20")
         try check(!issuer.isEmpty && !issuer.contains(":"), "issuer must be non-empty and contain no colon")

@@ -250,16 +250,19 @@ extension TwoFactorService {
                 "Too many codes were sent to this phone number today", until: now.addingTimeInterval(3600),
                 "phone budget \(policy.smsPerPhonePerDay)/day")
         }
-        if try tx.countSMSSends(
-            countryCallingCode: phone.countryCallingCode, since: hourAgo, limit: policy.smsPerCountryPerHour)
-            >= policy.smsPerCountryPerHour
+        if policy.smsPerCountryPerHour > 0,
+            try tx.countSMSSends(
+                countryCallingCode: phone.countryCallingCode, since: hourAgo, limit: policy.smsPerCountryPerHour)
+                >= policy.smsPerCountryPerHour
         {
             return exhausted(
                 "Text messages are busy; try again later", until: now.addingTimeInterval(600),
                 "country +\(phone.countryCallingCode) budget \(policy.smsPerCountryPerHour)/h")
         }
-        if try tx.countAllSMSSends(
-            since: now.addingTimeInterval(-60), limit: policy.smsGlobalPerMinute) >= policy.smsGlobalPerMinute {
+        if policy.smsGlobalPerMinute > 0,
+            try tx.countAllSMSSends(since: now.addingTimeInterval(-60), limit: policy.smsGlobalPerMinute)
+                >= policy.smsGlobalPerMinute
+        {
             return exhausted(
                 "Text messages are busy; try again later", until: now.addingTimeInterval(60),
                 "global budget \(policy.smsGlobalPerMinute)/min")
@@ -297,18 +300,28 @@ extension TwoFactorService {
     {
         try Self.checkAccountID(accountID)
         let now = clock.now()
+        // The keyed hash and a possible proof token are made before the transaction: the
+        // single writer should spend its time on the database, not on HMACs. The hash is
+        // computed whatever the input, so a malformed code costs the same as a wrong one.
+        let parsed = OneTimeCode(parsing: code, length: policy.codeLength)
+        let candidateHash = keys.hashing.hash(
+            parsed ?? OneTimeCode.placeholder(policy.codeLength), challengeID: challengeID ?? "",
+            accountID: accountID, purpose: purpose.rawValue)
+        let token = newProofToken()
         return try await transact { tx in
-            .success(try self.verifyInTransaction(accountID, purpose, code, challengeID, now: now, tx))
+            .success(
+                try self.verifyInTransaction(
+                    accountID, purpose, code, parsed: parsed, candidateHash: candidateHash, challengeID, token: token,
+                    now: now, tx))
         }
     }
 
     private func verifyInTransaction(
-        _ accountID: String, _ purpose: CodePurpose, _ code: String, _ challengeID: String?, now: Date,
-        _ tx: any StoreTransaction
+        _ accountID: String, _ purpose: CodePurpose, _ code: String, parsed: OneTimeCode?, candidateHash: [UInt8],
+        _ challengeID: String?, token: ProofToken, now: Date, _ tx: any StoreTransaction
     ) throws -> VerifyOutcome {
         let stored = try tx.account(accountID)
         var account = stored ?? AccountRecord(id: accountID, now: now)
-        let parsed = OneTimeCode(parsing: code, length: policy.codeLength)
 
         // The SMS challenge: usable only if it is this account's active, unexpired challenge of
         // this purpose. The hash is computed whatever the case, so timing does not tell.
@@ -330,9 +343,6 @@ extension TwoFactorService {
                 challenge = nil
             }
         }
-        let candidateHash = keys.hashing.hash(
-            parsed ?? OneTimeCode.placeholder(policy.codeLength), challengeID: challengeID ?? "",
-            accountID: accountID, purpose: purpose.rawValue)
         var matched: FactorKind?
         if let challenge, parsed != nil, ConstantTime.equals(candidateHash, challenge.codeHash) {
             matched = .sms
@@ -421,19 +431,17 @@ extension TwoFactorService {
             account.phone = destination
             account.phoneVerified = true
             if account.preferred == nil { account.preferred = .sms }
-            // Codes sent to the old number stop working.
-            for other in CodePurpose.allCases where other != .verifyPhone {
-                try tx.voidActiveChallenges(accountID: accountID, purpose: other)
-            }
+            // Codes sent to the old number stop working (this challenge is already used).
+            try tx.voidActiveChallenges(accountID: accountID, purpose: nil)
             // Enrolment grace: the first backup codes can be made without another code.
             proof = try issueProof(
-                accountID: accountID, purpose: .manageFactors, expiresAt: now.addingTimeInterval(policy.codeLifetime),
-                in: tx)
+                token, accountID: accountID, purpose: .manageFactors,
+                expiresAt: now.addingTimeInterval(policy.codeLifetime), in: tx)
         case .login:
             break
         case .changePhone, .disableFactor, .manageFactors:
             proof = try issueProof(
-                accountID: accountID, purpose: purpose,
+                token, accountID: accountID, purpose: purpose,
                 expiresAt: challenge?.expiresAt ?? now.addingTimeInterval(policy.codeLifetime), in: tx)
         }
         try tx.saveAccount(account)

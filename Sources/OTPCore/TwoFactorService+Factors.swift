@@ -75,6 +75,7 @@ extension TwoFactorService {
     {
         try Self.checkAccountID(accountID)
         let now = clock.now()
+        let token = newProofToken()
         return try await transact { tx in
             guard var account = try tx.account(accountID), let sealed = account.pendingTotpSealed,
                 let expires = account.pendingTotpExpiresAt, expires > now
@@ -114,7 +115,7 @@ extension TwoFactorService {
             try tx.saveAccount(account)
             try tx.appendEvent(EventRecord(accountID: accountID, kind: "totp_enabled", outcome: "success", at: now))
             let proof = try self.issueProof(
-                accountID: accountID, purpose: .manageFactors,
+                token, accountID: accountID, purpose: .manageFactors,
                 expiresAt: now.addingTimeInterval(self.policy.codeLifetime), in: tx)
             return .success(
                 TOTPConfirmation(

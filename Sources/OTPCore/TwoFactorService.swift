@@ -122,14 +122,23 @@ public final class TwoFactorService: Sendable {
         Array(SHA256.hash(data: Array(token.utf8)))
     }
 
-    /// Creates a single-use proof for `purpose`.
-    func issueProof(
-        accountID: String, purpose: CodePurpose, expiresAt: Date, in tx: any StoreTransaction
-    ) throws -> (token: String, expiresAt: Date) {
+    /// A fresh proof token (256 random bits) and the hash the store keeps.
+    struct ProofToken: Sendable {
+        var token: String
+        var hash: [UInt8]
+    }
+
+    func newProofToken() -> ProofToken {
         let token = "pf_" + Base32.encode(random.bytes(32)).lowercased()
-        try tx.insertProof(
-            ProofRecord(tokenHash: Self.tokenHash(token), accountID: accountID, purpose: purpose, expiresAt: expiresAt))
-        return (token, expiresAt)
+        return ProofToken(token: token, hash: Self.tokenHash(token))
+    }
+
+    /// Stores `token` as a single-use proof for `purpose`.
+    func issueProof(
+        _ token: ProofToken, accountID: String, purpose: CodePurpose, expiresAt: Date, in tx: any StoreTransaction
+    ) throws -> (token: String, expiresAt: Date) {
+        try tx.insertProof(ProofRecord(tokenHash: token.hash, accountID: accountID, purpose: purpose, expiresAt: expiresAt))
+        return (token.token, expiresAt)
     }
 
     /// Checks (and consumes) a proof for a sensitive action. A wrong authenticator or backup

@@ -169,7 +169,7 @@ final class WriterQueue: @unchecked Sendable {
         }
         for job in batch {
             do {
-                try connection.execute("SAVEPOINT job")
+                try connection.run("SAVEPOINT job")
             } catch {
                 outcomes.append(.failure(error, job.abandon))
                 continue
@@ -185,9 +185,9 @@ final class WriterQueue: @unchecked Sendable {
             }
             do {
                 if case .failure = outcome {
-                    try connection.execute("ROLLBACK TO job")
+                    try connection.run("ROLLBACK TO job")
                 }
-                try connection.execute("RELEASE job")
+                try connection.run("RELEASE job")
                 outcomes.append(outcome)
             } catch {
                 outcomes.append(.failure(error, job.abandon))

@@ -121,8 +121,8 @@ extension DaemonConfiguration {
             try r.int("max_resend_cooldown_seconds", 0...86_400) { policy.maximumResendCooldown = TimeInterval($0) }
             try r.int("per_account_per_hour", 1...1000) { policy.smsPerAccountPerHour = $0 }
             try r.int("per_phone_per_day", 1...1000) { policy.smsPerPhonePerDay = $0 }
-            try r.int("per_country_per_hour", 1...1_000_000) { policy.smsPerCountryPerHour = $0 }
-            try r.int("global_per_minute", 1...1_000_000) { policy.smsGlobalPerMinute = $0 }
+            try r.int("per_country_per_hour", 0...1_000_000) { policy.smsPerCountryPerHour = $0 }
+            try r.int("global_per_minute", 0...1_000_000) { policy.smsGlobalPerMinute = $0 }
             try r.strings("allowed_country_codes") { codes throws(ConfigurationError) in
                 for code in codes where code.isEmpty || code.count > 3 || !code.allSatisfy(\.isASCII) || Int(code) == nil {
                     throw ConfigurationError(description: "\(r.file): sms.allowed_country_codes: \"\(code)\" is not a calling code like \"44\"")

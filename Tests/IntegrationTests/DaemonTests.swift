@@ -372,3 +372,21 @@ struct DaemonKeyTests {
         #expect(result.stderr.contains("chmod 600"))
     }
 }
+
+@Suite("client reconnection")
+struct ClientReconnectionTests {
+    /// A client whose connection broke (the daemon restarted) connects again on its next call.
+    @Test func theClientReconnectsAfterTheDaemonRestarts() async throws {
+        let daemon = try DaemonProcess()
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        let client = daemon.client()
+        #expect(try await client.health().status == "SERVING")
+        #expect(await daemon.terminate() == 0)
+        let down = await #expect(throws: RPCError.self) { try await client.health() }
+        #expect(down?.code == .unavailable)
+        try await daemon.start()
+        #expect(try await client.health().status == "SERVING")
+        await client.close()
+    }
+}

@@ -339,3 +339,30 @@ extension Fixture {
         ).proofToken
     }
 }
+
+@Suite("country budget")
+struct CountryBudgetTests {
+    @Test func aCountryCallingCodeHasItsOwnHourlyBudget() async throws {
+        let f = try Fixture {
+            $0.smsPerCountryPerHour = 3
+            $0.smsGlobalPerMinute = 1000
+        }
+        defer { f.tearDown() }
+        for i in 0..<3 {
+            _ = try await f.service.setPhone(accountID: "uk\(i)", number: "+4477009001\(10 + i)", proof: nil)
+            _ = try await f.challenge("uk\(i)", .verifyPhone)
+        }
+        _ = try await f.service.setPhone(accountID: "uk9", number: "+447700900199", proof: nil)
+        await #expect {
+            _ = try await f.service.startChallenge(accountID: "uk9", purpose: .verifyPhone)
+        } throws: { error in
+            let error = error as? TwoFactorError
+            return error?.kind == .resourceExhausted && error?.logDetail?.contains("country +44") == true
+        }
+        // Another country is unaffected; an hour later +44 works again.
+        _ = try await f.service.setPhone(accountID: "us", number: "+15551234567", proof: nil)
+        _ = try await f.challenge("us", .verifyPhone)
+        f.clock.advance(3601)
+        _ = try await f.challenge("uk9", .verifyPhone)
+    }
+}
