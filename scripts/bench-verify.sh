@@ -51,12 +51,14 @@ results=()
 for c in 1 8 64; do
     say "$c connections: preparing wrong-code challenges"
     "$otpbench" --socket "$tmp/otpd.sock" --outbox "$tmp/outbox.jsonl" --count 2000 --prefix "w$c" --wrong "$tmp/wrong-$c.hex"
+    sleep 1
     say "$c connections: wrong code"
     wrong=$(run "$c" "$tmp/wrong-$c.hex")
     rate=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["calls_per_s"]))' "$wrong")
     need=$(python3 -c "import math; print(max(2000, math.ceil($rate * ($duration + $warmup) * 1.6)))")
     say "$c connections: preparing $need right-code challenges"
     "$otpbench" --socket "$tmp/otpd.sock" --outbox "$tmp/outbox.jsonl" --count "$need" --prefix "r$c" --right "$tmp/right-$c.hex"
+    sleep 2  # let the background checkpoint copy the preparation's writes first
     say "$c connections: right code"
     right=$(run "$c" "$tmp/right-$c.hex")
     results+=("wrong $c $wrong" "right $c $right")
