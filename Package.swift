@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C: system libraries, generated protobuf-c code, and a tiny POSIX shim.
@@ -48,7 +49,14 @@ let package = Package(
             swiftSettings: strictSettings),
         .target(
             name: "OTPSMS",
-            dependencies: ["OTPCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "OTPCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strictSettings),
         .target(
             name: "OTPServer",
@@ -96,6 +104,21 @@ let package = Package(
             swiftSettings: strictSettings),
 
         // Tests.
+        // A Twilio stand-in (HTTP on 127.0.0.1) shared by the SMS and integration tests.
+        .target(
+            name: "TwilioStandIn",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/TwilioStandIn",
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "OTPSMSTests",
+            dependencies: ["OTPSMS", "OTPCore", "TwilioStandIn", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "OTPProtocolTests", dependencies: ["OTPProtocol"],
             swiftSettings: strictSettings),
@@ -117,7 +140,7 @@ let package = Package(
             name: "TwoFactorServiceTests", dependencies: ["OTPCore", "OTPStore"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "IntegrationTests", dependencies: ["OTPClient", "OTPProtocol"],
+            name: "IntegrationTests", dependencies: ["OTPClient", "OTPProtocol", "OTPCore", "TwilioStandIn"],
             swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]

@@ -1492,6 +1492,366 @@ void   otp__v1__reset_account_response__free_unpacked
   assert(message->base.descriptor == &otp__v1__reset_account_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   otp__v1__form_parameter__init
+                     (Otp__V1__FormParameter         *message)
+{
+  static const Otp__V1__FormParameter init_value = OTP__V1__FORM_PARAMETER__INIT;
+  *message = init_value;
+}
+size_t otp__v1__form_parameter__get_packed_size
+                     (const Otp__V1__FormParameter *message)
+{
+  assert(message->base.descriptor == &otp__v1__form_parameter__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__form_parameter__pack
+                     (const Otp__V1__FormParameter *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__form_parameter__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__form_parameter__pack_to_buffer
+                     (const Otp__V1__FormParameter *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__form_parameter__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__FormParameter *
+       otp__v1__form_parameter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__FormParameter *)
+     protobuf_c_message_unpack (&otp__v1__form_parameter__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__form_parameter__free_unpacked
+                     (Otp__V1__FormParameter *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__form_parameter__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__report_delivery_request__init
+                     (Otp__V1__ReportDeliveryRequest         *message)
+{
+  static const Otp__V1__ReportDeliveryRequest init_value = OTP__V1__REPORT_DELIVERY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t otp__v1__report_delivery_request__get_packed_size
+                     (const Otp__V1__ReportDeliveryRequest *message)
+{
+  assert(message->base.descriptor == &otp__v1__report_delivery_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__report_delivery_request__pack
+                     (const Otp__V1__ReportDeliveryRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__report_delivery_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__report_delivery_request__pack_to_buffer
+                     (const Otp__V1__ReportDeliveryRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__report_delivery_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__ReportDeliveryRequest *
+       otp__v1__report_delivery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__ReportDeliveryRequest *)
+     protobuf_c_message_unpack (&otp__v1__report_delivery_request__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__report_delivery_request__free_unpacked
+                     (Otp__V1__ReportDeliveryRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__report_delivery_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__report_delivery_response__init
+                     (Otp__V1__ReportDeliveryResponse         *message)
+{
+  static const Otp__V1__ReportDeliveryResponse init_value = OTP__V1__REPORT_DELIVERY_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t otp__v1__report_delivery_response__get_packed_size
+                     (const Otp__V1__ReportDeliveryResponse *message)
+{
+  assert(message->base.descriptor == &otp__v1__report_delivery_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__report_delivery_response__pack
+                     (const Otp__V1__ReportDeliveryResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__report_delivery_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__report_delivery_response__pack_to_buffer
+                     (const Otp__V1__ReportDeliveryResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__report_delivery_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__ReportDeliveryResponse *
+       otp__v1__report_delivery_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__ReportDeliveryResponse *)
+     protobuf_c_message_unpack (&otp__v1__report_delivery_response__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__report_delivery_response__free_unpacked
+                     (Otp__V1__ReportDeliveryResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__report_delivery_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__delivery__init
+                     (Otp__V1__Delivery         *message)
+{
+  static const Otp__V1__Delivery init_value = OTP__V1__DELIVERY__INIT;
+  *message = init_value;
+}
+size_t otp__v1__delivery__get_packed_size
+                     (const Otp__V1__Delivery *message)
+{
+  assert(message->base.descriptor == &otp__v1__delivery__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__delivery__pack
+                     (const Otp__V1__Delivery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__delivery__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__delivery__pack_to_buffer
+                     (const Otp__V1__Delivery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__delivery__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__Delivery *
+       otp__v1__delivery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__Delivery *)
+     protobuf_c_message_unpack (&otp__v1__delivery__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__delivery__free_unpacked
+                     (Otp__V1__Delivery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__delivery__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__list_deliveries_request__init
+                     (Otp__V1__ListDeliveriesRequest         *message)
+{
+  static const Otp__V1__ListDeliveriesRequest init_value = OTP__V1__LIST_DELIVERIES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t otp__v1__list_deliveries_request__get_packed_size
+                     (const Otp__V1__ListDeliveriesRequest *message)
+{
+  assert(message->base.descriptor == &otp__v1__list_deliveries_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__list_deliveries_request__pack
+                     (const Otp__V1__ListDeliveriesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__list_deliveries_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__list_deliveries_request__pack_to_buffer
+                     (const Otp__V1__ListDeliveriesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__list_deliveries_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__ListDeliveriesRequest *
+       otp__v1__list_deliveries_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__ListDeliveriesRequest *)
+     protobuf_c_message_unpack (&otp__v1__list_deliveries_request__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__list_deliveries_request__free_unpacked
+                     (Otp__V1__ListDeliveriesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__list_deliveries_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__list_deliveries_response__init
+                     (Otp__V1__ListDeliveriesResponse         *message)
+{
+  static const Otp__V1__ListDeliveriesResponse init_value = OTP__V1__LIST_DELIVERIES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t otp__v1__list_deliveries_response__get_packed_size
+                     (const Otp__V1__ListDeliveriesResponse *message)
+{
+  assert(message->base.descriptor == &otp__v1__list_deliveries_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__list_deliveries_response__pack
+                     (const Otp__V1__ListDeliveriesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__list_deliveries_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__list_deliveries_response__pack_to_buffer
+                     (const Otp__V1__ListDeliveriesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__list_deliveries_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__ListDeliveriesResponse *
+       otp__v1__list_deliveries_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__ListDeliveriesResponse *)
+     protobuf_c_message_unpack (&otp__v1__list_deliveries_response__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__list_deliveries_response__free_unpacked
+                     (Otp__V1__ListDeliveriesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__list_deliveries_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__send_test_sms_request__init
+                     (Otp__V1__SendTestSmsRequest         *message)
+{
+  static const Otp__V1__SendTestSmsRequest init_value = OTP__V1__SEND_TEST_SMS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t otp__v1__send_test_sms_request__get_packed_size
+                     (const Otp__V1__SendTestSmsRequest *message)
+{
+  assert(message->base.descriptor == &otp__v1__send_test_sms_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__send_test_sms_request__pack
+                     (const Otp__V1__SendTestSmsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__send_test_sms_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__send_test_sms_request__pack_to_buffer
+                     (const Otp__V1__SendTestSmsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__send_test_sms_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__SendTestSmsRequest *
+       otp__v1__send_test_sms_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__SendTestSmsRequest *)
+     protobuf_c_message_unpack (&otp__v1__send_test_sms_request__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__send_test_sms_request__free_unpacked
+                     (Otp__V1__SendTestSmsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__send_test_sms_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__send_test_sms_response__init
+                     (Otp__V1__SendTestSmsResponse         *message)
+{
+  static const Otp__V1__SendTestSmsResponse init_value = OTP__V1__SEND_TEST_SMS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t otp__v1__send_test_sms_response__get_packed_size
+                     (const Otp__V1__SendTestSmsResponse *message)
+{
+  assert(message->base.descriptor == &otp__v1__send_test_sms_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__send_test_sms_response__pack
+                     (const Otp__V1__SendTestSmsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__send_test_sms_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__send_test_sms_response__pack_to_buffer
+                     (const Otp__V1__SendTestSmsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__send_test_sms_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__SendTestSmsResponse *
+       otp__v1__send_test_sms_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__SendTestSmsResponse *)
+     protobuf_c_message_unpack (&otp__v1__send_test_sms_response__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__send_test_sms_response__free_unpacked
+                     (Otp__V1__SendTestSmsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__send_test_sms_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor otp__v1__error_detail__field_descriptors[2] =
 {
   {
@@ -3590,6 +3950,596 @@ const ProtobufCMessageDescriptor otp__v1__reset_account_response__descriptor =
   (ProtobufCMessageInit) otp__v1__reset_account_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor otp__v1__form_parameter__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__FormParameter, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__FormParameter, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__form_parameter__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange otp__v1__form_parameter__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor otp__v1__form_parameter__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.FormParameter",
+  "FormParameter",
+  "Otp__V1__FormParameter",
+  "otp.v1",
+  sizeof(Otp__V1__FormParameter),
+  2,
+  otp__v1__form_parameter__field_descriptors,
+  otp__v1__form_parameter__field_indices_by_name,
+  1,  otp__v1__form_parameter__number_ranges,
+  (ProtobufCMessageInit) otp__v1__form_parameter__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__report_delivery_request__field_descriptors[3] =
+{
+  {
+    "url",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ReportDeliveryRequest, url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameters",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Otp__V1__ReportDeliveryRequest, n_parameters),
+    offsetof(Otp__V1__ReportDeliveryRequest, parameters),
+    &otp__v1__form_parameter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "signature",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ReportDeliveryRequest, signature),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__report_delivery_request__field_indices_by_name[] = {
+  1,   /* field[1] = parameters */
+  2,   /* field[2] = signature */
+  0,   /* field[0] = url */
+};
+static const ProtobufCIntRange otp__v1__report_delivery_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor otp__v1__report_delivery_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.ReportDeliveryRequest",
+  "ReportDeliveryRequest",
+  "Otp__V1__ReportDeliveryRequest",
+  "otp.v1",
+  sizeof(Otp__V1__ReportDeliveryRequest),
+  3,
+  otp__v1__report_delivery_request__field_descriptors,
+  otp__v1__report_delivery_request__field_indices_by_name,
+  1,  otp__v1__report_delivery_request__number_ranges,
+  (ProtobufCMessageInit) otp__v1__report_delivery_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__report_delivery_response__field_descriptors[3] =
+{
+  {
+    "updated",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ReportDeliveryResponse, updated),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_sid",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ReportDeliveryResponse, message_sid),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ReportDeliveryResponse, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__report_delivery_response__field_indices_by_name[] = {
+  1,   /* field[1] = message_sid */
+  2,   /* field[2] = status */
+  0,   /* field[0] = updated */
+};
+static const ProtobufCIntRange otp__v1__report_delivery_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor otp__v1__report_delivery_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.ReportDeliveryResponse",
+  "ReportDeliveryResponse",
+  "Otp__V1__ReportDeliveryResponse",
+  "otp.v1",
+  sizeof(Otp__V1__ReportDeliveryResponse),
+  3,
+  otp__v1__report_delivery_response__field_descriptors,
+  otp__v1__report_delivery_response__field_indices_by_name,
+  1,  otp__v1__report_delivery_response__number_ranges,
+  (ProtobufCMessageInit) otp__v1__report_delivery_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__delivery__field_descriptors[12] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "account_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, account_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "challenge_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, challenge_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "purpose",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, purpose),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "destination_masked",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, destination_masked),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "provider",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, provider),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_sid",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, message_sid),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error_code",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, error_code),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempts",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, attempts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, created_at),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updated_at",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Delivery, updated_at),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__delivery__field_indices_by_name[] = {
+  1,   /* field[1] = account_id */
+  9,   /* field[9] = attempts */
+  2,   /* field[2] = challenge_id */
+  10,   /* field[10] = created_at */
+  4,   /* field[4] = destination_masked */
+  8,   /* field[8] = error_code */
+  0,   /* field[0] = id */
+  6,   /* field[6] = message_sid */
+  5,   /* field[5] = provider */
+  3,   /* field[3] = purpose */
+  7,   /* field[7] = status */
+  11,   /* field[11] = updated_at */
+};
+static const ProtobufCIntRange otp__v1__delivery__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor otp__v1__delivery__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.Delivery",
+  "Delivery",
+  "Otp__V1__Delivery",
+  "otp.v1",
+  sizeof(Otp__V1__Delivery),
+  12,
+  otp__v1__delivery__field_descriptors,
+  otp__v1__delivery__field_indices_by_name,
+  1,  otp__v1__delivery__number_ranges,
+  (ProtobufCMessageInit) otp__v1__delivery__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__list_deliveries_request__field_descriptors[3] =
+{
+  {
+    "account_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ListDeliveriesRequest, account_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ListDeliveriesRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "before_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ListDeliveriesRequest, before_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__list_deliveries_request__field_indices_by_name[] = {
+  0,   /* field[0] = account_id */
+  2,   /* field[2] = before_id */
+  1,   /* field[1] = page_size */
+};
+static const ProtobufCIntRange otp__v1__list_deliveries_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor otp__v1__list_deliveries_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.ListDeliveriesRequest",
+  "ListDeliveriesRequest",
+  "Otp__V1__ListDeliveriesRequest",
+  "otp.v1",
+  sizeof(Otp__V1__ListDeliveriesRequest),
+  3,
+  otp__v1__list_deliveries_request__field_descriptors,
+  otp__v1__list_deliveries_request__field_indices_by_name,
+  1,  otp__v1__list_deliveries_request__number_ranges,
+  (ProtobufCMessageInit) otp__v1__list_deliveries_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__list_deliveries_response__field_descriptors[2] =
+{
+  {
+    "deliveries",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Otp__V1__ListDeliveriesResponse, n_deliveries),
+    offsetof(Otp__V1__ListDeliveriesResponse, deliveries),
+    &otp__v1__delivery__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_before_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ListDeliveriesResponse, next_before_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__list_deliveries_response__field_indices_by_name[] = {
+  0,   /* field[0] = deliveries */
+  1,   /* field[1] = next_before_id */
+};
+static const ProtobufCIntRange otp__v1__list_deliveries_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor otp__v1__list_deliveries_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.ListDeliveriesResponse",
+  "ListDeliveriesResponse",
+  "Otp__V1__ListDeliveriesResponse",
+  "otp.v1",
+  sizeof(Otp__V1__ListDeliveriesResponse),
+  2,
+  otp__v1__list_deliveries_response__field_descriptors,
+  otp__v1__list_deliveries_response__field_indices_by_name,
+  1,  otp__v1__list_deliveries_response__number_ranges,
+  (ProtobufCMessageInit) otp__v1__list_deliveries_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__send_test_sms_request__field_descriptors[1] =
+{
+  {
+    "phone_number",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SendTestSmsRequest, phone_number),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__send_test_sms_request__field_indices_by_name[] = {
+  0,   /* field[0] = phone_number */
+};
+static const ProtobufCIntRange otp__v1__send_test_sms_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor otp__v1__send_test_sms_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.SendTestSmsRequest",
+  "SendTestSmsRequest",
+  "Otp__V1__SendTestSmsRequest",
+  "otp.v1",
+  sizeof(Otp__V1__SendTestSmsRequest),
+  1,
+  otp__v1__send_test_sms_request__field_descriptors,
+  otp__v1__send_test_sms_request__field_indices_by_name,
+  1,  otp__v1__send_test_sms_request__number_ranges,
+  (ProtobufCMessageInit) otp__v1__send_test_sms_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__send_test_sms_response__field_descriptors[4] =
+{
+  {
+    "provider",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SendTestSmsResponse, provider),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_sid",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SendTestSmsResponse, message_sid),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SendTestSmsResponse, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempts",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SendTestSmsResponse, attempts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__send_test_sms_response__field_indices_by_name[] = {
+  3,   /* field[3] = attempts */
+  1,   /* field[1] = message_sid */
+  0,   /* field[0] = provider */
+  2,   /* field[2] = status */
+};
+static const ProtobufCIntRange otp__v1__send_test_sms_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor otp__v1__send_test_sms_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.SendTestSmsResponse",
+  "SendTestSmsResponse",
+  "Otp__V1__SendTestSmsResponse",
+  "otp.v1",
+  sizeof(Otp__V1__SendTestSmsResponse),
+  4,
+  otp__v1__send_test_sms_response__field_descriptors,
+  otp__v1__send_test_sms_response__field_indices_by_name,
+  1,  otp__v1__send_test_sms_response__number_ranges,
+  (ProtobufCMessageInit) otp__v1__send_test_sms_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue otp__v1__purpose__enum_values_by_number[6] =
 {
   { "PURPOSE_UNSPECIFIED", "OTP__V1__PURPOSE__PURPOSE_UNSPECIFIED", 0 },
@@ -3658,7 +4608,7 @@ const ProtobufCEnumDescriptor otp__v1__factor__descriptor =
   otp__v1__factor__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[15] =
+static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[18] =
 {
   { "Health", &otp__v1__health_request__descriptor, &otp__v1__health_response__descriptor },
   { "ServerInfo", &otp__v1__server_info_request__descriptor, &otp__v1__server_info_response__descriptor },
@@ -3675,6 +4625,9 @@ static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[1
   { "ListEvents", &otp__v1__list_events_request__descriptor, &otp__v1__list_events_response__descriptor },
   { "UnlockAccount", &otp__v1__unlock_account_request__descriptor, &otp__v1__unlock_account_response__descriptor },
   { "ResetAccount", &otp__v1__reset_account_request__descriptor, &otp__v1__reset_account_response__descriptor },
+  { "ReportDelivery", &otp__v1__report_delivery_request__descriptor, &otp__v1__report_delivery_response__descriptor },
+  { "ListDeliveries", &otp__v1__list_deliveries_request__descriptor, &otp__v1__list_deliveries_response__descriptor },
+  { "SendTestSms", &otp__v1__send_test_sms_request__descriptor, &otp__v1__send_test_sms_response__descriptor },
 };
 const unsigned otp__v1__two_factor__method_indices_by_name[] = {
   6,        /* BeginTotpEnrollment */
@@ -3683,9 +4636,12 @@ const unsigned otp__v1__two_factor__method_indices_by_name[] = {
   9,        /* GenerateBackupCodes */
   2,        /* GetStatus */
   0,        /* Health */
+  16,        /* ListDeliveries */
   12,        /* ListEvents */
   10,        /* RedeemBackupCode */
+  15,        /* ReportDelivery */
   14,        /* ResetAccount */
+  17,        /* SendTestSms */
   1,        /* ServerInfo */
   3,        /* SetPhone */
   11,        /* SetPreferredMethod */
@@ -3700,7 +4656,7 @@ const ProtobufCServiceDescriptor otp__v1__two_factor__descriptor =
   "TwoFactor",
   "Otp__V1__TwoFactor",
   "otp.v1",
-  15,
+  18,
   otp__v1__two_factor__method_descriptors,
   otp__v1__two_factor__method_indices_by_name
 };
@@ -3823,6 +4779,30 @@ void otp__v1__two_factor__reset_account(ProtobufCService *service,
 {
   assert(service->descriptor == &otp__v1__two_factor__descriptor);
   service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void otp__v1__two_factor__report_delivery(ProtobufCService *service,
+                                          const Otp__V1__ReportDeliveryRequest *input,
+                                          Otp__V1__ReportDeliveryResponse_Closure closure,
+                                          void *closure_data)
+{
+  assert(service->descriptor == &otp__v1__two_factor__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void otp__v1__two_factor__list_deliveries(ProtobufCService *service,
+                                          const Otp__V1__ListDeliveriesRequest *input,
+                                          Otp__V1__ListDeliveriesResponse_Closure closure,
+                                          void *closure_data)
+{
+  assert(service->descriptor == &otp__v1__two_factor__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void otp__v1__two_factor__send_test_sms(ProtobufCService *service,
+                                        const Otp__V1__SendTestSmsRequest *input,
+                                        Otp__V1__SendTestSmsResponse_Closure closure,
+                                        void *closure_data)
+{
+  assert(service->descriptor == &otp__v1__two_factor__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
                                 Otp__V1__TwoFactor_ServiceDestroy destroy)

@@ -175,6 +175,43 @@ public struct SMSSendRecord: Sendable, Equatable {
     }
 }
 
+/// One SMS handed to a provider, in the delivery log. Never the text.
+public struct DeliveryRecord: Sendable, Equatable {
+    /// Assigned by the store; 0 for a new record.
+    public var id: Int64
+    public var accountID: String
+    public var challengeID: String
+    public var purpose: String
+    public var destinationMasked: String
+    public var provider: String
+    /// The provider's message id; empty when the provider never accepted the message.
+    public var messageSID: String
+    public var status: String
+    public var errorCode: Int?
+    public var attempts: Int
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(
+        id: Int64 = 0, accountID: String, challengeID: String, purpose: String, destinationMasked: String,
+        provider: String, messageSID: String, status: String, errorCode: Int?, attempts: Int, createdAt: Date,
+        updatedAt: Date
+    ) {
+        self.id = id
+        self.accountID = accountID
+        self.challengeID = challengeID
+        self.purpose = purpose
+        self.destinationMasked = destinationMasked
+        self.provider = provider
+        self.messageSID = messageSID
+        self.status = status
+        self.errorCode = errorCode
+        self.attempts = attempts
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
 /// The operations of one transaction. Everything done through one transaction object is
 /// atomic and isolated from every other transaction: it commits whole or not at all, durably
 /// before the caller hears of it.
@@ -211,6 +248,20 @@ public protocol StoreTransaction {
     func recordSMSSend(_ send: SMSSendRecord) throws
     /// Forgets sends older than `before` (they no longer count toward any budget).
     func pruneSMSSends(before: Date) throws
+
+    /// Appends a delivery log record and returns its id.
+    @discardableResult
+    func insertDelivery(_ delivery: DeliveryRecord) throws -> Int64
+    /// The delivery with this provider message id, if any.
+    func delivery(messageSID: String) throws -> DeliveryRecord?
+    /// Sets a delivery's status, error code and update time.
+    func updateDelivery(id: Int64, status: String, errorCode: Int?, at: Date) throws
+    /// Deliveries newest first: of one account (or all when nil), with ids below `beforeID`.
+    func deliveries(accountID: String?, beforeID: Int64?, limit: Int) throws -> [DeliveryRecord]
+    /// Remembers that `phone` cannot receive texts (the provider's permanent error code).
+    func markUndeliverable(phone: PhoneNumber, errorCode: Int?, at: Date) throws
+    /// When `phone` was last found unable to receive texts, and the provider's code.
+    func undeliverable(phone: PhoneNumber) throws -> (at: Date, errorCode: Int?)?
 
     /// Replaces the account's backup codes with a new set (the old set is void at once).
     func replaceBackupCodes(accountID: String, hashes: [[UInt8]], at: Date) throws

@@ -119,34 +119,54 @@ extension TwoFactorService {
         let message = SMSMessage(
             to: prepared.destination, body: smsText(code: prepared.code, purpose: purpose), purpose: purpose,
             challengeID: prepared.ticket.challengeID, expiresAt: prepared.ticket.expiresAt)
+        let masked = prepared.destination.masked
+        let challengeID = prepared.ticket.challengeID
         do {
             let receipt = try await sender.send(message)
             _ = try? await transact { tx in
+                let now = self.clock.now()
+                try tx.insertDelivery(
+                    DeliveryRecord(
+                        accountID: accountID, challengeID: challengeID, purpose: purpose.rawValue,
+                        destinationMasked: masked, provider: receipt.provider, messageSID: receipt.messageID,
+                        status: receipt.status, errorCode: nil, attempts: receipt.attempts, createdAt: now, updatedAt: now))
                 try tx.appendEvent(
                     EventRecord(
                         accountID: accountID, kind: "code_sent", outcome: "accepted",
-                        detail: "\(purpose.rawValue) via \(receipt.provider)",
-                        destinationMasked: prepared.destination.masked, at: self.clock.now()))
+                        detail: "\(purpose.rawValue) via \(receipt.provider)", destinationMasked: masked, at: now))
                 return .success(())
             }
             return prepared.ticket
         } catch {
             let sendError = error
+            let destination = prepared.destination
             _ = try? await transact { tx in
-                try tx.updateChallenge(id: prepared.ticket.challengeID, state: .failed, attemptsLeft: 0)
+                let now = self.clock.now()
+                try tx.updateChallenge(id: challengeID, state: .failed, attemptsLeft: 0)
+                try tx.insertDelivery(
+                    DeliveryRecord(
+                        accountID: accountID, challengeID: challengeID, purpose: purpose.rawValue,
+                        destinationMasked: masked, provider: sendError.provider.isEmpty ? self.sender.name : sendError.provider,
+                        messageSID: "", status: sendError.kind == .temporary ? "error" : "rejected",
+                        errorCode: sendError.providerCode, attempts: sendError.attempts, createdAt: now, updatedAt: now))
+                if sendError.kind == .undeliverable {
+                    try tx.markUndeliverable(phone: destination, errorCode: sendError.providerCode, at: now)
+                }
                 try tx.appendEvent(
                     EventRecord(
                         accountID: accountID, kind: "code_send_failed", outcome: "failed",
-                        detail: "\(purpose.rawValue): \(sendError)", destinationMasked: prepared.destination.masked,
-                        at: self.clock.now()))
+                        detail: "\(purpose.rawValue): \(sendError)", destinationMasked: masked, at: now))
                 return .success(())
             }
-            switch sendError {
+            switch sendError.kind {
             case .undeliverable:
-                throw TwoFactorError(.failedPrecondition, "This phone number cannot receive text messages")
-            case .temporary(let reason), .configuration(let reason):
                 throw TwoFactorError(
-                    .unavailable, "The text message could not be sent; try again later", logDetail: reason)
+                    .failedPrecondition, "This phone number cannot receive text messages",
+                    logDetail: sendError.description)
+            case .temporary, .configuration:
+                throw TwoFactorError(
+                    .unavailable, "The text message could not be sent; try again later",
+                    logDetail: sendError.description)
             }
         }
     }
@@ -191,6 +211,16 @@ extension TwoFactorService {
             try checkCountryAllowed(destination)
         } catch {
             return .failure(error)
+        }
+        // A number the provider called unreachable in the last day is not paid for again.
+        if let known = try tx.undeliverable(phone: destination), known.at > now.addingTimeInterval(-86_400) {
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: "code_refused", outcome: "undeliverable",
+                    detail: "\(purpose.rawValue): the provider refused this number"
+                        + (known.errorCode.map { " (error \($0))" } ?? "") + " within the last day",
+                    destinationMasked: destination.masked, at: now))
+            return .failure(TwoFactorError(.failedPrecondition, "This phone number cannot receive text messages"))
         }
         if let refusal = try checkBudgets(accountID: accountID, purpose: purpose, phone: destination, now: now, in: tx) {
             try tx.appendEvent(

@@ -15,11 +15,13 @@ public final class TwoFactorService: Sendable {
     let policy: TwoFactorPolicy
     let clock: any OTPClock
     let random: AnyRandomSource
+    let reportVerifier: (any DeliveryReportVerifier)?
 
     /// - Throws: `TwoFactorError` when `policy` breaks a security rule.
     public init(
         store: any TwoFactorStore, sender: any SMSSender, keys: DaemonKeys, policy: TwoFactorPolicy,
-        clock: any OTPClock = SystemClock(), random: any RandomSource = SystemRandom()
+        clock: any OTPClock = SystemClock(), random: any RandomSource = SystemRandom(),
+        reportVerifier: (any DeliveryReportVerifier)? = nil
     ) throws(TwoFactorError) {
         try policy.validate()
         self.store = store
@@ -28,6 +30,7 @@ public final class TwoFactorService: Sendable {
         self.policy = policy
         self.clock = clock
         self.random = AnyRandomSource(random)
+        self.reportVerifier = reportVerifier
     }
 
     /// The name of the SMS sender in use.

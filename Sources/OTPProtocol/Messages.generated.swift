@@ -1014,3 +1014,243 @@ public struct ResetAccountResponse: WireMessage {
         fields.set(1, status)
     }
 }
+
+/// One form field of a Twilio status callback, as received (order does not matter).
+public struct FormParameter: WireMessage {
+    public var name: String
+    public var value: String
+
+    public init(name: String = "", value: String = "") {
+        self.name = name
+        self.value = value
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__form_parameter()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        name = fields.string(1)
+        value = fields.string(2)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, name)
+        fields.set(2, value)
+    }
+}
+
+/// The protobuf message `otp.v1.ReportDeliveryRequest`.
+public struct ReportDeliveryRequest: WireMessage {
+    public var url: String
+    public var parameters: [FormParameter]
+    public var signature: String
+
+    public init(url: String = "", parameters: [FormParameter] = [], signature: String = "") {
+        self.url = url
+        self.parameters = parameters
+        self.signature = signature
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__report_delivery_request()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        url = fields.string(1)
+        parameters = try fields.messages(2, as: FormParameter.self)
+        signature = fields.string(3)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, url)
+        fields.set(2, parameters)
+        fields.set(3, signature)
+    }
+}
+
+/// The protobuf message `otp.v1.ReportDeliveryResponse`.
+public struct ReportDeliveryResponse: WireMessage {
+    public var updated: Bool
+    public var messageSid: String
+    public var status: String
+
+    public init(updated: Bool = false, messageSid: String = "", status: String = "") {
+        self.updated = updated
+        self.messageSid = messageSid
+        self.status = status
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__report_delivery_response()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        updated = fields.bool(1)
+        messageSid = fields.string(2)
+        status = fields.string(3)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, updated)
+        fields.set(2, messageSid)
+        fields.set(3, status)
+    }
+}
+
+/// One SMS handed to a provider: never the text.
+public struct Delivery: WireMessage {
+    public var id: UInt64
+    public var accountId: String
+    public var challengeId: String
+    public var purpose: String
+    public var destinationMasked: String
+    public var provider: String
+    public var messageSid: String
+    public var status: String
+    public var errorCode: Int32
+    public var attempts: UInt32
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    public init(id: UInt64 = 0, accountId: String = "", challengeId: String = "", purpose: String = "", destinationMasked: String = "", provider: String = "", messageSid: String = "", status: String = "", errorCode: Int32 = 0, attempts: UInt32 = 0, createdAt: Int64 = 0, updatedAt: Int64 = 0) {
+        self.id = id
+        self.accountId = accountId
+        self.challengeId = challengeId
+        self.purpose = purpose
+        self.destinationMasked = destinationMasked
+        self.provider = provider
+        self.messageSid = messageSid
+        self.status = status
+        self.errorCode = errorCode
+        self.attempts = attempts
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__delivery()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        id = fields.uint64(1)
+        accountId = fields.string(2)
+        challengeId = fields.string(3)
+        purpose = fields.string(4)
+        destinationMasked = fields.string(5)
+        provider = fields.string(6)
+        messageSid = fields.string(7)
+        status = fields.string(8)
+        errorCode = fields.int32(9)
+        attempts = fields.uint32(10)
+        createdAt = fields.int64(11)
+        updatedAt = fields.int64(12)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, id)
+        fields.set(2, accountId)
+        fields.set(3, challengeId)
+        fields.set(4, purpose)
+        fields.set(5, destinationMasked)
+        fields.set(6, provider)
+        fields.set(7, messageSid)
+        fields.set(8, status)
+        fields.set(9, errorCode)
+        fields.set(10, attempts)
+        fields.set(11, createdAt)
+        fields.set(12, updatedAt)
+    }
+}
+
+/// The protobuf message `otp.v1.ListDeliveriesRequest`.
+public struct ListDeliveriesRequest: WireMessage {
+    public var accountId: String
+    public var pageSize: UInt32
+    public var beforeId: UInt64
+
+    public init(accountId: String = "", pageSize: UInt32 = 0, beforeId: UInt64 = 0) {
+        self.accountId = accountId
+        self.pageSize = pageSize
+        self.beforeId = beforeId
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__list_deliveries_request()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        accountId = fields.string(1)
+        pageSize = fields.uint32(2)
+        beforeId = fields.uint64(3)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, accountId)
+        fields.set(2, pageSize)
+        fields.set(3, beforeId)
+    }
+}
+
+/// The protobuf message `otp.v1.ListDeliveriesResponse`.
+public struct ListDeliveriesResponse: WireMessage {
+    public var deliveries: [Delivery]
+    public var nextBeforeId: UInt64
+
+    public init(deliveries: [Delivery] = [], nextBeforeId: UInt64 = 0) {
+        self.deliveries = deliveries
+        self.nextBeforeId = nextBeforeId
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__list_deliveries_response()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        deliveries = try fields.messages(1, as: Delivery.self)
+        nextBeforeId = fields.uint64(2)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, deliveries)
+        fields.set(2, nextBeforeId)
+    }
+}
+
+/// The protobuf message `otp.v1.SendTestSmsRequest`.
+public struct SendTestSmsRequest: WireMessage {
+    public var phoneNumber: String
+
+    public init(phoneNumber: String = "") {
+        self.phoneNumber = phoneNumber
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__send_test_sms_request()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        phoneNumber = fields.string(1)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, phoneNumber)
+    }
+}
+
+/// The protobuf message `otp.v1.SendTestSmsResponse`.
+public struct SendTestSmsResponse: WireMessage {
+    public var provider: String
+    public var messageSid: String
+    public var status: String
+    public var attempts: UInt32
+
+    public init(provider: String = "", messageSid: String = "", status: String = "", attempts: UInt32 = 0) {
+        self.provider = provider
+        self.messageSid = messageSid
+        self.status = status
+        self.attempts = attempts
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__send_test_sms_response()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        provider = fields.string(1)
+        messageSid = fields.string(2)
+        status = fields.string(3)
+        attempts = fields.uint32(4)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, provider)
+        fields.set(2, messageSid)
+        fields.set(3, status)
+        fields.set(4, attempts)
+    }
+}

@@ -15,6 +15,9 @@ public enum TwoFactorMethod: String, Sendable, CaseIterable {
     case listEvents = "/otp.v1.TwoFactor/ListEvents"
     case unlockAccount = "/otp.v1.TwoFactor/UnlockAccount"
     case resetAccount = "/otp.v1.TwoFactor/ResetAccount"
+    case reportDelivery = "/otp.v1.TwoFactor/ReportDelivery"
+    case listDeliveries = "/otp.v1.TwoFactor/ListDeliveries"
+    case sendTestSms = "/otp.v1.TwoFactor/SendTestSms"
 
     /// The short RPC name, e.g. `Verify`.
     public var name: String { String(rawValue.split(separator: "/").last!) }

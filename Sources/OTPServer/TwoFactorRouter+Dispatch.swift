@@ -119,6 +119,31 @@ extension TwoFactorRouter {
                     status: AccountStatus(
                         try await service.reset(accountID: request.accountId, actor: request.actor, reason: request.reason)))
             }
+        case .reportDelivery:
+            let request = try ReportDeliveryRequest(serialized: payload)
+            let parameters = request.parameters.map { (name: $0.name, value: $0.value) }
+            return try await call(context, "") { () async throws(TwoFactorError) in
+                let outcome = try await service.reportDelivery(
+                    url: request.url, parameters: parameters, signature: request.signature)
+                return ReportDeliveryResponse(updated: outcome.updated, messageSid: outcome.messageSID, status: outcome.status)
+            }
+        case .listDeliveries:
+            let request = try ListDeliveriesRequest(serialized: payload)
+            return try await call(context, request.accountId) { () async throws(TwoFactorError) in
+                let page = try await service.listDeliveries(
+                    accountID: request.accountId.isEmpty ? nil : request.accountId, pageSize: Int(request.pageSize),
+                    beforeID: request.beforeId == 0 ? nil : Int64(clamping: request.beforeId))
+                return ListDeliveriesResponse(
+                    deliveries: page.deliveries.map(Delivery.init), nextBeforeId: UInt64(page.nextBeforeID ?? 0))
+            }
+        case .sendTestSms:
+            let request = try SendTestSmsRequest(serialized: payload)
+            return try await call(context, "") { () async throws(TwoFactorError) in
+                let receipt = try await service.sendTestSMS(number: request.phoneNumber)
+                return SendTestSmsResponse(
+                    provider: receipt.provider, messageSid: receipt.messageID, status: receipt.status,
+                    attempts: UInt32(clamping: receipt.attempts))
+            }
         }
     }
 
@@ -225,6 +250,17 @@ extension AccountStatus {
             totpEnabled: summary.totpEnabled, backupCodesRemaining: UInt32(summary.backupCodesRemaining),
             preferredMethod: Factor(summary.preferred), setupRequired: summary.setupRequired, locked: summary.locked,
             lockedUntil: summary.lockedUntil.unixSeconds, consecutiveFailures: UInt32(summary.consecutiveFailures))
+    }
+}
+
+extension Delivery {
+    init(_ record: DeliveryRecord) {
+        self.init(
+            id: UInt64(max(0, record.id)), accountId: record.accountID, challengeId: record.challengeID,
+            purpose: record.purpose, destinationMasked: record.destinationMasked, provider: record.provider,
+            messageSid: record.messageSID, status: record.status, errorCode: Int32(clamping: record.errorCode ?? 0),
+            attempts: UInt32(clamping: record.attempts), createdAt: record.createdAt.unixSeconds,
+            updatedAt: record.updatedAt.unixSeconds)
     }
 }
 

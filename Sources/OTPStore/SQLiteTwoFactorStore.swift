@@ -16,7 +16,7 @@ public import OTPCore
 ///   millisecond.
 public final class SQLiteTwoFactorStore: TwoFactorStore {
     /// The lowest schema version (`PRAGMA user_version`) that has this store's tables.
-    public static let minimumSchemaVersion = 2
+    public static let minimumSchemaVersion = 3
 
     /// The SQLite store underneath: its `path` and `schemaVersion`, and `close()` at shutdown.
     public let store: SQLiteStore
@@ -77,7 +77,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
 
     /// Runs `work` on the connection, remembering a failure so the transaction cannot commit.
     @discardableResult
-    private func perform<R>(_ work: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
+    func perform<R>(_ work: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
         if let failure { throw failure }
         guard let connection else {
             throw StoreError(kind: .other, message: "a store transaction was used after its body returned")
@@ -476,21 +476,21 @@ final class SQLiteStoreTransaction: StoreTransaction {
 
 /// Text to bind. Refuses a NUL byte: SQLite would cut the text there, so "a\0b" would be stored
 /// (and found) as "a".
-private func bind(_ text: String) throws(StoreError) -> SQLValue {
+func bind(_ text: String) throws(StoreError) -> SQLValue {
     guard !text.utf8.contains(0) else {
         throw StoreError(kind: .constraint, message: "text containing a NUL byte cannot be stored")
     }
     return .text(text)
 }
 
-private func bind(_ text: String?) throws(StoreError) -> SQLValue {
+func bind(_ text: String?) throws(StoreError) -> SQLValue {
     guard let text else { return .null }
     return try bind(text)
 }
 
 /// A blob to bind. Refuses an empty one: SQLite would store it as NULL, turning "set" into "not
 /// set" on the way back.
-private func bind(_ bytes: [UInt8]?, column: String) throws(StoreError) -> SQLValue {
+func bind(_ bytes: [UInt8]?, column: String) throws(StoreError) -> SQLValue {
     guard let bytes else { return .null }
     guard !bytes.isEmpty else {
         throw StoreError(kind: .constraint, message: "\(column) cannot be an empty blob")
@@ -498,7 +498,7 @@ private func bind(_ bytes: [UInt8]?, column: String) throws(StoreError) -> SQLVa
     return .blob(bytes)
 }
 
-private func bind(_ date: Date?) throws(StoreError) -> SQLValue {
+func bind(_ date: Date?) throws(StoreError) -> SQLValue {
     guard let date else { return .null }
     return .integer(try StoredTime.milliseconds(date))
 }
@@ -527,7 +527,7 @@ private enum StoredTime {
 
 /// Reads one row's columns in order, refusing (kind `.corrupt`) whatever does not decode.
 /// Messages name the column, never the stored value (it may be a phone number).
-private struct RowReader {
+struct RowReader {
     private let values: [SQLValue]
     private let table: String
     private var index = 0

@@ -105,5 +105,30 @@ extension Migration {
                     PRIMARY KEY (account_id, code_hash)
                 ) STRICT, WITHOUT ROWID;
                 """),
+        Migration(
+            version: 3, summary: "SMS delivery log and undeliverable numbers",
+            sql: """
+                CREATE TABLE deliveries (
+                    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+                    account_id         TEXT NOT NULL,
+                    challenge_id       TEXT NOT NULL,
+                    purpose            TEXT NOT NULL,
+                    destination_masked TEXT NOT NULL,
+                    provider           TEXT NOT NULL,
+                    message_sid        TEXT NOT NULL,
+                    status             TEXT NOT NULL CHECK (length(status) BETWEEN 1 AND 32),
+                    error_code         INTEGER,
+                    attempts           INTEGER NOT NULL CHECK (attempts >= 0),
+                    created_at         INTEGER NOT NULL,
+                    updated_at         INTEGER NOT NULL
+                ) STRICT;
+                CREATE INDEX deliveries_by_account ON deliveries (account_id, id);
+                CREATE INDEX deliveries_by_sid ON deliveries (message_sid) WHERE message_sid != '';
+                CREATE TABLE undeliverable_numbers (
+                    phone      TEXT PRIMARY KEY NOT NULL,
+                    error_code INTEGER,
+                    at         INTEGER NOT NULL
+                ) STRICT;
+                """),
     ]
 }

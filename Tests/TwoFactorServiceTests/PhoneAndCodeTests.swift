@@ -198,12 +198,28 @@ struct PhoneAndCodeTests {
             (error as? TwoFactorError)?.kind == .failedPrecondition
                 && (error as? TwoFactorError)?.message == "This phone number cannot receive text messages"
         }
-        f.sender.fail(with: .temporary(reason: "503"))
+        // The number is remembered: the next code is refused without paying the provider again.
+        f.sender.fail(with: nil)
+        let sentBefore = f.sender.messages.count
         f.clock.advance(600)
         await #expect(throws: TwoFactorError.self) { _ = try await f.service.startChallenge(accountID: "a", purpose: .login) }
+        #expect(f.sender.messages.count == sentBefore)
+        // A temporary failure is not remembered against the number.
+        try await f.enrollPhone("b", "+447700900123")
+        f.clock.advance(600)
+        f.sender.fail(with: .temporary(reason: "503"))
+        await #expect {
+            _ = try await f.service.startChallenge(accountID: "b", purpose: .login)
+        } throws: { ($0 as? TwoFactorError)?.kind == .unavailable }
         #expect(try await f.service.status(accountID: "a").consecutiveFailures == 0)
+        #expect(try await f.service.status(accountID: "b").consecutiveFailures == 0)
         let kinds = try await f.service.listEvents(accountID: "a", pageSize: 10, beforeID: nil).events.map(\.kind)
-        #expect(kinds.filter { $0 == "code_send_failed" }.count == 2)
+        #expect(kinds.filter { $0 == "code_send_failed" }.count == 1)
+        #expect(kinds.contains("code_refused"))
+        let log = try await f.service.listDeliveries(accountID: nil, pageSize: 50, beforeID: nil).deliveries
+        #expect(log.contains { $0.accountID == "a" && $0.status == "rejected" })
+        #expect(log.contains { $0.accountID == "b" && $0.status == "error" })
+        #expect(log.contains { $0.accountID == "b" && $0.status == "accepted" && !$0.messageSID.isEmpty })
     }
 }
 

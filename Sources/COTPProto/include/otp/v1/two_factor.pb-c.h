@@ -48,6 +48,14 @@ typedef struct Otp__V1__UnlockAccountRequest Otp__V1__UnlockAccountRequest;
 typedef struct Otp__V1__UnlockAccountResponse Otp__V1__UnlockAccountResponse;
 typedef struct Otp__V1__ResetAccountRequest Otp__V1__ResetAccountRequest;
 typedef struct Otp__V1__ResetAccountResponse Otp__V1__ResetAccountResponse;
+typedef struct Otp__V1__FormParameter Otp__V1__FormParameter;
+typedef struct Otp__V1__ReportDeliveryRequest Otp__V1__ReportDeliveryRequest;
+typedef struct Otp__V1__ReportDeliveryResponse Otp__V1__ReportDeliveryResponse;
+typedef struct Otp__V1__Delivery Otp__V1__Delivery;
+typedef struct Otp__V1__ListDeliveriesRequest Otp__V1__ListDeliveriesRequest;
+typedef struct Otp__V1__ListDeliveriesResponse Otp__V1__ListDeliveriesResponse;
+typedef struct Otp__V1__SendTestSmsRequest Otp__V1__SendTestSmsRequest;
+typedef struct Otp__V1__SendTestSmsResponse Otp__V1__SendTestSmsResponse;
 
 
 /* --- enums --- */
@@ -586,6 +594,138 @@ struct  Otp__V1__ResetAccountResponse
 #define OTP__V1__RESET_ACCOUNT_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__reset_account_response__descriptor) \
     , NULL }
+
+
+/*
+ * One form field of a Twilio status callback, as received (order does not matter).
+ */
+struct  Otp__V1__FormParameter
+{
+  ProtobufCMessage base;
+  char *name;
+  char *value;
+};
+#define OTP__V1__FORM_PARAMETER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__form_parameter__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Otp__V1__ReportDeliveryRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The full URL Twilio called, exactly as configured in StatusCallback (scheme, host, path, query).
+   */
+  char *url;
+  size_t n_parameters;
+  Otp__V1__FormParameter **parameters;
+  /*
+   * The X-Twilio-Signature header.
+   */
+  char *signature;
+};
+#define OTP__V1__REPORT_DELIVERY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__report_delivery_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+struct  Otp__V1__ReportDeliveryResponse
+{
+  ProtobufCMessage base;
+  /*
+   * False when the report changed nothing (a repeat, or older than what is known).
+   */
+  protobuf_c_boolean updated;
+  char *message_sid;
+  /*
+   * the delivery's status after the report
+   */
+  char *status;
+};
+#define OTP__V1__REPORT_DELIVERY_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__report_delivery_response__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One SMS handed to a provider: never the text.
+ */
+struct  Otp__V1__Delivery
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  char *account_id;
+  char *challenge_id;
+  char *purpose;
+  char *destination_masked;
+  char *provider;
+  char *message_sid;
+  /*
+   * accepted, queued, sending, sent, delivered, undelivered, failed (from the provider),
+   * or rejected (the provider refused it) / error (it could not be reached).
+   */
+  char *status;
+  int32_t error_code;
+  uint32_t attempts;
+  int64_t created_at;
+  int64_t updated_at;
+};
+#define OTP__V1__DELIVERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__delivery__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+
+
+struct  Otp__V1__ListDeliveriesRequest
+{
+  ProtobufCMessage base;
+  /*
+   * empty: every account
+   */
+  char *account_id;
+  /*
+   * default 50, at most 500
+   */
+  uint32_t page_size;
+  uint64_t before_id;
+};
+#define OTP__V1__LIST_DELIVERIES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__list_deliveries_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Otp__V1__ListDeliveriesResponse
+{
+  ProtobufCMessage base;
+  size_t n_deliveries;
+  Otp__V1__Delivery **deliveries;
+  uint64_t next_before_id;
+};
+#define OTP__V1__LIST_DELIVERIES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__list_deliveries_response__descriptor) \
+    , 0,NULL, 0 }
+
+
+struct  Otp__V1__SendTestSmsRequest
+{
+  ProtobufCMessage base;
+  char *phone_number;
+};
+#define OTP__V1__SEND_TEST_SMS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__send_test_sms_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Otp__V1__SendTestSmsResponse
+{
+  ProtobufCMessage base;
+  char *provider;
+  char *message_sid;
+  char *status;
+  uint32_t attempts;
+};
+#define OTP__V1__SEND_TEST_SMS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__send_test_sms_response__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /* Otp__V1__ErrorDetail methods */
@@ -1215,6 +1355,158 @@ Otp__V1__ResetAccountResponse *
 void   otp__v1__reset_account_response__free_unpacked
                      (Otp__V1__ResetAccountResponse *message,
                       ProtobufCAllocator *allocator);
+/* Otp__V1__FormParameter methods */
+void   otp__v1__form_parameter__init
+                     (Otp__V1__FormParameter         *message);
+size_t otp__v1__form_parameter__get_packed_size
+                     (const Otp__V1__FormParameter   *message);
+size_t otp__v1__form_parameter__pack
+                     (const Otp__V1__FormParameter   *message,
+                      uint8_t             *out);
+size_t otp__v1__form_parameter__pack_to_buffer
+                     (const Otp__V1__FormParameter   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__FormParameter *
+       otp__v1__form_parameter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__form_parameter__free_unpacked
+                     (Otp__V1__FormParameter *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__ReportDeliveryRequest methods */
+void   otp__v1__report_delivery_request__init
+                     (Otp__V1__ReportDeliveryRequest         *message);
+size_t otp__v1__report_delivery_request__get_packed_size
+                     (const Otp__V1__ReportDeliveryRequest   *message);
+size_t otp__v1__report_delivery_request__pack
+                     (const Otp__V1__ReportDeliveryRequest   *message,
+                      uint8_t             *out);
+size_t otp__v1__report_delivery_request__pack_to_buffer
+                     (const Otp__V1__ReportDeliveryRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__ReportDeliveryRequest *
+       otp__v1__report_delivery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__report_delivery_request__free_unpacked
+                     (Otp__V1__ReportDeliveryRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__ReportDeliveryResponse methods */
+void   otp__v1__report_delivery_response__init
+                     (Otp__V1__ReportDeliveryResponse         *message);
+size_t otp__v1__report_delivery_response__get_packed_size
+                     (const Otp__V1__ReportDeliveryResponse   *message);
+size_t otp__v1__report_delivery_response__pack
+                     (const Otp__V1__ReportDeliveryResponse   *message,
+                      uint8_t             *out);
+size_t otp__v1__report_delivery_response__pack_to_buffer
+                     (const Otp__V1__ReportDeliveryResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__ReportDeliveryResponse *
+       otp__v1__report_delivery_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__report_delivery_response__free_unpacked
+                     (Otp__V1__ReportDeliveryResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__Delivery methods */
+void   otp__v1__delivery__init
+                     (Otp__V1__Delivery         *message);
+size_t otp__v1__delivery__get_packed_size
+                     (const Otp__V1__Delivery   *message);
+size_t otp__v1__delivery__pack
+                     (const Otp__V1__Delivery   *message,
+                      uint8_t             *out);
+size_t otp__v1__delivery__pack_to_buffer
+                     (const Otp__V1__Delivery   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__Delivery *
+       otp__v1__delivery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__delivery__free_unpacked
+                     (Otp__V1__Delivery *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__ListDeliveriesRequest methods */
+void   otp__v1__list_deliveries_request__init
+                     (Otp__V1__ListDeliveriesRequest         *message);
+size_t otp__v1__list_deliveries_request__get_packed_size
+                     (const Otp__V1__ListDeliveriesRequest   *message);
+size_t otp__v1__list_deliveries_request__pack
+                     (const Otp__V1__ListDeliveriesRequest   *message,
+                      uint8_t             *out);
+size_t otp__v1__list_deliveries_request__pack_to_buffer
+                     (const Otp__V1__ListDeliveriesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__ListDeliveriesRequest *
+       otp__v1__list_deliveries_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__list_deliveries_request__free_unpacked
+                     (Otp__V1__ListDeliveriesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__ListDeliveriesResponse methods */
+void   otp__v1__list_deliveries_response__init
+                     (Otp__V1__ListDeliveriesResponse         *message);
+size_t otp__v1__list_deliveries_response__get_packed_size
+                     (const Otp__V1__ListDeliveriesResponse   *message);
+size_t otp__v1__list_deliveries_response__pack
+                     (const Otp__V1__ListDeliveriesResponse   *message,
+                      uint8_t             *out);
+size_t otp__v1__list_deliveries_response__pack_to_buffer
+                     (const Otp__V1__ListDeliveriesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__ListDeliveriesResponse *
+       otp__v1__list_deliveries_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__list_deliveries_response__free_unpacked
+                     (Otp__V1__ListDeliveriesResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__SendTestSmsRequest methods */
+void   otp__v1__send_test_sms_request__init
+                     (Otp__V1__SendTestSmsRequest         *message);
+size_t otp__v1__send_test_sms_request__get_packed_size
+                     (const Otp__V1__SendTestSmsRequest   *message);
+size_t otp__v1__send_test_sms_request__pack
+                     (const Otp__V1__SendTestSmsRequest   *message,
+                      uint8_t             *out);
+size_t otp__v1__send_test_sms_request__pack_to_buffer
+                     (const Otp__V1__SendTestSmsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__SendTestSmsRequest *
+       otp__v1__send_test_sms_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__send_test_sms_request__free_unpacked
+                     (Otp__V1__SendTestSmsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__SendTestSmsResponse methods */
+void   otp__v1__send_test_sms_response__init
+                     (Otp__V1__SendTestSmsResponse         *message);
+size_t otp__v1__send_test_sms_response__get_packed_size
+                     (const Otp__V1__SendTestSmsResponse   *message);
+size_t otp__v1__send_test_sms_response__pack
+                     (const Otp__V1__SendTestSmsResponse   *message,
+                      uint8_t             *out);
+size_t otp__v1__send_test_sms_response__pack_to_buffer
+                     (const Otp__V1__SendTestSmsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__SendTestSmsResponse *
+       otp__v1__send_test_sms_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__send_test_sms_response__free_unpacked
+                     (Otp__V1__SendTestSmsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Otp__V1__ErrorDetail_Closure)
@@ -1316,6 +1608,30 @@ typedef void (*Otp__V1__ResetAccountRequest_Closure)
 typedef void (*Otp__V1__ResetAccountResponse_Closure)
                  (const Otp__V1__ResetAccountResponse *message,
                   void *closure_data);
+typedef void (*Otp__V1__FormParameter_Closure)
+                 (const Otp__V1__FormParameter *message,
+                  void *closure_data);
+typedef void (*Otp__V1__ReportDeliveryRequest_Closure)
+                 (const Otp__V1__ReportDeliveryRequest *message,
+                  void *closure_data);
+typedef void (*Otp__V1__ReportDeliveryResponse_Closure)
+                 (const Otp__V1__ReportDeliveryResponse *message,
+                  void *closure_data);
+typedef void (*Otp__V1__Delivery_Closure)
+                 (const Otp__V1__Delivery *message,
+                  void *closure_data);
+typedef void (*Otp__V1__ListDeliveriesRequest_Closure)
+                 (const Otp__V1__ListDeliveriesRequest *message,
+                  void *closure_data);
+typedef void (*Otp__V1__ListDeliveriesResponse_Closure)
+                 (const Otp__V1__ListDeliveriesResponse *message,
+                  void *closure_data);
+typedef void (*Otp__V1__SendTestSmsRequest_Closure)
+                 (const Otp__V1__SendTestSmsRequest *message,
+                  void *closure_data);
+typedef void (*Otp__V1__SendTestSmsResponse_Closure)
+                 (const Otp__V1__SendTestSmsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1383,6 +1699,18 @@ struct Otp__V1__TwoFactor_Service
                         const Otp__V1__ResetAccountRequest *input,
                         Otp__V1__ResetAccountResponse_Closure closure,
                         void *closure_data);
+  void (*report_delivery)(Otp__V1__TwoFactor_Service *service,
+                          const Otp__V1__ReportDeliveryRequest *input,
+                          Otp__V1__ReportDeliveryResponse_Closure closure,
+                          void *closure_data);
+  void (*list_deliveries)(Otp__V1__TwoFactor_Service *service,
+                          const Otp__V1__ListDeliveriesRequest *input,
+                          Otp__V1__ListDeliveriesResponse_Closure closure,
+                          void *closure_data);
+  void (*send_test_sms)(Otp__V1__TwoFactor_Service *service,
+                        const Otp__V1__SendTestSmsRequest *input,
+                        Otp__V1__SendTestSmsResponse_Closure closure,
+                        void *closure_data);
 };
 typedef void (*Otp__V1__TwoFactor_ServiceDestroy)(Otp__V1__TwoFactor_Service *);
 void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
@@ -1405,7 +1733,10 @@ void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
       function_prefix__ ## set_preferred_method,\
       function_prefix__ ## list_events,\
       function_prefix__ ## unlock_account,\
-      function_prefix__ ## reset_account  }
+      function_prefix__ ## reset_account,\
+      function_prefix__ ## report_delivery,\
+      function_prefix__ ## list_deliveries,\
+      function_prefix__ ## send_test_sms  }
 void otp__v1__two_factor__health(ProtobufCService *service,
                                  const Otp__V1__HealthRequest *input,
                                  Otp__V1__HealthResponse_Closure closure,
@@ -1466,6 +1797,18 @@ void otp__v1__two_factor__reset_account(ProtobufCService *service,
                                         const Otp__V1__ResetAccountRequest *input,
                                         Otp__V1__ResetAccountResponse_Closure closure,
                                         void *closure_data);
+void otp__v1__two_factor__report_delivery(ProtobufCService *service,
+                                          const Otp__V1__ReportDeliveryRequest *input,
+                                          Otp__V1__ReportDeliveryResponse_Closure closure,
+                                          void *closure_data);
+void otp__v1__two_factor__list_deliveries(ProtobufCService *service,
+                                          const Otp__V1__ListDeliveriesRequest *input,
+                                          Otp__V1__ListDeliveriesResponse_Closure closure,
+                                          void *closure_data);
+void otp__v1__two_factor__send_test_sms(ProtobufCService *service,
+                                        const Otp__V1__SendTestSmsRequest *input,
+                                        Otp__V1__SendTestSmsResponse_Closure closure,
+                                        void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1504,6 +1847,14 @@ extern const ProtobufCMessageDescriptor otp__v1__unlock_account_request__descrip
 extern const ProtobufCMessageDescriptor otp__v1__unlock_account_response__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__reset_account_request__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__reset_account_response__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__form_parameter__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__report_delivery_request__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__report_delivery_response__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__delivery__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__list_deliveries_request__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__list_deliveries_response__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__send_test_sms_request__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__send_test_sms_response__descriptor;
 extern const ProtobufCServiceDescriptor otp__v1__two_factor__descriptor;
 
 PROTOBUF_C__END_DECLS

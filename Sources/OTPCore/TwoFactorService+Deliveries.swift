@@ -1,0 +1,117 @@
+import Foundation
+
+/// Checks that a delivery report really comes from the provider (Twilio: `X-Twilio-Signature`,
+/// an HMAC of the URL and the form fields under the auth token).
+public protocol DeliveryReportVerifier: Sendable {
+    func isAuthentic(url: String, parameters: [(name: String, value: String)], signature: String) -> Bool
+}
+
+/// The answer to a delivery report.
+public struct DeliveryReportOutcome: Sendable, Equatable {
+    public var updated: Bool
+    public var messageSID: String
+    public var status: String
+}
+
+/// One page of the delivery log.
+public struct DeliveryPage: Sendable, Equatable {
+    public var deliveries: [DeliveryRecord]
+    public var nextBeforeID: Int64?
+}
+
+extension TwoFactorService {
+    /// How far along a status is; a report never moves a delivery back (reports may come more
+    /// than once and in any order).
+    static func statusRank(_ status: String) -> Int {
+        switch status {
+        case "accepted", "queued", "scheduled": 1
+        case "sending": 2
+        case "sent": 3
+        case "delivered", "undelivered", "failed", "canceled": 4
+        case "read": 5
+        default: 0
+        }
+    }
+
+    /// Applies a provider's status callback after checking its signature.
+    ///
+    /// - Throws: `permissionDenied` for a missing or wrong signature (a forged or altered
+    ///   report), `invalidArgument` for a report without `MessageSid`/`MessageStatus`,
+    ///   `failedPrecondition` when no verifier is configured.
+    public func reportDelivery(url: String, parameters: [(name: String, value: String)], signature: String)
+        async throws(TwoFactorError) -> DeliveryReportOutcome
+    {
+        guard let verifier = reportVerifier else {
+            throw TwoFactorError(.failedPrecondition, "Delivery reports need the Twilio sender to be configured")
+        }
+        guard url.utf8.count <= 2048, parameters.count <= 100, signature.utf8.count <= 256 else {
+            throw TwoFactorError(.invalidArgument, "The delivery report is too large")
+        }
+        guard !signature.isEmpty, verifier.isAuthentic(url: url, parameters: parameters, signature: signature) else {
+            throw TwoFactorError(.permissionDenied, "The delivery report's signature is not valid")
+        }
+        func value(_ name: String) -> String? { parameters.last { $0.name == name }?.value }
+        guard let sid = value("MessageSid"), !sid.isEmpty, let status = value("MessageStatus"), !status.isEmpty
+        else {
+            throw TwoFactorError(.invalidArgument, "The delivery report has no MessageSid or MessageStatus")
+        }
+        let errorCode = value("ErrorCode").flatMap { Int($0) }
+        let now = clock.now()
+        return try await transact { tx in
+            guard let delivery = try tx.delivery(messageSID: sid) else {
+                return .success(DeliveryReportOutcome(updated: false, messageSID: sid, status: "unknown"))
+            }
+            guard Self.statusRank(status) > Self.statusRank(delivery.status) else {
+                return .success(DeliveryReportOutcome(updated: false, messageSID: sid, status: delivery.status))
+            }
+            try tx.updateDelivery(id: delivery.id, status: status, errorCode: errorCode ?? delivery.errorCode, at: now)
+            if status == "undelivered" || status == "failed" {
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: delivery.accountID, kind: "sms_delivery_failed", outcome: status,
+                        detail: "\(delivery.purpose) message \(sid)" + (errorCode.map { ", error \($0)" } ?? ""),
+                        destinationMasked: delivery.destinationMasked, at: now))
+            }
+            return .success(DeliveryReportOutcome(updated: true, messageSID: sid, status: status))
+        }
+    }
+
+    /// The delivery log, newest first: of one account, or of every account when nil.
+    public func listDeliveries(accountID: String?, pageSize: Int, beforeID: Int64?) async throws(TwoFactorError)
+        -> DeliveryPage
+    {
+        if let accountID { try Self.checkAccountID(accountID) }
+        let limit = pageSize == 0 ? 50 : min(max(pageSize, 1), 500)
+        return try await transact { tx in
+            let rows = try tx.deliveries(accountID: accountID, beforeID: beforeID, limit: limit + 1)
+            let page = Array(rows.prefix(limit))
+            return .success(DeliveryPage(deliveries: page, nextBeforeID: rows.count > limit ? page.last?.id : nil))
+        }
+    }
+
+    /// Administrator: sends a test text through the configured sender (no code in it).
+    public func sendTestSMS(number: String) async throws(TwoFactorError) -> SMSReceipt {
+        let phone: PhoneNumber
+        do {
+            phone = try PhoneNumber(parsing: number)
+        } catch {
+            throw TwoFactorError(.invalidArgument, error.description)
+        }
+        try checkCountryAllowed(phone)
+        let message = SMSMessage(
+            to: phone, body: "\(policy.smsBrand): test message from otpd. Your text message settings work.",
+            purpose: .login, challengeID: "test", expiresAt: clock.now().addingTimeInterval(policy.codeLifetime))
+        do {
+            return try await sender.send(message)
+        } catch {
+            switch error.kind {
+            case .undeliverable:
+                throw TwoFactorError(.failedPrecondition, "This phone number cannot receive text messages", logDetail: error.description)
+            case .configuration:
+                throw TwoFactorError(.failedPrecondition, "The SMS sender is misconfigured: \(error.reason)", logDetail: error.description)
+            case .temporary:
+                throw TwoFactorError(.unavailable, "The text message could not be sent; try again later", logDetail: error.description)
+            }
+        }
+    }
+}

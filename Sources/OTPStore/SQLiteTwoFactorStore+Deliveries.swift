@@ -1,0 +1,113 @@
+internal import Foundation
+internal import OTPCore
+
+/// The delivery log and the numbers that cannot receive texts (schema version 3).
+extension SQLiteStoreTransaction {
+    private static let deliveryColumns = """
+        id, account_id, challenge_id, purpose, destination_masked, provider, message_sid, status, error_code,
+        attempts, created_at, updated_at
+        """
+
+    func insertDelivery(_ delivery: DeliveryRecord) throws(StoreError) -> Int64 {
+        try perform { db throws(StoreError) in
+            let rows = try db.query(
+                """
+                INSERT INTO deliveries (account_id, challenge_id, purpose, destination_masked, provider, message_sid,
+                    status, error_code, attempts, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+                """,
+                [
+                    try bind(delivery.accountID), try bind(delivery.challengeID), try bind(delivery.purpose),
+                    try bind(delivery.destinationMasked), try bind(delivery.provider), try bind(delivery.messageSID),
+                    try bind(delivery.status), delivery.errorCode.map { .integer(Int64($0)) } ?? .null,
+                    .integer(Int64(max(0, delivery.attempts))), try bind(delivery.createdAt),
+                    try bind(delivery.updatedAt),
+                ])
+            guard let id = rows.first?.first?.integer else {
+                throw StoreError(kind: .other, message: "inserting a delivery returned no id")
+            }
+            return id
+        }
+    }
+
+    func delivery(messageSID: String) throws(StoreError) -> DeliveryRecord? {
+        guard !messageSID.isEmpty else { return nil }
+        return try perform { db throws(StoreError) in
+            let rows = try db.query(
+                "SELECT \(Self.deliveryColumns) FROM deliveries WHERE message_sid = ? ORDER BY id DESC LIMIT 1",
+                [try bind(messageSID)])
+            return try rows.first.map(Self.decodeDelivery)
+        }
+    }
+
+    func updateDelivery(id: Int64, status: String, errorCode: Int?, at: Date) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            let changed = try db.run(
+                "UPDATE deliveries SET status = ?, error_code = ?, updated_at = ? WHERE id = ?",
+                [try bind(status), errorCode.map { .integer(Int64($0)) } ?? .null, try bind(at), .integer(id)])
+            guard changed == 1 else {
+                throw StoreError(kind: .other, message: "delivery \(id) does not exist")
+            }
+        }
+    }
+
+    func deliveries(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [DeliveryRecord] {
+        try perform { db throws(StoreError) in
+            let limit = Int64(min(max(limit, 1), 1000))
+            let select = "SELECT \(Self.deliveryColumns) FROM deliveries"
+            let rows: [[SQLValue]] =
+                switch (accountID, beforeID) {
+                case (let accountID?, let beforeID?):
+                    try db.query(
+                        select + " WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                        [try bind(accountID), .integer(beforeID), .integer(limit)])
+                case (let accountID?, nil):
+                    try db.query(
+                        select + " WHERE account_id = ? ORDER BY id DESC LIMIT ?", [try bind(accountID), .integer(limit)])
+                case (nil, let beforeID?):
+                    try db.query(select + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
+                case (nil, nil):
+                    try db.query(select + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
+                }
+            var result: [DeliveryRecord] = []
+            for row in rows { result.append(try Self.decodeDelivery(row)) }
+            return result
+        }
+    }
+
+    func markUndeliverable(phone: PhoneNumber, errorCode: Int?, at: Date) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            try db.run(
+                """
+                INSERT INTO undeliverable_numbers (phone, error_code, at) VALUES (?, ?, ?)
+                ON CONFLICT (phone) DO UPDATE SET error_code = excluded.error_code, at = excluded.at
+                """,
+                [.text(phone.e164), errorCode.map { .integer(Int64($0)) } ?? .null, try bind(at)])
+        }
+    }
+
+    func undeliverable(phone: PhoneNumber) throws(StoreError) -> (at: Date, errorCode: Int?)? {
+        try perform { db throws(StoreError) in
+            guard
+                let row = try db.query(
+                    "SELECT at, error_code FROM undeliverable_numbers WHERE phone = ?", [.text(phone.e164)]
+                ).first
+            else { return nil }
+            var reader = RowReader(row, table: "undeliverable_numbers")
+            let at = try reader.date("at")
+            let code = try reader.optionalInteger("error_code").map { Int($0) }
+            return (at, code)
+        }
+    }
+
+    private static func decodeDelivery(_ row: [SQLValue]) throws(StoreError) -> DeliveryRecord {
+        var reader = RowReader(row, table: "deliveries")
+        return DeliveryRecord(
+            id: try reader.integer("id"), accountID: try reader.text("account_id"),
+            challengeID: try reader.text("challenge_id"), purpose: try reader.text("purpose"),
+            destinationMasked: try reader.text("destination_masked"), provider: try reader.text("provider"),
+            messageSID: try reader.text("message_sid"), status: try reader.text("status"),
+            errorCode: try reader.optionalInteger("error_code").map { Int($0) }, attempts: try reader.count("attempts"),
+            createdAt: try reader.date("created_at"), updatedAt: try reader.date("updated_at"))
+    }
+}
