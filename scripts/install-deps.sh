@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages otpd builds and tests with, when any is missing:
 # libprotobuf-c-dev + protobuf-c-compiler (wire format), libsqlite3-dev (storage), pkg-config,
-# and for the tests systemd (systemd-socket-activate, systemd-analyze) and util-linux (setpriv).
+# and for the tests systemd (systemd-socket-activate, systemd-analyze), util-linux (setpriv) and
+# openssl (an independent HMAC for the Twilio signature tests).
 set -euo pipefail
-packages=(libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev pkg-config systemd util-linux python3)
+packages=(libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev pkg-config systemd util-linux python3 openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

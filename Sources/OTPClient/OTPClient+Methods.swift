@@ -81,4 +81,25 @@ extension OTPClient {
     {
         try await call(.resetAccount, request, deadline: deadline)
     }
+
+    /// Forwards a provider's delivery report (status callback) for a signature check.
+    public func reportDelivery(_ request: ReportDeliveryRequest, deadline: Duration? = nil) async throws(RPCError)
+        -> ReportDeliveryResponse
+    {
+        try await call(.reportDelivery, request, deadline: deadline)
+    }
+
+    /// The SMS delivery log, newest first.
+    public func listDeliveries(_ request: ListDeliveriesRequest, deadline: Duration? = nil) async throws(RPCError)
+        -> ListDeliveriesResponse
+    {
+        try await call(.listDeliveries, request, deadline: deadline)
+    }
+
+    /// Sends a test text through the configured sender.
+    public func sendTestSms(_ request: SendTestSmsRequest, deadline: Duration? = nil) async throws(RPCError)
+        -> SendTestSmsResponse
+    {
+        try await call(.sendTestSms, request, deadline: deadline)
+    }
 }

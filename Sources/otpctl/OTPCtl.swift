@@ -33,6 +33,8 @@ struct OTPCtl: AsyncParsableCommand {
                 $ otpctl backup generate alice --proof-token pf_... --out codes.txt
               admin          events, unlock, reset
                 $ otpctl unlock alice --actor ops --reason "called the help desk"
+              sms            deliveries, sms test
+                $ otpctl deliveries alice
               diagnostics    health, info
                 $ otpctl info --json
 
@@ -49,6 +51,7 @@ struct OTPCtl: AsyncParsableCommand {
             TotpCommand.self,
             BackupCommand.self,
             EventsCommand.self, UnlockCommand.self, ResetCommand.self,
+            DeliveriesCommand.self, SMSCommand.self,
             Health.self, Info.self,
         ])
 

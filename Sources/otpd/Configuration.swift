@@ -29,6 +29,8 @@ struct DaemonConfiguration: Sendable {
     var outboxPath = "outbox.jsonl"
     // [codes], [lockout], [sms] budgets, [totp], [backup]
     var policy = TwoFactorPolicy()
+    // [[twilio]]: the senders used when sms.sender is "twilio", tried in order.
+    var twilio: [TwilioSettings] = []
 }
 
 /// A configuration problem: otpd prints it and exits with status 2.
@@ -74,6 +76,29 @@ extension DaemonConfiguration {
             throw ConfigurationError(description: "\(path): \(error)")
         }
         for key in root.keys {
+            if key == "twilio" {
+                // [[twilio]] (several senders, tried in order) or a single [twilio] table.
+                let tables: [TOMLTable]
+                if let table = root[key]?.table {
+                    tables = [table]
+                } else if let array = root[key]?.array {
+                    var list: [TOMLTable] = []
+                    for item in array {
+                        guard let table = item.table else {
+                            throw ConfigurationError(description: "\(path): twilio must be a table or an array of tables")
+                        }
+                        list.append(table)
+                    }
+                    tables = list
+                } else {
+                    throw ConfigurationError(description: "\(path): twilio must be a table or an array of tables")
+                }
+                twilio = []
+                for table in tables {
+                    twilio.append(try TwilioSettings(reader: TableReader(file: path, table: "twilio", values: table)))
+                }
+                continue
+            }
             guard let allowed = Self.knownKeys[key] else {
                 throw ConfigurationError(description: "\(path): unknown table or key '\(key)'")
             }
@@ -168,15 +193,24 @@ extension DaemonConfiguration {
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw ConfigurationError(description: "log level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        guard smsSender == "outbox" else {
-            throw ConfigurationError(description: "sms.sender must be \"outbox\" (the only sender in this build)")
+        switch smsSender {
+        case "outbox":
+            break
+        case "twilio":
+            guard !twilio.isEmpty else {
+                throw ConfigurationError(description: "sms.sender is \"twilio\" but there is no [[twilio]] table")
+            }
+        default:
+            throw ConfigurationError(description: "sms.sender must be \"outbox\" or \"twilio\", not \"\(smsSender)\"")
         }
         do {
             try policy.validate()
         } catch {
             throw ConfigurationError(description: "configuration: \(error.message)")
         }
-        for (name, path) in [("server.socket", socketPath), ("storage.database", databasePath), ("sms.outbox", outboxPath)] {
+        var paths = [("server.socket", socketPath), ("storage.database", databasePath)]
+        if smsSender == "outbox" { paths.append(("sms.outbox", outboxPath)) }
+        for (name, path) in paths {
             try Self.checkWritableParent(of: path, name: name)
         }
         guard socketPath.utf8.count < 108 else {

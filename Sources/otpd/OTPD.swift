@@ -124,8 +124,10 @@ struct OTPD: AsyncParsableCommand {
             synchronous: SynchronousMode(rawValue: configuration.synchronous) ?? .full, logger: logger)
         try await checkKeyMatchesDatabase(keys: keys, keyPath: keyPath, store: store)
         let domainStore = try SQLiteTwoFactorStore(store: store)
-        let sender = OutboxSender(path: configuration.outboxPath, logger: logger)
-        let service = try TwoFactorService(store: domainStore, sender: sender, keys: keys, policy: configuration.policy)
+        let sms = try SMSSetup.make(configuration, environment: environment, logger: logger)
+        let sender = sms.sender
+        let service = try TwoFactorService(
+            store: domainStore, sender: sender, keys: keys, policy: configuration.policy, reportVerifier: sms.verifier)
         logger.info(
             "otpd starting",
             metadata: [
@@ -152,6 +154,7 @@ struct OTPD: AsyncParsableCommand {
                 services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         _ = cotp_sd_notify("STOPPING=1")
+        await sms.shutdown()
         store.close()
         logger.info("stopped")
     }
