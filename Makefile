@@ -1,7 +1,7 @@
 # otpd: two commands to know.
 #   make run    build and start the daemon on its defaults (socket, database, key and SMS
 #               outbox in ./run/), installing the system packages it needs when missing
-#   make test   run every test (unit, integration against the real otpd binary, CLI)
+#   make test   run every test (unit, integration against the real otpd binary, CLI, PHP client)
 # Others: make build, make release, make bench, make generate, make check-generated, make lint
 
 SHELL := /bin/bash
@@ -28,12 +28,14 @@ run: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	cd clients/php && phpunit
 
 bench: deps
 	scripts/bench.sh
 
 generate:
 	scripts/generate-proto.sh
+	scripts/generate-php.sh
 
 check-generated:
 	scripts/check-generated-code.sh

@@ -15,4 +15,5 @@ if ! { diff -ru "$tmp/c" "$root/Sources/COTPProto" &&
   exit 1
 fi
 rm -f "$tmp.diff"
+"$root/scripts/generate-php.sh" --check
 echo "generated code matches proto/"

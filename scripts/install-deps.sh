@@ -2,9 +2,11 @@
 # Installs the Debian packages otpd builds and tests with, when any is missing:
 # libprotobuf-c-dev + protobuf-c-compiler (wire format), libsqlite3-dev (storage), pkg-config,
 # and for the tests systemd (systemd-socket-activate, systemd-analyze), util-linux (setpriv) and
-# openssl (an independent HMAC for the Twilio signature tests).
+# openssl (an independent HMAC for the Twilio signature tests); for the PHP client php-cli,
+# php-google-protobuf, phpunit and protobuf-compiler (protoc --php_out).
 set -euo pipefail
-packages=(libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev pkg-config systemd util-linux python3 openssl)
+packages=(libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev pkg-config systemd util-linux python3 openssl
+          php-cli php-google-protobuf phpunit protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,520 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Otpd\Client;
+
+use Google\Protobuf\Internal\Message;
+use Otp\V1\AccountStatus;
+use Otp\V1\BeginTotpEnrollmentRequest;
+use Otp\V1\BeginTotpEnrollmentResponse;
+use Otp\V1\ConfirmTotpEnrollmentRequest;
+use Otp\V1\ConfirmTotpEnrollmentResponse;
+use Otp\V1\DisableFactorRequest;
+use Otp\V1\DisableFactorResponse;
+use Otp\V1\ErrorDetail;
+use Otp\V1\GenerateBackupCodesRequest;
+use Otp\V1\GenerateBackupCodesResponse;
+use Otp\V1\GetStatusRequest;
+use Otp\V1\HealthRequest;
+use Otp\V1\HealthResponse;
+use Otp\V1\ListDeliveriesRequest;
+use Otp\V1\ListDeliveriesResponse;
+use Otp\V1\ListEventsRequest;
+use Otp\V1\ListEventsResponse;
+use Otp\V1\Proof;
+use Otp\V1\RedeemBackupCodeRequest;
+use Otp\V1\RedeemBackupCodeResponse;
+use Otp\V1\ReportDeliveryRequest;
+use Otp\V1\ReportDeliveryResponse;
+use Otp\V1\Request;
+use Otp\V1\ResetAccountRequest;
+use Otp\V1\ResetAccountResponse;
+use Otp\V1\Response;
+use Otp\V1\SendTestSmsRequest;
+use Otp\V1\SendTestSmsResponse;
+use Otp\V1\ServerInfoRequest;
+use Otp\V1\ServerInfoResponse;
+use Otp\V1\SetPhoneRequest;
+use Otp\V1\SetPhoneResponse;
+use Otp\V1\SetPreferredMethodRequest;
+use Otp\V1\SetPreferredMethodResponse;
+use Otp\V1\StartChallengeRequest;
+use Otp\V1\StartChallengeResponse;
+use Otp\V1\UnlockAccountRequest;
+use Otp\V1\UnlockAccountResponse;
+use Otp\V1\VerifyRequest;
+use Otp\V1\VerifyResponse;
+use Otpd\Client\Exception\DeadlineExceededException;
+use Otpd\Client\Exception\OtpdException;
+use Otpd\Client\Exception\ProtocolException;
+use Otpd\Client\Exception\UnavailableException;
+
+/**
+ * A synchronous client for otpd on its Unix socket.
+ *
+ * One method per RPC of the otp.v1.TwoFactor service, named as in the service, taking and
+ * returning the generated Otp\V1 message classes. Every failure is an OtpdException subclass
+ * (see src/Exception/); a wrong one-time code is not a failure but an answer with
+ * success = false.
+ *
+ * The connection is opened on the first call and kept for the next ones (one call at a time;
+ * PHP-FPM requests each make their own client, which is cheap on a Unix socket). A connection
+ * found broken before a request was sent (for example after a daemon restart) is replaced once
+ * and the call goes ahead; a call whose request was sent but whose answer never came fails with
+ * UnavailableException and is not repeated, because the daemon may have acted on it.
+ *
+ * Not safe to share between processes (after a fork, make a new client).
+ */
+final class Client
+{
+    /** Where otpd listens under systemd (otpd.socket). */
+    public const DEFAULT_SOCKET = '/run/otpd/otpd.sock';
+    /** The largest response accepted by default, the daemon's default frame maximum. */
+    public const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024;
+    /** The service's method prefix on the wire. */
+    public const METHOD_PREFIX = '/otp.v1.TwoFactor/';
+
+    /** 1 flag byte and a 4-byte big-endian length. */
+    private const HEADER_BYTES = 5;
+    /** The client waits this much longer than the deadline, so the daemon can say DEADLINE_EXCEEDED. */
+    private const GRACE_SECONDS = 0.25;
+    private const MAX_DEADLINE_MS = 0xFFFFFFFF;
+
+    /** @var resource|null */
+    private $stream = null;
+    private int $nextCallId = 1;
+
+    /**
+     * @param string $socketPath      otpd's socket.
+     * @param float  $timeoutSeconds  default time a call may take (sent as its deadline; also the
+     *                                connect and socket timeout); each method takes its own too.
+     * @param int    $maxResponseBytes a response frame longer than this closes the connection and
+     *                                throws ProtocolException without being read.
+     */
+    public function __construct(
+        private readonly string $socketPath = self::DEFAULT_SOCKET,
+        private readonly float $timeoutSeconds = 5.0,
+        private readonly int $maxResponseBytes = self::DEFAULT_MAX_RESPONSE_BYTES,
+    ) {
+        if ($socketPath === '') {
+            throw new \InvalidArgumentException('socketPath must not be empty');
+        }
+        self::checkTimeout($timeoutSeconds);
+        if ($maxResponseBytes < 1) {
+            throw new \InvalidArgumentException('maxResponseBytes must be positive');
+        }
+    }
+
+    public function __destruct()
+    {
+        $this->close();
+    }
+
+    private function __clone()
+    {
+    }
+
+    /** The socket this client talks to. */
+    public function socketPath(): string
+    {
+        return $this->socketPath;
+    }
+
+    /** Closes the connection, if one is open; the next call opens a new one. */
+    public function close(): void
+    {
+        if ($this->stream !== null) {
+            @fclose($this->stream);
+            $this->stream = null;
+        }
+    }
+
+    // ---- One method per RPC, as in proto/otp/v1/two_factor.proto -------------------------
+
+    /** Liveness: status "SERVING" while the daemon accepts calls. */
+    public function health(?HealthRequest $request = null, ?float $timeout = null): HealthResponse
+    {
+        return $this->invoke('Health', $request ?? new HealthRequest(), HealthResponse::class, $timeout);
+    }
+
+    /** Version, uptime, database path and schema version, connection count. */
+    public function serverInfo(?ServerInfoRequest $request = null, ?float $timeout = null): ServerInfoResponse
+    {
+        return $this->invoke('ServerInfo', $request ?? new ServerInfoRequest(), ServerInfoResponse::class, $timeout);
+    }
+
+    /** What the profile page shows for one account; an unknown account is a valid empty one. */
+    public function getStatus(GetStatusRequest $request, ?float $timeout = null): AccountStatus
+    {
+        return $this->invoke('GetStatus', $request, AccountStatus::class, $timeout);
+    }
+
+    /** Saves a number ("not verified"), or proposes a new one (with a proof) when one is verified. */
+    public function setPhone(SetPhoneRequest $request, ?float $timeout = null): SetPhoneResponse
+    {
+        return $this->invoke('SetPhone', $request, SetPhoneResponse::class, $timeout);
+    }
+
+    /** Creates a challenge and texts its code. */
+    public function startChallenge(StartChallengeRequest $request, ?float $timeout = null): StartChallengeResponse
+    {
+        return $this->invoke('StartChallenge', $request, StartChallengeResponse::class, $timeout);
+    }
+
+    /** Checks an SMS or authenticator code for a purpose; a wrong code answers success = false. */
+    public function verify(VerifyRequest $request, ?float $timeout = null): VerifyResponse
+    {
+        return $this->invoke('Verify', $request, VerifyResponse::class, $timeout);
+    }
+
+    public function beginTotpEnrollment(
+        BeginTotpEnrollmentRequest $request,
+        ?float $timeout = null,
+    ): BeginTotpEnrollmentResponse {
+        return $this->invoke('BeginTotpEnrollment', $request, BeginTotpEnrollmentResponse::class, $timeout);
+    }
+
+    public function confirmTotpEnrollment(
+        ConfirmTotpEnrollmentRequest $request,
+        ?float $timeout = null,
+    ): ConfirmTotpEnrollmentResponse {
+        return $this->invoke('ConfirmTotpEnrollment', $request, ConfirmTotpEnrollmentResponse::class, $timeout);
+    }
+
+    public function disableFactor(DisableFactorRequest $request, ?float $timeout = null): DisableFactorResponse
+    {
+        return $this->invoke('DisableFactor', $request, DisableFactorResponse::class, $timeout);
+    }
+
+    /** A new set of backup codes (shown once); the old set stops working. */
+    public function generateBackupCodes(
+        GenerateBackupCodesRequest $request,
+        ?float $timeout = null,
+    ): GenerateBackupCodesResponse {
+        return $this->invoke('GenerateBackupCodes', $request, GenerateBackupCodesResponse::class, $timeout);
+    }
+
+    /** Uses up one backup code; a wrong or used code answers success = false. */
+    public function redeemBackupCode(
+        RedeemBackupCodeRequest $request,
+        ?float $timeout = null,
+    ): RedeemBackupCodeResponse {
+        return $this->invoke('RedeemBackupCode', $request, RedeemBackupCodeResponse::class, $timeout);
+    }
+
+    public function setPreferredMethod(
+        SetPreferredMethodRequest $request,
+        ?float $timeout = null,
+    ): SetPreferredMethodResponse {
+        return $this->invoke('SetPreferredMethod', $request, SetPreferredMethodResponse::class, $timeout);
+    }
+
+    /** Audit events, newest first, paged. */
+    public function listEvents(ListEventsRequest $request, ?float $timeout = null): ListEventsResponse
+    {
+        return $this->invoke('ListEvents', $request, ListEventsResponse::class, $timeout);
+    }
+
+    /** Administrator: clears a lockout and the failure counter. */
+    public function unlockAccount(UnlockAccountRequest $request, ?float $timeout = null): UnlockAccountResponse
+    {
+        return $this->invoke('UnlockAccount', $request, UnlockAccountResponse::class, $timeout);
+    }
+
+    /** Administrator: removes every factor, challenge and code of an account (events are kept). */
+    public function resetAccount(ResetAccountRequest $request, ?float $timeout = null): ResetAccountResponse
+    {
+        return $this->invoke('ResetAccount', $request, ResetAccountResponse::class, $timeout);
+    }
+
+    /** Forwards a Twilio status callback (the URL called, its form fields, X-Twilio-Signature). */
+    public function reportDelivery(ReportDeliveryRequest $request, ?float $timeout = null): ReportDeliveryResponse
+    {
+        return $this->invoke('ReportDelivery', $request, ReportDeliveryResponse::class, $timeout);
+    }
+
+    /** The delivery log, newest first, paged. */
+    public function listDeliveries(ListDeliveriesRequest $request, ?float $timeout = null): ListDeliveriesResponse
+    {
+        return $this->invoke('ListDeliveries', $request, ListDeliveriesResponse::class, $timeout);
+    }
+
+    /** Administrator: sends a test text through the configured sender. */
+    public function sendTestSms(SendTestSmsRequest $request, ?float $timeout = null): SendTestSmsResponse
+    {
+        return $this->invoke('SendTestSms', $request, SendTestSmsResponse::class, $timeout);
+    }
+
+    // ---- Thin conveniences for the shop's pages ---------------------------------------------
+
+    /** GetStatus for one account. */
+    public function status(string $accountId, ?float $timeout = null): AccountStatus
+    {
+        return $this->getStatus(new GetStatusRequest(['account_id' => $accountId]), $timeout);
+    }
+
+    /** SetPhone: saves a number; $proof is needed to replace a verified one. */
+    public function savePhone(
+        string $accountId,
+        string $phoneNumber,
+        ?Proof $proof = null,
+        ?float $timeout = null,
+    ): SetPhoneResponse {
+        $request = new SetPhoneRequest(['account_id' => $accountId, 'phone_number' => $phoneNumber]);
+        if ($proof !== null) {
+            $request->setProof($proof);
+        }
+        return $this->setPhone($request, $timeout);
+    }
+
+    /** StartChallenge: texts a code for $purpose (an \Otp\V1\Purpose value). */
+    public function sendCode(string $accountId, int $purpose, ?float $timeout = null): StartChallengeResponse
+    {
+        return $this->startChallenge(
+            new StartChallengeRequest(['account_id' => $accountId, 'purpose' => $purpose]),
+            $timeout,
+        );
+    }
+
+    /**
+     * Verify: checks a code for $purpose. Pass the challenge id of an SMS code; leave it empty
+     * for an authenticator code. Test `->getSuccess()` on the answer.
+     */
+    public function verifyCode(
+        string $accountId,
+        int $purpose,
+        string $code,
+        string $challengeId = '',
+        ?float $timeout = null,
+    ): VerifyResponse {
+        return $this->verify(new VerifyRequest([
+            'account_id' => $accountId,
+            'purpose' => $purpose,
+            'code' => $code,
+            'challenge_id' => $challengeId,
+        ]), $timeout);
+    }
+
+    // ---- The wire ---------------------------------------------------------------------------
+
+    /**
+     * Sends one call to any method (e.g. "/otp.v1.TwoFactor/Health") with an encoded request
+     * and returns the encoded response message. For diagnostics and tests; prefer the typed methods.
+     *
+     * @throws OtpdException
+     */
+    public function callRaw(string $method, string $payload = '', ?float $timeout = null): string
+    {
+        $timeout ??= $this->timeoutSeconds;
+        self::checkTimeout($timeout);
+        $deadline = self::now() + $timeout + self::GRACE_SECONDS;
+        $callId = $this->nextCallId++;
+        $envelope = (new Request([
+            'call_id' => $callId,
+            'method' => $method,
+            'deadline_ms' => (int) min(self::MAX_DEADLINE_MS, max(1, (int) ceil($timeout * 1000))),
+            'payload' => $payload,
+        ]))->serializeToString();
+        $frame = "\0" . pack('N', strlen($envelope)) . $envelope;
+
+        // Send. A connection that turns out broken before the whole request is out is
+        // replaced once: the daemon cannot have acted on a request it did not receive whole.
+        for ($attempt = 1; ; $attempt++) {
+            $reused = $this->stream !== null;
+            $stream = $this->connect(max(0.001, $deadline - self::now()));
+            if ($reused && !self::isIdle($stream)) {
+                // Closed by the daemon (restart, idle timeout) or holding bytes nobody asked for.
+                $this->close();
+                if ($attempt === 1) {
+                    continue;
+                }
+                throw new UnavailableException('the connection to otpd broke', OtpdException::UNAVAILABLE);
+            }
+            if ($this->writeAll($stream, $frame, $deadline)) {
+                break;
+            }
+            $this->close();
+            if ($attempt === 1) {
+                continue;
+            }
+            throw new UnavailableException(
+                "cannot send to otpd at {$this->socketPath}: the connection broke",
+                OtpdException::UNAVAILABLE,
+            );
+        }
+
+        // Receive. From here on a failure is never retried.
+        $header = $this->readExactly($stream, self::HEADER_BYTES, $deadline, $timeout);
+        $flag = ord($header[0]);
+        $length = unpack('N', substr($header, 1))[1];
+        if ($flag !== 0) {
+            $this->close();
+            throw new ProtocolException("otpd answered a frame with flag byte $flag", OtpdException::INTERNAL);
+        }
+        if ($length > $this->maxResponseBytes) {
+            $this->close();
+            throw new ProtocolException(
+                "otpd answered a frame of $length bytes, more than the maximum of {$this->maxResponseBytes}",
+                OtpdException::INTERNAL,
+            );
+        }
+        $body = $length > 0 ? $this->readExactly($stream, $length, $deadline, $timeout) : '';
+        $response = new Response();
+        try {
+            $response->mergeFromString($body);
+        } catch (\Exception $e) {
+            $this->close();
+            throw new ProtocolException('otpd answered an undecodable envelope', OtpdException::INTERNAL, null, $e);
+        }
+
+        $status = $response->getStatus();
+        $code = $status === null ? 0 : $status->getCode();
+        $message = $status === null ? '' : $status->getMessage();
+        $answeredId = (int) $response->getCallId();
+        if ($answeredId !== $callId) {
+            // Call id 0 is the daemon refusing the connection's input; it closes the connection.
+            $this->close();
+            if ($answeredId === 0 && $code !== 0) {
+                throw OtpdException::fromStatus($code, $message, self::errorDetail($response->getPayload()));
+            }
+            throw new ProtocolException(
+                "otpd answered call $answeredId to call $callId",
+                OtpdException::INTERNAL,
+            );
+        }
+        if ($code !== 0) {
+            throw OtpdException::fromStatus($code, $message, self::errorDetail($response->getPayload()));
+        }
+        return $response->getPayload();
+    }
+
+    /**
+     * @template T of Message
+     * @param class-string<T> $responseClass
+     * @return T
+     */
+    private function invoke(string $rpc, Message $request, string $responseClass, ?float $timeout): Message
+    {
+        $payload = $this->callRaw(self::METHOD_PREFIX . $rpc, $request->serializeToString(), $timeout);
+        $response = new $responseClass();
+        try {
+            $response->mergeFromString($payload);
+        } catch (\Exception $e) {
+            throw new ProtocolException("otpd answered an undecodable $rpc response", OtpdException::INTERNAL, null, $e);
+        }
+        return $response;
+    }
+
+    /** @return resource */
+    private function connect(float $timeout)
+    {
+        if ($this->stream !== null) {
+            return $this->stream;
+        }
+        $errno = 0;
+        $errstr = '';
+        $stream = @stream_socket_client('unix://' . $this->socketPath, $errno, $errstr, $timeout);
+        if ($stream === false) {
+            throw new UnavailableException(
+                "cannot connect to otpd at {$this->socketPath}: " . ($errstr !== '' ? $errstr : "error $errno"),
+                OtpdException::UNAVAILABLE,
+            );
+        }
+        // Unbuffered reads: nothing beyond the frame being read is taken off the socket.
+        stream_set_read_buffer($stream, 0);
+        $this->stream = $stream;
+        return $stream;
+    }
+
+    /** True when an open connection has nothing to read: not closed by the peer, no stray bytes. */
+    private static function isIdle($stream): bool
+    {
+        $read = [$stream];
+        $write = null;
+        $except = null;
+        $ready = @stream_select($read, $write, $except, 0, 0);
+        return $ready === 0;
+    }
+
+    private function writeAll($stream, string $bytes, float $deadline): bool
+    {
+        $offset = 0;
+        $total = strlen($bytes);
+        while ($offset < $total) {
+            $remaining = $deadline - self::now();
+            if ($remaining <= 0) {
+                $this->close();
+                throw new DeadlineExceededException('otpd did not take the request in time', OtpdException::DEADLINE_EXCEEDED);
+            }
+            self::setTimeout($stream, $remaining);
+            $written = @fwrite($stream, substr($bytes, $offset));
+            if ($written === false || $written === 0) {
+                return false;
+            }
+            $offset += $written;
+        }
+        return true;
+    }
+
+    private function readExactly($stream, int $length, float $deadline, float $timeout): string
+    {
+        $buffer = '';
+        while (strlen($buffer) < $length) {
+            $remaining = $deadline - self::now();
+            if ($remaining > 0) {
+                self::setTimeout($stream, $remaining);
+                $chunk = @fread($stream, $length - strlen($buffer));
+                if ($chunk !== false && $chunk !== '') {
+                    $buffer .= $chunk;
+                    continue;
+                }
+            }
+            $timedOut = $remaining <= 0 || (stream_get_meta_data($stream)['timed_out'] ?? false);
+            $this->close();
+            if ($timedOut) {
+                throw new DeadlineExceededException(
+                    sprintf('no answer from otpd within %.3g s; the daemon may still act on the call', $timeout),
+                    OtpdException::DEADLINE_EXCEEDED,
+                );
+            }
+            throw new UnavailableException(
+                'otpd closed the connection before answering; the daemon may have acted on the call',
+                OtpdException::UNAVAILABLE,
+            );
+        }
+        return $buffer;
+    }
+
+    private static function errorDetail(string $payload): ?ErrorDetail
+    {
+        if ($payload === '') {
+            return null;
+        }
+        $detail = new ErrorDetail();
+        try {
+            $detail->mergeFromString($payload);
+        } catch (\Exception) {
+            return null;
+        }
+        return $detail;
+    }
+
+    private static function setTimeout($stream, float $seconds): void
+    {
+        $whole = (int) floor($seconds);
+        stream_set_timeout($stream, $whole, max(1, (int) (($seconds - $whole) * 1_000_000)));
+    }
+
+    private static function checkTimeout(float $seconds): void
+    {
+        if (!($seconds > 0) || !is_finite($seconds)) {
+            throw new \InvalidArgumentException('timeout must be a positive number of seconds');
+        }
+    }
+
+    private static function now(): float
+    {
+        return hrtime(true) / 1e9;
+    }
+}
