@@ -32,6 +32,9 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CQRencode", pkgConfig: "libqrencode",
+            providers: [.apt(["libqrencode-dev"])]),
         .target(name: "COTPProto", dependencies: ["CProtobufC"]),
         .target(name: "COTPSys"),
 
@@ -90,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "otpctl",
             dependencies: [
-                "OTPClient",
+                "OTPClient", "CQRencode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),

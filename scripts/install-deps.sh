@@ -6,7 +6,7 @@
 # php-google-protobuf, phpunit and protobuf-compiler (protoc --php_out).
 set -euo pipefail
 packages=(libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev pkg-config systemd util-linux python3 openssl
-          php-cli php-google-protobuf phpunit protobuf-compiler)
+          php-cli php-google-protobuf phpunit protobuf-compiler libqrencode-dev zbar-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -155,7 +155,8 @@ public struct TwilioConfiguration: Sendable, CustomStringConvertible {
         let rest = value.utf8.dropFirst(prefix.utf8.count)
         return rest.count == 32
             && rest.allSatisfy {
-                ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f"))
+                ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9"))
+                    || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f"))
                     || ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "F"))
             }
     }
@@ -209,7 +210,8 @@ public enum TwilioConfigurationError: Error, Sendable, Equatable, CustomStringCo
         case .invalidMaxAttempts:
             "the Twilio max attempts must be between 1 and 10"
         case .invalidBackoff:
-            "the Twilio back-off must be at least 0, and the maximum back-off at least the initial one and at most 60 seconds"
+            "the Twilio back-off must be at least 0, and the maximum back-off at least the initial one "
+                + "and at most 60 seconds"
         case .invalidMaxConcurrentRequests:
             "the Twilio max concurrent requests must be between 1 and 1024"
         }
@@ -305,8 +307,8 @@ public final class TwilioSender: SMSSender {
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
     }
 
-    /// Closes the HTTP connections. Sends after it fail as temporary errors. Safe to call more
-    /// than once.
+    /// Closes the HTTP connections; call it once sends have finished. Sends after it fail at once
+    /// as temporary errors, without a request. Safe to call more than once.
     public func shutdown() async throws {
         let first = isShutDown.withLock { done in
             defer { done = true }
@@ -318,9 +320,15 @@ public final class TwilioSender: SMSSender {
 
     /// Sends `message` as described for the type. Never throws anything but ``SMSSendError``.
     public func send(_ message: SMSMessage) async throws(SMSSendError) -> SMSReceipt {
+        guard !isShutDown.withLock({ $0 }) else {
+            throw fail(
+                message, .temporary, reason: "the Twilio sender is shut down", code: nil, httpStatus: nil,
+                attempts: 0)
+        }
         let body = message.body
         guard !body.isEmpty, body.count <= 1600 else {
-            throw fail(message, .configuration, reason: "the message text is empty or longer than 1600 characters",
+            throw fail(
+                message, .configuration, reason: "the message text is empty or longer than 1600 characters",
                 code: nil, httpStatus: nil, attempts: 0)
         }
         var attempts = 0
@@ -329,12 +337,17 @@ public final class TwilioSender: SMSSender {
         while true {
             // Never start an attempt that could not finish before the code expires.
             guard remainingLifetime(of: message) >= timeoutSeconds else {
-                throw fail(message, .temporary, reason: attempts == 0 ? lastReason : "gave up: \(lastReason); "
-                    + "the code expires before another attempt could finish",
+                throw fail(
+                    message, .temporary,
+                    reason: attempts == 0
+                        ? lastReason
+                        : "gave up: \(lastReason); "
+                            + "the code expires before another attempt could finish",
                     code: lastCode, httpStatus: nil, attempts: attempts)
             }
             guard await limiter.acquire() else {
-                throw fail(message, .temporary, reason: "cancelled", code: lastCode, httpStatus: nil, attempts: attempts)
+                throw fail(
+                    message, .temporary, reason: "cancelled", code: lastCode, httpStatus: nil, attempts: attempts)
             }
             // Waiting for a permit took time: check again.
             let remaining = remainingLifetime(of: message)
@@ -360,15 +373,18 @@ public final class TwilioSender: SMSSender {
                 lastCode = code
                 lastReason = reason
                 guard attempts < configuration.maxAttempts else {
-                    throw fail(message, .temporary, reason: "gave up after \(attempts) attempts: \(reason)",
+                    throw fail(
+                        message, .temporary, reason: "gave up after \(attempts) attempts: \(reason)",
                         code: code, httpStatus: httpStatus, attempts: attempts)
                 }
                 let delay = Self.backoff(
                     retry: attempts, initial: configuration.initialBackoff, maximum: configuration.maxBackoff,
                     random: Double.random(in: 0...1))
                 guard remainingLifetime(of: message) >= delay.seconds + timeoutSeconds else {
-                    throw fail(message, .temporary, reason: "gave up: \(reason); the code expires before "
-                        + "another attempt could finish", code: code, httpStatus: httpStatus, attempts: attempts)
+                    throw fail(
+                        message, .temporary,
+                        reason: "gave up: \(reason); the code expires before "
+                            + "another attempt could finish", code: code, httpStatus: httpStatus, attempts: attempts)
                 }
                 logger.warning(
                     "twilio attempt failed, retrying",
@@ -380,7 +396,8 @@ public final class TwilioSender: SMSSender {
                 do {
                     try await sleep(delay)
                 } catch {
-                    throw fail(message, .temporary, reason: "cancelled", code: code, httpStatus: httpStatus,
+                    throw fail(
+                        message, .temporary, reason: "cancelled", code: code, httpStatus: httpStatus,
                         attempts: attempts)
                 }
             }
@@ -392,21 +409,27 @@ public final class TwilioSender: SMSSender {
     /// How a Twilio answer is treated: the error kind, whether it is retried, and a fixed
     /// reason for the log and the delivery log (never Twilio's own message text).
     ///
-    /// | HTTP status / Twilio code                  | kind           | retried | why |
-    /// |--------------------------------------------|----------------|---------|-----|
-    /// | 429, or code 20429 (too many requests)      | temporary      | yes     | never processed |
-    /// | 408, 5xx (any code)                         | temporary      | yes     | Twilio-side trouble |
-    /// | 401, or code 20003 (authentication failed)  | configuration  | no      | wrong account SID, token or API key |
-    /// | 21211 invalid `To` number                   | undeliverable  | no      | the number |
-    /// | 21408 region not enabled (geo permissions)  | undeliverable  | no      | this number's country is not enabled; an administrator may enable it |
-    /// | 21610 recipient replied STOP                | undeliverable  | no      | the recipient opted out; must be honoured |
-    /// | 21612 not reachable / unroutable            | undeliverable  | no      | the number |
-    /// | 21614 not a mobile number                   | undeliverable  | no      | the number |
-    /// | 21635 landline                              | undeliverable  | no      | the number |
-    /// | 21212 invalid `From` number                 | configuration  | no      | otpd's sender setting |
-    /// | 21606 `From` cannot send SMS (there)        | configuration  | no      | otpd's sender setting |
-    /// | 21608 unverified number on a trial account  | configuration  | no      | the account must be upgraded (or the number verified) |
-    /// | any other 4xx, 3xx or other status          | configuration  | no      | a request Twilio refuses is otpd's to fix; logged loudly |
+    /// | HTTP status / Twilio code                 | kind          | retried | because            |
+    /// |-------------------------------------------|---------------|---------|--------------------|
+    /// | 429, or code 20429 (too many requests)    | temporary     | yes     | never processed    |
+    /// | 408, 5xx (any code)                       | temporary     | yes     | Twilio's trouble   |
+    /// | 401, or code 20003 (authentication)       | configuration | no      | SID, token or key  |
+    /// | 21211 invalid `To` number                 | undeliverable | no      | the number         |
+    /// | 21408 region not enabled (geo permission) | undeliverable | no      | the number's country (1) |
+    /// | 21610 recipient replied STOP              | undeliverable | no      | opted out (2)      |
+    /// | 21612 not reachable / unroutable          | undeliverable | no      | the number         |
+    /// | 21614 not a mobile number                 | undeliverable | no      | the number         |
+    /// | 21635 landline                            | undeliverable | no      | the number         |
+    /// | 21212 invalid `From` number               | configuration | no      | otpd's sender      |
+    /// | 21606 `From` cannot send SMS (there)      | configuration | no      | otpd's sender      |
+    /// | 21608 unverified number, trial account    | configuration | no      | the account (3)    |
+    /// | any other 4xx, 3xx or other status        | configuration | no      | otpd's request (4) |
+    ///
+    /// (1) An administrator can enable the country in Twilio's geo permissions; until then no
+    /// number there can be reached, so it is reported against the number, like Twilio does.
+    /// (2) Must be honoured: never retried, never failed over.
+    /// (3) The account must be upgraded; the user's number is not at fault.
+    /// (4) A request Twilio refuses for an unknown reason is otpd's to fix: logged at `error`.
     ///
     /// Transport failures (timeouts, refused or dropped connections) are temporary and retried.
     public static func classify(httpStatus: Int, code: Int?)
@@ -416,7 +439,10 @@ public final class TwilioSender: SMSSender {
         case (429, _), (_, 20429):
             (.temporary, true, "Twilio is rate limiting requests (429)")
         case (401, _), (_, 20003):
-            (.configuration, false, "Twilio refused the credentials (check the account SID and the auth token or API key)")
+            (
+                .configuration, false,
+                "Twilio refused the credentials (check the account SID and the auth token or API key)"
+            )
         case (408, _):
             (.temporary, true, "Twilio timed out reading the request (408)")
         case (500...599, _):
@@ -482,24 +508,34 @@ public final class TwilioSender: SMSSender {
         request.headers.add(name: "User-Agent", value: "otpd")
         request.body = .bytes(ByteBuffer(string: Self.formEncode(fields)))
 
-        let status: Int
-        let body: ByteBuffer
+        let response: HTTPClientResponse
         do {
-            let response = try await client.execute(request, timeout: configuration.requestTimeout.timeAmount)
-            status = Int(response.status.code)
-            body = try await response.body.collect(upTo: 64 * 1024)
+            response = try await client.execute(request, timeout: configuration.requestTimeout.timeAmount)
         } catch {
             return .failed(
                 kind: .temporary, reason: Self.describeTransportError(error), code: nil, httpStatus: nil, retry: true)
         }
-        let data = Data(body.readableBytesView)
+        let status = Int(response.status.code)
+        let data: Data
+        do {
+            data = Data(try await response.body.collect(upTo: 64 * 1024).readableBytesView)
+        } catch {
+            // Twilio has answered: after a 2xx the message exists, so it must not be sent again.
+            let accepted = (200...299).contains(status)
+            return .failed(
+                kind: .temporary,
+                reason: "Twilio answered HTTP \(status) but the answer could not be read: "
+                    + Self.describeTransportError(error),
+                code: nil, httpStatus: status, retry: !accepted)
+        }
         if (200...299).contains(status) {
             guard let created = try? JSONDecoder().decode(Created.self, from: data), let sid = created.sid,
                 TwilioConfiguration.isSID(sid, prefix: "SM") || TwilioConfiguration.isSID(sid, prefix: "MM")
             else {
                 // The message may well have been created: retrying could text the code twice.
                 return .failed(
-                    kind: .temporary, reason: "Twilio accepted the request (HTTP \(status)) but its answer has no message sid",
+                    kind: .temporary,
+                    reason: "Twilio accepted the request (HTTP \(status)) but its answer has no message sid",
                     code: nil, httpStatus: status, retry: false)
             }
             return .accepted(sid: sid, status: created.status.flatMap { $0.isEmpty ? nil : $0 } ?? "queued")

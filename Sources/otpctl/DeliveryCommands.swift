@@ -104,3 +104,48 @@ struct SMSTestCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `otpctl report-delivery`: forwards a provider status callback by hand (what the shop's web
+/// endpoint does for every Twilio callback); useful to replay one from a web server log.
+struct ReportDeliveryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report-delivery",
+        abstract: "Forward a Twilio status callback (URL, form fields, X-Twilio-Signature).",
+        discussion: """
+            Example: otpctl report-delivery https://shop.example/otpd/twilio-status \
+            --field MessageSid=SM... --field MessageStatus=delivered --signature 'base64...'
+            A forged or altered report is refused (PERMISSION_DENIED, exit 1). JSON: \
+            {"updated", "message_sid", "status"}.
+            """)
+
+    @Argument(help: "The full callback URL Twilio called.") var url: String
+    @Option(name: .customLong("field"), help: ArgumentHelp("A form field as NAME=VALUE (repeat).", valueName: "name=value"))
+    var fields: [String] = []
+    @Option(help: "The X-Twilio-Signature header.") var signature: String
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        for field in fields where !field.contains("=") {
+            throw ValidationError("--field takes NAME=VALUE, not \(field)")
+        }
+    }
+
+    func run() async throws {
+        let parameters = fields.map { field -> FormParameter in
+            let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return FormParameter(name: String(parts[0]), value: parts.count > 1 ? String(parts[1]) : "")
+        }
+        let request = ReportDeliveryRequest(url: url, parameters: parameters, signature: signature)
+        let response = try await global.request(account: nil) { client throws(RPCError) in
+            try await client.reportDelivery(request)
+        }
+        if global.json {
+            JSONOutput.print(["updated": response.updated, "message_sid": response.messageSid, "status": response.status])
+        } else {
+            print(
+                response.updated
+                    ? "Delivery \(response.messageSid) is now \(response.status)."
+                    : "Nothing changed: \(response.messageSid) is \(response.status).")
+        }
+    }
+}

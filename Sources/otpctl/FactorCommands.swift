@@ -67,40 +67,112 @@ struct TotpCommand: AsyncParsableCommand {
 struct TotpEnrollCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enroll",
-        abstract: "Start adding an authenticator app: prints the otpauth URI and the secret.",
+        abstract: "Start adding an authenticator app: shows the QR code, the otpauth URI and the secret.",
         discussion: """
-            Add the URI (or the base32 secret) to the app, then confirm with a first code from \
-            it: otpctl totp confirm ACCOUNT CODE. Until then the authenticator is not on. When \
-            the account already has a factor, a manage_factors proof is needed.
+            Scan the QR code with the app (or add the URI or the base32 secret by hand), then \
+            confirm with a first code from it: otpctl totp confirm ACCOUNT CODE. Until then the \
+            authenticator is not on. When the account already has a factor, a manage_factors \
+            proof is needed.
+
+            The QR code is drawn in the terminal with Unicode half blocks; it is left out with \
+            --no-qr, with --json, or when stdout is not a terminal. The URI and the secret are \
+            always printed as text. --qr-image FILE writes the QR code as an image file for \
+            printing (PNG when FILE ends in .png, else PGM), a new file with mode 0600: it holds \
+            the secret, so delete it once the code is scanned. otpctl never overwrites: when \
+            FILE exists it stops with exit status 2 before asking otpd.
 
             JSON: {"otpauth_uri", "secret_base32", "expires_at" (confirm before; Unix seconds)}.
             """)
 
     @Argument(help: AccountArgument.help) var account: String
     @Option(help: "The account name shown in the app (default: the account id).") var label: String?
+    @Flag(name: .customLong("no-qr"), help: "Print the otpauth URI as text only, without the QR code.")
+    var noQR = false
+    @Option(
+        name: .customLong("qr-image"),
+        help: ArgumentHelp(
+            "Write the QR code as an image file for printing (PNG for *.png, else PGM; a new file, mode 0600).",
+            valueName: "file"),
+        completion: .file(extensions: ["png", "pgm"]))
+    var qrImage: String?
     @OptionGroup(title: "Proof (at most one; needed when the account already has a factor)")
     var proof: ProofOptions
     @OptionGroup var global: GlobalOptions
 
-    func validate() throws { try AccountArgument.check(account) }
+    func validate() throws {
+        try AccountArgument.check(account)
+        if let qrImage {
+            guard !qrImage.isEmpty else { throw ValidationError("--qr-image must not be empty.") }
+            if QRImageFile.exists(qrImage) {
+                throw ValidationError("\(qrImage) exists; otpctl never overwrites it. Choose a new name.")
+            }
+        }
+    }
 
     func run() async throws {
+        // The image file comes first, so a path that cannot be used costs no enrolment.
+        let imageFile: QRImageFile?
+        do {
+            imageFile = try qrImage.map(QRImageFile.create)
+        } catch {
+            throw CommandFailure(status: .usage, message: "\(error); nothing was sent to otpd")
+        }
         let request = BeginTotpEnrollmentRequest(accountId: account, proof: proof.proof, label: label ?? "")
         let hint = proof.proof == nil ? ProofOptions.hint(for: .manageFactors, account: account) : nil
-        let enrollment = try await global.request(account: account, proofHint: hint) { client throws(RPCError) in
-            try await client.beginTotpEnrollment(request)
+        let enrollment: BeginTotpEnrollmentResponse
+        do {
+            enrollment = try await global.request(account: account, proofHint: hint) { client throws(RPCError) in
+                try await client.beginTotpEnrollment(request)
+            }
+        } catch {
+            imageFile?.remove()
+            throw error
+        }
+        let uri = enrollment.otpauthUri
+        let showQR = !noQR && !global.json && isatty(1) == 1
+        var matrix: [[Bool]]?
+        var qrFailure: String?
+        if showQR || imageFile != nil {
+            do {
+                matrix = try QRCode.matrix(for: uri)
+            } catch {
+                qrFailure = error.description
+            }
         }
         if global.json {
             JSONOutput.print([
-                "otpauth_uri": enrollment.otpauthUri, "secret_base32": enrollment.secretBase32,
+                "otpauth_uri": uri, "secret_base32": enrollment.secretBase32,
                 "expires_at": JSONOutput.time(enrollment.expiresAt),
             ])
         } else {
-            print("Add this to the authenticator app (scan it as a QR code or paste it):")
-            print(enrollment.otpauthUri)
+            if showQR, let matrix {
+                print("Scan this QR code with the authenticator app (or paste the URI, or type the secret):")
+                for line in QRCode.terminalLines(matrix, colors: QRCode.terminalWantsColors()) { print(line) }
+            } else {
+                print("Add this to the authenticator app (scan it as a QR code or paste it):")
+            }
+            print(uri)
             print("Secret (base32): \(enrollment.secretBase32)")
             let before = enrollment.expiresAt > 0 ? " before \(TimeText.clock(enrollment.expiresAt))" : ""
             print("Then confirm\(before) with a code from the app: otpctl totp confirm \(shellWord(account)) CODE")
+        }
+        if let imageFile {
+            guard let matrix else {
+                imageFile.remove()
+                throw CommandFailure(status: .refused, message: "\(qrFailure ?? "cannot make a QR code"); use the URI")
+            }
+            do {
+                try imageFile.write(QRCode.image(matrix, forPath: imageFile.path))
+            } catch {
+                imageFile.remove()
+                throw CommandFailure(status: .refused, message: "\(error); use the URI printed above")
+            }
+            if !global.json {
+                print(
+                    "QR code written to \(imageFile.path) (mode 0600; it holds the secret: delete it after scanning).")
+            }
+        } else if let qrFailure {
+            FileHandle.standardError.write(Data("otpctl: \(qrFailure); use the URI\n".utf8))
         }
     }
 }

@@ -33,16 +33,19 @@ struct OTPCtl: AsyncParsableCommand {
                 $ otpctl backup generate alice --proof-token pf_... --out codes.txt
               admin          events, unlock, reset
                 $ otpctl unlock alice --actor ops --reason "called the help desk"
-              sms            deliveries, sms test
+              sms            deliveries, report-delivery, sms test
                 $ otpctl deliveries alice
-              diagnostics    health, info
+              diagnostics    health, info, doctor
                 $ otpctl info --json
+                $ otpctl doctor --key-file /etc/otpd/otpd.key
 
             Exit status: 0 success, 1 refused by the daemon (the status name and message go to \
             stderr; a code that is not valid is a refusal too), 2 usage error (nothing was \
             sent), 3 daemon unreachable. With --json the output is one JSON value with stable \
             snake_case keys; times are Unix seconds (UTC) unless the command's help says \
             otherwise, and absent values are null. Errors are text on stderr.
+
+            Shell completion: otpctl --generate-completion-script bash|zsh|fish > FILE.
             """,
         subcommands: [
             StatusCommand.self, PreferCommand.self, DisableCommand.self,
@@ -51,8 +54,8 @@ struct OTPCtl: AsyncParsableCommand {
             TotpCommand.self,
             BackupCommand.self,
             EventsCommand.self, UnlockCommand.self, ResetCommand.self,
-            DeliveriesCommand.self, SMSCommand.self,
-            Health.self, Info.self,
+            DeliveriesCommand.self, ReportDeliveryCommand.self, SMSCommand.self,
+            Health.self, Info.self, DoctorCommand.self,
         ])
 
     /// Parses and runs, mapping failures to the documented exit statuses.

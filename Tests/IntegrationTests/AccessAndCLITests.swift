@@ -104,7 +104,7 @@ struct AccessAndCLITests {
         try process.run()
         defer {
             kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
+            pollUntilExit(process)
         }
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: socketPath) {
             try await Task.sleep(for: .milliseconds(20))

@@ -219,6 +219,40 @@ struct TwilioDaemonTests {
     }
 }
 
+extension TwilioDaemonTests {
+    @Test func otpctlSMSTestDeliveriesAndReportDelivery() async throws {
+        let (twilio, daemon) = try await start()
+        let test = try runProgram(Binaries.otpctl, ["sms", "test", "+15551230000", "--socket", daemon.socket])
+        #expect(test.status == 0, "\(test.stderr)")
+        #expect(test.stdout.contains("Sent through twilio"))
+        #expect(twilio.messages(to: "+15551230000").count == 1)
+        #expect(twilio.messages(to: "+15551230000").first?.body.contains("test message") == true)
+
+        let client = daemon.client()
+        _ = try await client.setPhone(SetPhoneRequest(accountId: "k", phoneNumber: "+15551239999"))
+        _ = try await client.startChallenge(StartChallengeRequest(accountId: "k", purpose: .verifyPhone))
+        await client.close()
+        let sid = try #require(twilio.messages.last?.sid)
+        let json = try runProgram(Binaries.otpctl, ["deliveries", "k", "--json", "--socket", daemon.socket])
+        #expect(json.status == 0)
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        #expect(rows.first?["message_sid"] as? String == sid)
+        #expect(rows.first?["destination_masked"] as? String == "+1******9999")
+
+        let parameters = [("MessageSid", sid), ("MessageStatus", "delivered")]
+        let signature = TwilioSignatureForTests.sign(url: Self.callbackURL, parameters: parameters, token: twilio.authToken)
+        let arguments = ["report-delivery", Self.callbackURL, "--field", "MessageSid=\(sid)", "--field",
+                         "MessageStatus=delivered", "--socket", daemon.socket]
+        let accepted = try runProgram(Binaries.otpctl, arguments + ["--signature", signature])
+        #expect(accepted.status == 0, "\(accepted.stderr)")
+        #expect(accepted.stdout.contains("is now delivered"))
+        let forged = try runProgram(Binaries.otpctl, arguments + ["--signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="])
+        #expect(forged.status == 1)
+        #expect(forged.stderr.contains("PERMISSION_DENIED"))
+        await stop(twilio, daemon)
+    }
+}
+
 /// Twilio's signature, computed independently of the daemon's code (with openssl), so the test
 /// does not check the implementation against itself.
 enum TwilioSignatureForTests {
@@ -235,7 +269,7 @@ enum TwilioSignatureForTests {
         input.fileHandleForWriting.write(Data(text.utf8))
         try? input.fileHandleForWriting.close()
         let digest = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        pollUntilExit(process)
         return digest.base64EncodedString()
     }
 }

@@ -22,7 +22,7 @@ import NIOPosix
 /// `MessagingServiceSid` is refused (Twilio accepts it if the number belongs to the service),
 /// because otpd never means to send both.
 ///
-/// All methods are thread-safe.
+/// All methods are thread-safe. Call ``stop()`` when done: it releases the stand-in's thread.
 public final class TwilioStandIn: Sendable {
     /// How to answer requests for one destination number instead of accepting them.
     public struct Failure: Sendable, Equatable, CustomStringConvertible {
@@ -169,10 +169,6 @@ public final class TwilioStandIn: Sendable {
         self.apiKeys = apiKeys
     }
 
-    deinit {
-        assert(server.withLockedValue { $0 } == nil, "TwilioStandIn: call stop() before dropping it")
-    }
-
     /// A Twilio-style SID: `prefix` and 32 lowercase hex digits.
     public static func randomSID(prefix: String) -> String { prefix + randomHex(count: 32) }
 
@@ -217,10 +213,12 @@ public final class TwilioStandIn: Sendable {
     /// Stops listening, closes every connection (pending slow answers are never sent) and
     /// releases the threads. Safe to call more than once.
     public func stop() async {
-        guard let running = server.withLockedValue({ value -> Server? in
-            defer { value = nil }
-            return value
-        }) else { return }
+        guard
+            let running = server.withLockedValue({ value -> Server? in
+                defer { value = nil }
+                return value
+            })
+        else { return }
         try? await running.channel.close()
         try? await running.group.shutdownGracefully()
     }
@@ -347,7 +345,8 @@ public final class TwilioStandIn: Sendable {
     }
 
     private func decide(
-        _ request: Request, form: [RecordedRequest.Field], formIsValid: Bool, credentials: (user: String, password: String)?
+        _ request: Request, form: [RecordedRequest.Field], formIsValid: Bool,
+        credentials: (user: String, password: String)?
     ) -> Decision {
         // 1. Authentication, like Twilio: before anything else.
         guard let credentials, isAuthentic(credentials) else {
@@ -369,12 +368,14 @@ public final class TwilioStandIn: Sendable {
         }
         guard formIsValid else {
             // Twilio reads no fields from a body it cannot parse as a form.
-            return .answer(Self.error(status: 400, code: 21604, message: "A 'To' phone number is required."), delay: nil)
+            return .answer(
+                Self.error(status: 400, code: 21604, message: "A 'To' phone number is required."), delay: nil)
         }
         // 4. The fields.
         func value(_ name: String) -> String? { form.last { $0.name == name }?.value }
         guard let to = value("To"), !to.isEmpty else {
-            return .answer(Self.error(status: 400, code: 21604, message: "A 'To' phone number is required."), delay: nil)
+            return .answer(
+                Self.error(status: 400, code: 21604, message: "A 'To' phone number is required."), delay: nil)
         }
         guard Self.isE164(to) else {
             return .answer(
@@ -486,7 +487,10 @@ public final class TwilioStandIn: Sendable {
             ("price_unit", .string("USD")),
             ("sid", .string(sid)),
             ("status", .string(status)),
-            ("subresource_uris", .object([("media", .string("/2010-04-01/Accounts/\(accountSID)/Messages/\(sid)/Media.json"))])),
+            (
+                "subresource_uris",
+                .object([("media", .string("/2010-04-01/Accounts/\(accountSID)/Messages/\(sid)/Media.json"))])
+            ),
             ("to", .string(to)),
             ("uri", .string(uri)),
         ])
@@ -640,7 +644,8 @@ enum JSON: Sendable {
         case .string(let text): Self.quote(text)
         case .int(let number): String(number)
         case .null: "null"
-        case .object(let fields): "{" + fields.map { Self.quote($0.0) + ": " + $0.1.serialized }.joined(separator: ", ") + "}"
+        case .object(let fields):
+            "{" + fields.map { Self.quote($0.0) + ": " + $0.1.serialized }.joined(separator: ", ") + "}"
         }
     }
 
@@ -654,7 +659,8 @@ enum JSON: Sendable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                out +=
+                    "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
                     + String(scalar.value, radix: 16)
             default: out.unicodeScalars.append(scalar)
             }

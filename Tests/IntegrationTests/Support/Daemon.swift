@@ -137,7 +137,7 @@ final class DaemonProcess: @unchecked Sendable {
         }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            pollUntilExit(process)
             return -9
         }
         return process.terminationStatus
@@ -236,10 +236,35 @@ func runProgram(_ path: String, _ arguments: [String], environment: [String: Str
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    // Read both pipes at once (a child filling one while we block on the other would hang).
+    let group = DispatchGroup()
+    let errBox = DataBox()
+    DispatchQueue.global().async(group: group) { errBox.data = err.fileHandleForReading.readDataToEndOfFile() }
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    group.wait()
+    let stderr = errBox.data
+    // Not waitUntilExit: with many processes launched from concurrent tests it can miss the
+    // child's exit on Linux and hang; polling isRunning does not.
+    let deadline = Date().addingTimeInterval(120)
+    while process.isRunning && Date() < deadline { usleep(5_000) }
+    if process.isRunning {
+        process.terminate()
+        return (-1, String(decoding: stdout, as: UTF8.self), "timed out")
+    }
     return (
         process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self)
     )
+}
+
+/// A mutable box for data produced on another queue (read after `DispatchGroup.wait`).
+final class DataBox: @unchecked Sendable {
+    // @unchecked Sendable: written once on one queue before `group.wait()` returns, read after.
+    var data = Data()
+}
+
+/// Waits (polling, up to 60 s) for `process` to exit; see `runProgram` for why not
+/// `waitUntilExit`.
+func pollUntilExit(_ process: Process) {
+    let deadline = Date().addingTimeInterval(60)
+    while process.isRunning && Date() < deadline { usleep(5_000) }
 }
