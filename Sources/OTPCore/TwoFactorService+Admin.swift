@@ -14,13 +14,24 @@ extension TwoFactorService {
         -> EventPage
     {
         if let accountID { try Self.checkAccountID(accountID) }
-        let limit = pageSize == 0 ? 50 : min(max(pageSize, 1), 500)
+        let limit = Self.pageLimit(pageSize)
         return try await transact { tx in
-            // One more than asked tells whether another page exists.
-            let events = try tx.events(accountID: accountID, beforeID: beforeID, limit: limit + 1)
-            let page = Array(events.prefix(limit))
-            return .success(EventPage(events: page, nextBeforeID: events.count > limit ? page.last?.id : nil))
+            let (events, next) = Self.page(
+                try tx.events(accountID: accountID, beforeID: beforeID, limit: limit + 1), limit: limit, id: \.id)
+            return .success(EventPage(events: events, nextBeforeID: next))
         }
+    }
+
+    /// A page size: 50 when none is asked for, else 1...500.
+    static func pageLimit(_ pageSize: Int) -> Int {
+        pageSize == 0 ? 50 : min(max(pageSize, 1), 500)
+    }
+
+    /// The first `limit` of `rows` (fetched with one more than asked, which tells whether
+    /// another page exists) and the id to continue before, if any.
+    static func page<Row>(_ rows: [Row], limit: Int, id: (Row) -> Int64) -> ([Row], Int64?) {
+        let page = Array(rows.prefix(limit))
+        return (page, rows.count > limit ? page.last.map(id) : nil)
     }
 
     /// Administrator: clears the lock and the failure counter. Recorded with who and why.

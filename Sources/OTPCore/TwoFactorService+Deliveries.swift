@@ -81,11 +81,11 @@ extension TwoFactorService {
         -> DeliveryPage
     {
         if let accountID { try Self.checkAccountID(accountID) }
-        let limit = pageSize == 0 ? 50 : min(max(pageSize, 1), 500)
+        let limit = Self.pageLimit(pageSize)
         return try await transact { tx in
-            let rows = try tx.deliveries(accountID: accountID, beforeID: beforeID, limit: limit + 1)
-            let page = Array(rows.prefix(limit))
-            return .success(DeliveryPage(deliveries: page, nextBeforeID: rows.count > limit ? page.last?.id : nil))
+            let (deliveries, next) = Self.page(
+                try tx.deliveries(accountID: accountID, beforeID: beforeID, limit: limit + 1), limit: limit, id: \.id)
+            return .success(DeliveryPage(deliveries: deliveries, nextBeforeID: next))
         }
     }
 

@@ -53,22 +53,9 @@ extension SQLiteStoreTransaction {
 
     func deliveries(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [DeliveryRecord] {
         try perform { db throws(StoreError) in
-            let limit = Int64(min(max(limit, 1), 1000))
-            let select = "SELECT \(Self.deliveryColumns) FROM deliveries"
-            let rows: [[SQLValue]] =
-                switch (accountID, beforeID) {
-                case (let accountID?, let beforeID?):
-                    try db.query(
-                        select + " WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                        [try bind(accountID), .integer(beforeID), .integer(limit)])
-                case (let accountID?, nil):
-                    try db.query(
-                        select + " WHERE account_id = ? ORDER BY id DESC LIMIT ?", [try bind(accountID), .integer(limit)])
-                case (nil, let beforeID?):
-                    try db.query(select + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
-                case (nil, nil):
-                    try db.query(select + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
-                }
+            let rows = try Self.newestFirst(
+                db, select: "SELECT \(Self.deliveryColumns) FROM deliveries", accountID: accountID,
+                beforeID: beforeID, limit: limit)
             var result: [DeliveryRecord] = []
             for row in rows { result.append(try Self.decodeDelivery(row)) }
             return result

@@ -251,23 +251,8 @@ final class SQLiteStoreTransaction: StoreTransaction {
     /// `limit` is clamped to 1...1000.
     func events(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [EventRecord] {
         try perform { db throws(StoreError) in
-            let limit = Int64(min(max(limit, 1), 1000))
-            let rows: [[SQLValue]]
-            switch (accountID, beforeID) {
-            case (let accountID?, let beforeID?):
-                rows = try db.query(
-                    SQL.selectEvents + " WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                    [try bind(accountID), .integer(beforeID), .integer(limit)])
-            case (let accountID?, nil):
-                rows = try db.query(
-                    SQL.selectEvents + " WHERE account_id = ? ORDER BY id DESC LIMIT ?",
-                    [try bind(accountID), .integer(limit)])
-            case (nil, let beforeID?):
-                rows = try db.query(
-                    SQL.selectEvents + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
-            case (nil, nil):
-                rows = try db.query(SQL.selectEvents + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
-            }
+            let rows = try Self.newestFirst(
+                db, select: SQL.selectEvents, accountID: accountID, beforeID: beforeID, limit: limit)
             var events: [EventRecord] = []
             events.reserveCapacity(rows.count)
             for row in rows {
@@ -283,6 +268,28 @@ final class SQLiteStoreTransaction: StoreTransaction {
                         at: try reader.date("at")))
             }
             return events
+        }
+    }
+
+    /// The rows of `select` (a query over a table with `id` and `account_id`) newest first:
+    /// of one account or all, with ids below `beforeID`; `limit` is clamped to 1...1000. Every
+    /// shape is a fixed SQL text, so each stays a cached prepared statement.
+    static func newestFirst(
+        _ db: SQLiteConnection, select: String, accountID: String?, beforeID: Int64?, limit: Int
+    ) throws(StoreError) -> [[SQLValue]] {
+        let limit = Int64(min(max(limit, 1), 1000))
+        switch (accountID, beforeID) {
+        case (let accountID?, let beforeID?):
+            return try db.query(
+                select + " WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                [try bind(accountID), .integer(beforeID), .integer(limit)])
+        case (let accountID?, nil):
+            return try db.query(
+                select + " WHERE account_id = ? ORDER BY id DESC LIMIT ?", [try bind(accountID), .integer(limit)])
+        case (nil, let beforeID?):
+            return try db.query(select + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
+        case (nil, nil):
+            return try db.query(select + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
         }
     }
 

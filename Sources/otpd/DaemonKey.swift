@@ -31,11 +31,7 @@ enum DaemonKey {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw ConfigurationError(description: "key file \(path) is not a regular file")
         }
-        // systemd's credentials are root-owned 0400 plus an ACL entry for the service's uid,
-        // which stat shows as group-read (0440); nobody else can read them there.
-        let inCredentials = credentialsDirectory.map { path.hasPrefix($0 + "/") } ?? false
-        let allowedBits: mode_t = inCredentials ? 0o040 : 0
-        guard info.st_mode & 0o077 & ~allowedBits == 0 else {
+        guard isPrivate(mode: info.st_mode, path: path, credentialsDirectory: credentialsDirectory) else {
             throw ConfigurationError(
                 description: "key file \(path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
         }
@@ -46,6 +42,15 @@ enum DaemonKey {
             throw ConfigurationError(description: "key file \(path) must hold exactly \(length) bytes, not \(data.count)")
         }
         return [UInt8](data)
+    }
+
+    /// Whether a secret file's mode keeps it to its owner. systemd's credentials are
+    /// root-owned 0400 plus an ACL entry for the service's uid, which stat shows as group-read
+    /// (0440); inside `$CREDENTIALS_DIRECTORY` that bit is tolerated, nowhere else.
+    static func isPrivate(mode: mode_t, path: String, credentialsDirectory: String?) -> Bool {
+        let inCredentials = credentialsDirectory.map { path.hasPrefix($0 + "/") } ?? false
+        let allowedBits: mode_t = inCredentials ? 0o040 : 0
+        return mode & 0o077 & ~allowedBits == 0
     }
 
     private static func create(path: String) throws(ConfigurationError) -> [UInt8] {

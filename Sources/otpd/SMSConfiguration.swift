@@ -62,7 +62,7 @@ struct TwilioSettings: Sendable {
         if let directory = environment["CREDENTIALS_DIRECTORY"] {
             let path = directory + "/twilio-auth-token"
             if FileManager.default.fileExists(atPath: path) {
-                return try Self.readSecret(path, name: "$CREDENTIALS_DIRECTORY/twilio-auth-token", credentials: true)
+                return try Self.readSecret(path, name: "$CREDENTIALS_DIRECTORY/twilio-auth-token")
             }
         }
         return nil
@@ -93,17 +93,14 @@ struct TwilioSettings: Sendable {
         return (configuration, token)
     }
 
-    /// Reads a secret file: it must be readable only by its owner (inside systemd's credential
-    /// directory, where an ACL shows as group-read, that bit is tolerated).
-    static func readSecret(_ path: String, name: String, credentials: Bool = false) throws(ConfigurationError) -> String {
+    /// Reads a secret file: it must be readable only by its owner (`DaemonKey.isPrivate`).
+    static func readSecret(_ path: String, name: String) throws(ConfigurationError) -> String {
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw ConfigurationError(description: "\(name): cannot read \(path): \(String(cString: strerror(errno)))")
         }
-        let inCredentials =
-            credentials || ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"].map { path.hasPrefix($0 + "/") } ?? false
-        let allowed: mode_t = inCredentials ? 0o040 : 0
-        guard info.st_mode & 0o077 & ~allowed == 0 else {
+        let directory = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"]
+        guard DaemonKey.isPrivate(mode: info.st_mode, path: path, credentialsDirectory: directory) else {
             throw ConfigurationError(description: "\(name): \(path) is readable by group or others; chmod 600 it")
         }
         guard let data = FileManager.default.contents(atPath: path),
