@@ -132,15 +132,10 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     private func waitForExit(_ process: Process) async -> Int32 {
-        for _ in 0..<600 where process.isRunning {
-            try? await Task.sleep(for: .milliseconds(25))
-        }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            pollUntilExit(process)
-            return -9
-        }
-        return process.terminationStatus
+        if let status = reapExit(process) { return status }
+        kill(process.processIdentifier, SIGKILL)
+        _ = reapExit(process)
+        return -9
     }
 
     /// The daemon's log so far.
@@ -243,17 +238,33 @@ func runProgram(_ path: String, _ arguments: [String], environment: [String: Str
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     let stderr = errBox.data
-    // Not waitUntilExit: with many processes launched from concurrent tests it can miss the
-    // child's exit on Linux and hang; polling isRunning does not.
-    let deadline = Date().addingTimeInterval(120)
-    while process.isRunning && Date() < deadline { usleep(5_000) }
-    if process.isRunning {
+    // Not waitUntilExit (nor isRunning alone): with many processes launched from concurrent
+    // tests Foundation can miss a child's exit on Linux; reapExit asks the kernel directly.
+    guard let status = reapExit(process) else {
         process.terminate()
         return (-1, String(decoding: stdout, as: UTF8.self), "timed out")
     }
     return (
-        process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self)
+        status, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self)
     )
+}
+
+/// The exit status of `process` (as Foundation reports it, 128+signal for a signal), waiting
+/// up to 120 s: polls Foundation and `waitpid(WNOHANG)` so a missed SIGCHLD cannot hang.
+func reapExit(_ process: Process) -> Int32? {
+    let pid = process.processIdentifier
+    let deadline = Date().addingTimeInterval(120)
+    while Date() < deadline {
+        if !process.isRunning { return process.terminationStatus }
+        var raw: Int32 = 0
+        let reaped = waitpid(pid, &raw, WNOHANG)
+        if reaped == pid {
+            let signal = raw & 0x7F
+            return signal == 0 ? (raw >> 8) & 0xFF : 128 + signal
+        }
+        usleep(5_000)
+    }
+    return nil
 }
 
 /// A mutable box for data produced on another queue (read after `DispatchGroup.wait`).
@@ -265,6 +276,5 @@ final class DataBox: @unchecked Sendable {
 /// Waits (polling, up to 60 s) for `process` to exit; see `runProgram` for why not
 /// `waitUntilExit`.
 func pollUntilExit(_ process: Process) {
-    let deadline = Date().addingTimeInterval(60)
-    while process.isRunning && Date() < deadline { usleep(5_000) }
+    _ = reapExit(process)
 }
