@@ -2,13 +2,13 @@
 #   make run    build and start the daemon on its defaults (socket, database, key and SMS
 #               outbox in ./run/), installing the system packages it needs when missing
 #   make test   run every test (unit, integration against the real otpd binary, CLI, PHP client)
-# Others: make build, make release, make bench, make generate, make check-generated, make lint
+# Others: make build, make release, make bench, make fuzz, make generate, make check-generated, make lint
 
 SHELL := /bin/bash
 SWIFT ?= swift
 RUN_DIR ?= run
 
-.PHONY: run test build release deps bench generate check-generated lint clean
+.PHONY: run test build release deps bench fuzz generate check-generated lint clean
 
 deps:
 	@scripts/install-deps.sh
@@ -32,6 +32,11 @@ test: deps
 
 bench: deps
 	scripts/bench.sh
+
+# libFuzzer + AddressSanitizer on the frame, envelope and message decoders; FUZZ_SECONDS=600 for longer.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 generate:
 	scripts/generate-proto.sh

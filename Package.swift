@@ -106,6 +106,14 @@ let package = Package(
             ],
             swiftSettings: strictSettings),
 
+        // The decoder fuzz target (scripts/fuzz.sh) and its harness, which the unit tests also run.
+        .target(
+            name: "DecoderFuzzHarness", dependencies: ["OTPProtocol"], path: "Fuzz/Harness",
+            swiftSettings: strictSettings),
+        .executableTarget(
+            name: "otpfuzz", dependencies: ["DecoderFuzzHarness"], path: "Fuzz/otpfuzz",
+            swiftSettings: strictSettings),
+
         // Tests.
         // A Twilio stand-in (HTTP on 127.0.0.1) shared by the SMS and integration tests.
         .target(
@@ -123,7 +131,7 @@ let package = Package(
             dependencies: ["OTPSMS", "OTPCore", "TwilioStandIn", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "OTPProtocolTests", dependencies: ["OTPProtocol"],
+            name: "OTPProtocolTests", dependencies: ["OTPProtocol", "DecoderFuzzHarness"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPCoreTests", dependencies: ["OTPCore"],

@@ -124,5 +124,12 @@ for name, fields in messages:
     lines.append("}")
     lines.append("")
 
+lines.append("/// Every message type of the contract, in .proto order (used by the decoder fuzz harness).")
+lines.append("public let allWireMessageTypes: [any WireMessage.Type] = [")
+for name, _fields in messages:
+    lines.append(f"    {name}.self,")
+lines.append("]")
+lines.append("")
+
 out.write_text("\n".join(lines).rstrip() + "\n")
 print(f"generated {out}: {len(messages)} messages, {len(enums)} enums")
