@@ -16,12 +16,20 @@ public enum Frame {
         precondition(header.count >= headerSize, "a frame header is 5 bytes")
         var index = header.startIndex
         let flag = header[index]
-        guard flag == 0 else { throw .badFlag(flag) }
         var length: UInt32 = 0
         for _ in 0..<4 {
             index = header.index(after: index)
             length = length << 8 | UInt32(header[index])
         }
+        return try payloadLength(flag: flag, length: length, maximumPayload: maximumPayload)
+    }
+
+    /// Checks a frame header already split into its flag byte and its big-endian length, and
+    /// returns the payload length.
+    ///
+    /// - Throws: as `payloadLength(header:maximumPayload:)`.
+    public static func payloadLength(flag: UInt8, length: UInt32, maximumPayload: Int) throws(FrameError) -> Int {
+        guard flag == 0 else { throw .badFlag(flag) }
         guard UInt64(length) <= UInt64(maximumPayload) else {
             throw .tooLarge(length: UInt64(length), maximum: maximumPayload)
         }

@@ -79,10 +79,11 @@ public final class SocketServer: Service, Sendable {
     private func listen() async throws -> any Channel {
         let policy = PeerPolicy(configuration: configuration)
         let maximumConnections = configuration.maximumConnections
-        let maximumFrame = configuration.maximumFrameSize
-        let frameTimeout = TimeAmount(configuration.frameTimeout)
-        let idleTimeout = TimeAmount(configuration.idleTimeout)
-        let maximumInFlight = configuration.maximumCallsInFlightPerConnection
+        let limits = ConnectionHandler.Limits(
+            maximumFrame: configuration.maximumFrameSize,
+            frameTimeout: TimeAmount(configuration.frameTimeout),
+            idleTimeout: TimeAmount(configuration.idleTimeout),
+            maximumInFlight: configuration.maximumCallsInFlightPerConnection)
         let router = self.router
         let logger = self.logger
         let connections = self.connections
@@ -107,11 +108,8 @@ public final class SocketServer: Service, Sendable {
                     channel.closeFuture.whenComplete { _ in
                         connections.withLockedValue { $0.remove(channel) }
                     }
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: idleTimeout),
-                        ByteToMessageHandler(FrameToPayloadDecoder(maximumPayload: maximumFrame, frameTimeout: frameTimeout)),
-                        ConnectionHandler(router: router, peer: peer, maximumInFlight: maximumInFlight, logger: logger),
-                    ])
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionHandler(router: router, peer: peer, limits: limits, logger: logger))
                 }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
