@@ -114,6 +114,13 @@ public final class SQLiteConnection {
         return Int(sqlite3_changes(handle))
     }
 
+    /// Runs an INSERT and returns the rowid of the row it made. (Cheaper than `RETURNING`,
+    /// which makes SQLite build and tear down a temporary table on every call.)
+    public func insert(_ sql: String, _ parameters: [SQLValue] = []) throws(StoreError) -> Int64 {
+        try run(sql, parameters)
+        return sqlite3_last_insert_rowid(handle)
+    }
+
     /// Whether a transaction is open (SQLite may roll one back by itself after a disk-full or
     /// I/O error).
     public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }

@@ -10,11 +10,11 @@ extension SQLiteStoreTransaction {
 
     func insertDelivery(_ delivery: DeliveryRecord) throws(StoreError) -> Int64 {
         try perform { db throws(StoreError) in
-            let rows = try db.query(
+            try db.insert(
                 """
                 INSERT INTO deliveries (account_id, challenge_id, purpose, destination_masked, provider, message_sid,
                     status, error_code, attempts, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     try bind(delivery.accountID), try bind(delivery.challengeID), try bind(delivery.purpose),
@@ -23,10 +23,6 @@ extension SQLiteStoreTransaction {
                     .integer(Int64(max(0, delivery.attempts))), try bind(delivery.createdAt),
                     try bind(delivery.updatedAt),
                 ])
-            guard let id = rows.first?.first?.integer else {
-                throw StoreError(kind: .other, message: "inserting a delivery returned no id")
-            }
-            return id
         }
     }
 

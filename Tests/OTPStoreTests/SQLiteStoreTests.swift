@@ -26,6 +26,54 @@ struct SQLiteStoreTests {
         return try SQLiteStore(path: path, migrations: migrations, logger: logger)
     }
 
+    /// Migration 4 rebuilds four tables: a database written by version 3 keeps every row, and
+    /// the rebuilt CHECKs still refuse what version 3 refused.
+    @Test func migration4KeepsTheRowsAndTheRules() async throws {
+        let (directory, path) = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let old = try SQLiteStore(path: path, migrations: Array(Migration.all.prefix { $0.version <= 3 }), logger: logger)
+        try await old.write { db in
+            try db.run(
+                """
+                INSERT INTO accounts VALUES ('a1', '+14155550100', 1, NULL, NULL, 7, NULL, NULL, 'totp', 2, 1, NULL, 10, 20)
+                """)
+            try db.run(
+                "INSERT INTO challenges VALUES ('c1', 'a1', 'change_phone', '+14155550100', zeroblob(32), 1, 2, 4, 'voided')")
+            try db.run("INSERT INTO proofs VALUES (zeroblob(32), 'a1', 'manage_factors', 99)")
+            try db.run("INSERT INTO sms_sends VALUES (5, 'a1', '+14155550100', '1', 'login', 'c1', 3)")
+        }
+        old.close()
+
+        let store = try SQLiteStore(path: path, logger: logger)
+        defer { store.close() }
+        #expect(store.schemaVersion == Migration.all.last!.version)
+        let rows = try await store.write { db in
+            [
+                try db.query("SELECT * FROM accounts"), try db.query("SELECT * FROM challenges"),
+                try db.query("SELECT * FROM proofs"), try db.query("SELECT * FROM sms_sends"),
+            ]
+        }
+        #expect(rows[0] == [[
+            .text("a1"), .text("+14155550100"), .integer(1), .null, .null, .integer(7), .null, .null, .text("totp"),
+            .integer(2), .integer(1), .null, .integer(10), .integer(20),
+        ]])
+        #expect(rows[1].first?[2] == .text("change_phone") && rows[1].first?[8] == .text("voided"))
+        #expect(rows[2].first?[2] == .text("manage_factors"))
+        #expect(rows[3].first?[4] == .text("login"))
+
+        let refused: [String] = [
+            "UPDATE accounts SET preferred = 'email'",
+            "UPDATE accounts SET phone_verified = 2",
+            "UPDATE challenges SET state = 'done'",
+            "UPDATE challenges SET purpose = 'logout'",
+            "UPDATE proofs SET purpose = ''",
+            "UPDATE sms_sends SET purpose = 'LOGIN'",
+        ]
+        for sql in refused {
+            await #expect(throws: StoreError.self, "\(sql)") { try await store.write { db in try db.run(sql) } }
+        }
+    }
+
     @Test func pragmasAndSchemaVersion() async throws {
         let (directory, path) = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -1,0 +1,49 @@
+import Foundation
+import Logging
+@testable import OTPStore
+import Testing
+
+/// The statements every Verify and StartChallenge runs, checked with SQLite's own planner: a
+/// temporary table (UPSERT and RETURNING make one per call) or a full scan on this path once
+/// cost a third of the writer's time under load, so this guards against their return without
+/// measuring any time.
+@Suite("statement plans")
+struct StatementPlanTests {
+    @Test func theHotPathNeedsNoTemporaryTableNoSortAndNoScan() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
+        defer { store.close() }
+
+        let findings = try await store.write { connection in
+            var findings: [String] = []
+            for sql in SQLiteStoreTransaction.SQL.hotPath {
+                let opcodes = try connection.query("EXPLAIN " + sql).compactMap { $0.dropFirst().first?.text }
+                for opcode in ["OpenEphemeral", "SorterOpen"] where opcodes.contains(opcode) {
+                    findings.append("\(opcode) in: \(sql)")
+                }
+                let plan = try connection.query("EXPLAIN QUERY PLAN " + sql).compactMap { $0.last?.text }
+                for step in plan where step.hasPrefix("SCAN ") {
+                    findings.append("\(step) in: \(sql)")
+                }
+            }
+            return findings
+        }
+        #expect(findings.isEmpty, "\(findings.joined(separator: "\n"))")
+    }
+
+    @Test func theCheckWouldCatchAnUpsertOrReturning() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
+        defer { store.close() }
+        let opcodes = try await store.write { connection in
+            try connection.query(
+                "EXPLAIN INSERT INTO events (account_id, kind, outcome, at) VALUES ('a', 'k', 'o', 1) RETURNING id"
+            ).compactMap { $0.dropFirst().first?.text }
+        }
+        #expect(opcodes.contains("OpenEphemeral"))
+    }
+}
