@@ -9,6 +9,8 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <spawn.h>
+#include <signal.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -90,4 +92,39 @@ int cotp_unix_socket_is_live(const char *path) {
     if (saved == ECONNREFUSED || saved == ENOENT) return 0;
     errno = saved;
     return -1;
+}
+
+int cotp_spawn_with_input(const char *path, char *const envp[], const void *input, size_t input_length,
+                          pid_t *pid_out) {
+    int ends[2];
+    if (pipe2(ends, O_CLOEXEC) != 0) return errno;
+    posix_spawn_file_actions_t actions;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) {
+        close(ends[0]);
+        close(ends[1]);
+        return rc;
+    }
+    if ((rc = posix_spawn_file_actions_adddup2(&actions, ends[0], 0)) == 0) {
+        rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    }
+    char *const argv[] = {(char *)path, NULL};
+    if (rc == 0) rc = posix_spawn(pid_out, path, &actions, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    close(ends[0]);
+    if (rc == 0) {
+        /* The input is small (one event), far below a pipe's buffer: this never waits for the
+           reader. MSG_NOSIGNAL does not exist for pipes, so SIGPIPE must be ignored by the
+           process (otpd does at start-up); a failed write only means the child did not read. */
+        const char *bytes = input;
+        size_t done = 0;
+        while (done < input_length) {
+            ssize_t n = write(ends[1], bytes + done, input_length - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            done += (size_t)n;
+        }
+    }
+    close(ends[1]);
+    return rc;
 }

@@ -237,6 +237,14 @@ public protocol StoreTransaction {
     func appendEvent(_ event: EventRecord) throws -> Int64
     /// Events newest first: of one account (or all when nil), with ids below `beforeID`.
     func events(accountID: String?, beforeID: Int64?, limit: Int) throws -> [EventRecord]
+    /// Events of `kinds` with ids in `afterID+1 ... throughID`, oldest first, at most `limit`
+    /// (for the notification hook).
+    func events(afterID: Int64, throughID: Int64, kinds: Set<String>, limit: Int) throws -> [EventRecord]
+    /// The newest event's id, 0 when there is none.
+    func lastEventID() throws -> Int64
+    /// The id of the last event the notification hook has handled, nil before its first run.
+    func notificationCursor() throws -> Int64?
+    func setNotificationCursor(_ id: Int64) throws
 
     /// The account's SMS sends since `since`, newest first.
     func smsSends(accountID: String, since: Date) throws -> [SMSSendRecord]
@@ -248,6 +256,16 @@ public protocol StoreTransaction {
     func recordSMSSend(_ send: SMSSendRecord) throws
     /// Forgets sends older than `before` (they no longer count toward any budget).
     func pruneSMSSends(before: Date) throws
+
+    // Pruning: each deletes at most `limit` rows and returns how many it deleted.
+    /// Challenges that expired before `expiredBefore`.
+    func deleteChallenges(expiredBefore: Date, limit: Int) throws -> Int
+    /// Proofs that expired before `expiredBefore`.
+    func deleteProofs(expiredBefore: Date, limit: Int) throws -> Int
+    /// The oldest events, as far as they were recorded before `before`.
+    func deleteEvents(before: Date, limit: Int) throws -> Int
+    /// The oldest delivery records, as far as they were created before `before`.
+    func deleteDeliveries(before: Date, limit: Int) throws -> Int
 
     /// Appends a delivery log record and returns its id.
     @discardableResult

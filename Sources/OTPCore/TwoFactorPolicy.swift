@@ -53,6 +53,17 @@ public struct TwoFactorPolicy: Sendable {
     /// The name that starts every text, e.g. the shop's name.
     public var smsBrand = "otpd"
 
+    // MARK: Retention (the pruner, `TwoFactorService.prune()`)
+
+    /// Audit events older than this are deleted; nil keeps them forever. Default 400 days: a
+    /// year of history for the yearly access review, plus a margin.
+    public var eventRetention: TimeInterval? = 400 * 86_400
+    /// SMS delivery records older than this are deleted; nil keeps them forever.
+    public var deliveryRetention: TimeInterval? = 90 * 86_400
+    /// Challenges are deleted this long after they expired (their outcome stays in the audit
+    /// log). A day keeps the audit reason for a late code precise ("expired", not "unknown").
+    public var expiredChallengeRetention: TimeInterval = 86_400
+
     public init() {}
 
     /// Checks the ranges the security rules demand.
@@ -74,6 +85,10 @@ public struct TwoFactorPolicy: Sendable {
         try check((0...2).contains(totpWindow), "TOTP window must be 0-2 steps")
         try check((5...20).contains(backupCodeCount), "backup code count must be 5-20")
         try check(!issuer.isEmpty && !issuer.contains(":"), "issuer must be non-empty and contain no colon")
+        try check(
+            (eventRetention ?? .infinity) >= 86_400 && (deliveryRetention ?? .infinity) >= 86_400,
+            "event and delivery retention must be at least one day")
+        try check(expiredChallengeRetention >= 0, "expired challenge retention must not be negative")
     }
 
     /// How long the `lockNumber`-th lockout (1-based) of a streak lasts.

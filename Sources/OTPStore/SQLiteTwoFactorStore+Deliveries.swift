@@ -93,4 +93,10 @@ extension SQLiteStoreTransaction {
             errorCode: try reader.optionalInteger("error_code").map { Int($0) }, attempts: try reader.count("attempts"),
             createdAt: try reader.date("created_at"), updatedAt: try reader.date("updated_at"))
     }
+
+    func deleteDeliveries(before: Date, limit: Int) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try db.run(SQL.deleteOldDeliveries, [.integer(Int64(limit)), try bind(before)])
+        }
+    }
 }

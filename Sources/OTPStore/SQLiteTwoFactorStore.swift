@@ -250,24 +250,65 @@ final class SQLiteStoreTransaction: StoreTransaction {
     /// `limit` is clamped to 1...1000.
     func events(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [EventRecord] {
         try perform { db throws(StoreError) in
-            let rows = try Self.newestFirst(
-                db, select: SQL.selectEvents, accountID: accountID, beforeID: beforeID, limit: limit)
-            var events: [EventRecord] = []
-            events.reserveCapacity(rows.count)
-            for row in rows {
-                var reader = RowReader(row, table: "events")
-                events.append(
-                    EventRecord(
-                        id: try reader.integer("id"),
-                        accountID: try reader.text("account_id"),
-                        kind: try reader.text("kind"),
-                        outcome: try reader.text("outcome"),
-                        detail: try reader.text("detail"),
-                        destinationMasked: try reader.text("destination_masked"),
-                        at: try reader.date("at")))
-            }
-            return events
+            try Self.decodeEvents(
+                try Self.newestFirst(db, select: SQL.selectEvents, accountID: accountID, beforeID: beforeID, limit: limit))
         }
+    }
+
+    /// Oldest first; `limit` is clamped to 1...1000. The kinds are matched inside SQLite, so
+    /// the events skipped cost no decoding.
+    func events(afterID: Int64, throughID: Int64, kinds: Set<String>, limit: Int) throws(StoreError) -> [EventRecord] {
+        try perform { db throws(StoreError) in
+            guard !kinds.isEmpty else { return [] }
+            var parameters: [SQLValue] = [.integer(afterID), .integer(throughID)]
+            for kind in kinds.sorted() { parameters.append(try bind(kind)) }
+            parameters.append(.integer(Int64(min(max(limit, 1), 1000))))
+            let placeholders = Array(repeating: "?", count: kinds.count).joined(separator: ", ")
+            return try Self.decodeEvents(
+                try db.query(
+                    SQL.selectEvents + " WHERE id > ? AND id <= ? AND kind IN (\(placeholders)) ORDER BY id LIMIT ?",
+                    parameters))
+        }
+    }
+
+    func lastEventID() throws(StoreError) -> Int64 {
+        try perform { db throws(StoreError) in try db.scalar("SELECT coalesce(max(id), 0) FROM events") ?? 0 }
+    }
+
+    func notificationCursor() throws(StoreError) -> Int64? {
+        try perform { db throws(StoreError) in
+            guard let text = try db.query(SQL.selectMeta, [.text("notify_cursor")]).first?.first?.text else { return nil }
+            guard let value = Int64(text) else {
+                throw StoreError(kind: .corrupt, message: "daemon_meta.notify_cursor is not a number")
+            }
+            return value
+        }
+    }
+
+    func setNotificationCursor(_ id: Int64) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            if try db.run(SQL.updateMeta, [.text(String(id)), .text("notify_cursor")]) == 0 {
+                try db.run(SQL.insertMeta, [.text("notify_cursor"), .text(String(id))])
+            }
+        }
+    }
+
+    private static func decodeEvents(_ rows: [[SQLValue]]) throws(StoreError) -> [EventRecord] {
+        var events: [EventRecord] = []
+        events.reserveCapacity(rows.count)
+        for row in rows {
+            var reader = RowReader(row, table: "events")
+            events.append(
+                EventRecord(
+                    id: try reader.integer("id"),
+                    accountID: try reader.text("account_id"),
+                    kind: try reader.text("kind"),
+                    outcome: try reader.text("outcome"),
+                    detail: try reader.text("detail"),
+                    destinationMasked: try reader.text("destination_masked"),
+                    at: try reader.date("at")))
+        }
+        return events
     }
 
     /// The rows of `select` (a query over a table with `id` and `account_id`) newest first:
@@ -364,6 +405,26 @@ final class SQLiteStoreTransaction: StoreTransaction {
     func pruneSMSSends(before: Date) throws(StoreError) {
         try perform { db throws(StoreError) in
             try db.run("DELETE FROM sms_sends WHERE at < ?", [try bind(before)])
+        }
+    }
+
+    // MARK: Pruning (bounded batches, each through an index: never a scan of a whole table)
+
+    func deleteChallenges(expiredBefore: Date, limit: Int) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try db.run(SQL.deleteExpiredChallenges, [try bind(expiredBefore), .integer(Int64(limit))])
+        }
+    }
+
+    func deleteProofs(expiredBefore: Date, limit: Int) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try db.run(SQL.deleteExpiredProofs, [try bind(expiredBefore), .integer(Int64(limit))])
+        }
+    }
+
+    func deleteEvents(before: Date, limit: Int) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try db.run(SQL.deleteOldEvents, [.integer(Int64(limit)), try bind(before)])
         }
     }
 
@@ -468,6 +529,9 @@ final class SQLiteStoreTransaction: StoreTransaction {
         static let insertEvent = """
             INSERT INTO events (account_id, kind, outcome, detail, destination_masked, at) VALUES (?, ?, ?, ?, ?, ?)
             """
+        static let selectMeta = "SELECT value FROM daemon_meta WHERE key = ?"
+        static let updateMeta = "UPDATE daemon_meta SET value = ? WHERE key = ?"
+        static let insertMeta = "INSERT INTO daemon_meta (key, value) VALUES (?, ?)"
         static let selectProof = "SELECT token_hash, account_id, purpose, expires_at FROM proofs WHERE token_hash = ?"
         static let deleteProof = "DELETE FROM proofs WHERE token_hash = ?"
         static let updateChallenge = "UPDATE challenges SET state = ?, attempts_left = ? WHERE id = ?"
@@ -475,12 +539,31 @@ final class SQLiteStoreTransaction: StoreTransaction {
             "UPDATE challenges SET state = 'voided' WHERE account_id = ? AND purpose = ? AND state = 'active'"
         static let voidChallenges = "UPDATE challenges SET state = 'voided' WHERE account_id = ? AND state = 'active'"
 
+        static let deleteExpiredChallenges = """
+            DELETE FROM challenges WHERE rowid IN
+                (SELECT rowid FROM challenges WHERE expires_at < ? ORDER BY expires_at LIMIT ?)
+            """
+        static let deleteExpiredProofs = """
+            DELETE FROM proofs WHERE rowid IN (SELECT rowid FROM proofs WHERE expires_at < ? ORDER BY expires_at LIMIT ?)
+            """
+        /// The oldest `limit` events by id, of those the ones before the cutoff: ids grow with
+        /// time, so this reads at most `limit` rows however large the table is.
+        static let deleteOldEvents = """
+            DELETE FROM events WHERE id IN
+                (SELECT id FROM (SELECT id, at FROM events ORDER BY id LIMIT ?) WHERE at < ?)
+            """
+        static let deleteOldDeliveries = """
+            DELETE FROM deliveries WHERE id IN
+                (SELECT id FROM (SELECT id, created_at FROM deliveries ORDER BY id LIMIT ?) WHERE created_at < ?)
+            """
+
         /// What every `Verify`, `StartChallenge` and proof runs: none of these may need a
         /// temporary table or a sort, and each must find its rows through an index.
         static let hotPath = [
             selectAccount, insertAccount, updateAccount, insertEvent, selectProof, deleteProof, insertChallenge,
             selectChallenge, updateChallenge, voidChallengesOfPurpose, voidChallenges,
         ]
+
         static let insertChallenge = """
             INSERT INTO challenges
                 (id, account_id, purpose, destination, code_hash, created_at, expires_at, attempts_left, state)

@@ -31,6 +31,12 @@ struct DaemonConfiguration: Sendable {
     var policy = TwoFactorPolicy()
     // [[twilio]]: the senders used when sms.sender is "twilio", tried in order.
     var twilio: [TwilioSettings] = []
+    // [retention]: read into `policy`; how often the pruner runs.
+    var pruneIntervalSeconds = 600
+    // [notify]: the notification hook (off when `notifyCommand` is nil).
+    var notifyCommand: String?
+    var notifyKinds: Set<String> = TwoFactorService.defaultNotifiedKinds
+    var notifyTimeoutSeconds = 10
 }
 
 /// A configuration problem: otpd prints it and exits with status 2.
@@ -56,6 +62,8 @@ extension DaemonConfiguration {
         "lockout": ["threshold", "durations_seconds", "max_consecutive_failures"],
         "totp": ["issuer", "window", "enrollment_lifetime_seconds"],
         "backup": ["count", "proof_purposes", "low_watermark"],
+        "retention": ["events_days", "deliveries_days", "prune_interval_seconds"],
+        "notify": ["command", "kinds", "timeout_seconds"],
     ]
 
     /// Reads a TOML file over the defaults.
@@ -166,6 +174,21 @@ extension DaemonConfiguration {
             try r.string("issuer") { policy.issuer = $0 }
             try r.int("window", 0...2) { policy.totpWindow = $0 }
             try r.int("enrollment_lifetime_seconds", 60...86_400) { policy.totpEnrollmentLifetime = TimeInterval($0) }
+        case "retention":
+            try r.int("events_days", 0...36_500) { policy.eventRetention = $0 == 0 ? nil : TimeInterval($0) * 86_400 }
+            try r.int("deliveries_days", 0...36_500) {
+                policy.deliveryRetention = $0 == 0 ? nil : TimeInterval($0) * 86_400
+            }
+            try r.int("prune_interval_seconds", 10...86_400) { pruneIntervalSeconds = $0 }
+        case "notify":
+            try r.string("command") { (command) throws(ConfigurationError) in
+                guard command.isEmpty || command.hasPrefix("/") else {
+                    throw ConfigurationError(description: "\(r.file): notify.command must be an absolute path")
+                }
+                notifyCommand = command.isEmpty ? nil : command
+            }
+            try r.strings("kinds") { (kinds) throws(ConfigurationError) in notifyKinds = Set(kinds) }
+            try r.int("timeout_seconds", 1...300) { notifyTimeoutSeconds = $0 }
         case "backup":
             try r.int("count", 5...20) { policy.backupCodeCount = $0 }
             try r.int("low_watermark", 0...20) { policy.backupCodesLowWatermark = $0 }
@@ -207,6 +230,9 @@ extension DaemonConfiguration {
             try policy.validate()
         } catch {
             throw ConfigurationError(description: "configuration: \(error.message)")
+        }
+        if let command = notifyCommand, access(command, X_OK) != 0 {
+            throw ConfigurationError(description: "notify.command: \(command) is not an executable file")
         }
         var paths = [("server.socket", socketPath), ("storage.database", databasePath)]
         if smsSender == "outbox" { paths.append(("sms.outbox", outboxPath)) }

@@ -101,6 +101,8 @@ struct OTPD: AsyncParsableCommand {
         // Files otpd creates (database, WAL, key, outbox) are private to its user; the socket's
         // mode is set explicitly when it is bound.
         umask(0o077)
+        // A notification hook that exits without reading its input must not kill the daemon.
+        signal(SIGPIPE, SIG_IGN)
         let environment = ProcessInfo.processInfo.environment
         let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -149,9 +151,21 @@ struct OTPD: AsyncParsableCommand {
             onReady: {
                 _ = cotp_sd_notify("READY=1\nSTATUS=serving")
             })
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: server),
+            .init(service: Pruner(service: service, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger)),
+        ]
+        if let command = configuration.notifyCommand {
+            try await service.prepareNotifications()
+            let notifier = CommandNotifier(command: command, timeout: .seconds(configuration.notifyTimeoutSeconds))
+            services.append(
+                .init(
+                    service: NotificationHook(
+                        service: service, kinds: configuration.notifyKinds, notifier: notifier, logger: logger)))
+            logger.info("notification hook on", metadata: ["command": "\(command)", "kinds": "\(configuration.notifyKinds.sorted())"])
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         _ = cotp_sd_notify("STOPPING=1")
         await sms.shutdown()

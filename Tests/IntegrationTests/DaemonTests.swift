@@ -1,4 +1,5 @@
 import Foundation
+import OTPCore
 import OTPClient
 import Testing
 
@@ -339,9 +340,15 @@ struct ExampleConfigurationTests {
                     "max_consecutive_failures", "issuer", "enrollment_lifetime_seconds", "proof_purposes",
                     "low_watermark", "brand", "account_sid", "auth_token_file", "messaging_service_sid",
                     "base_url", "status_callback_url", "timeout_seconds", "max_attempts",
-                    "max_concurrent_requests"] {
+                    "max_concurrent_requests", "events_days", "deliveries_days", "prune_interval_seconds", "command",
+                    "kinds"] {
             #expect(text.contains("\n\(key) = "), "\(key) is not documented")
         }
+        // The example lists exactly the default notified kinds.
+        let kinds = try #require(text.range(of: "\nkinds = [")).upperBound
+        let list = text[kinds...].prefix { $0 != "]" }
+        let documented = Set(list.split(separator: "\"").enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) })
+        #expect(documented == TwoFactorService.defaultNotifiedKinds)
     }
 }
 

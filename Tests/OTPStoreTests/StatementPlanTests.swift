@@ -33,6 +33,24 @@ struct StatementPlanTests {
         #expect(findings.isEmpty, "\(findings.joined(separator: "\n"))")
     }
 
+    /// The pruner deletes expired challenges and proofs through their expiry indexes, so a
+    /// prune reads only what it deletes.
+    @Test func expiredRowsAreFoundThroughTheExpiryIndexes() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
+        defer { store.close() }
+        let plans = try await store.write { connection in
+            try [SQLiteStoreTransaction.SQL.deleteExpiredChallenges, SQLiteStoreTransaction.SQL.deleteExpiredProofs].map {
+                try connection.query("EXPLAIN QUERY PLAN " + $0).compactMap { $0.last?.text }.joined(separator: "; ")
+            }
+        }
+        #expect(plans[0].contains("INDEX challenges_by_expiry"), "\(plans[0])")
+        #expect(plans[1].contains("INDEX proofs_by_expiry"), "\(plans[1])")
+        #expect(!plans.joined().contains("SCAN"), "\(plans)")
+    }
+
     @Test func theCheckWouldCatchAnUpsertOrReturning() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -35,4 +35,11 @@ unsigned cotp_umask(unsigned mask);
 /// (ECONNREFUSED / ENOENT), -1 with errno for other failures.
 int cotp_unix_socket_is_live(const char *path);
 
+/// Starts `path` (argv[0] = path) with the environment `envp` (NULL-terminated), its stdin
+/// reading `input_length` bytes of `input` from a pipe, stdout and stderr inherited, and every
+/// other descriptor closed. Writes the child's pid to `pid_out`. Returns 0, or an errno value.
+/// A child that exits without reading its input does not hurt the caller (EPIPE is ignored).
+int cotp_spawn_with_input(const char *path, char *const envp[], const void *input, size_t input_length,
+                          pid_t *pid_out);
+
 #endif

@@ -1,0 +1,79 @@
+import Foundation
+
+/// Where the notification hook hands events: the daemon runs a command, tests record them.
+public protocol EventNotifier: Sendable {
+    /// Delivers one event. Throwing stops the round; the event (and every one after it) is
+    /// offered again on the next round, so delivery is at least once.
+    func notify(_ event: EventRecord) async throws
+}
+
+extension TwoFactorService {
+    /// The event kinds that trigger the notification hook unless configured otherwise
+    /// (SECURITY §15): every factor change, backup-code use and regeneration, lockout, refused
+    /// replay, and the administrator's unlock and reset.
+    public static let defaultNotifiedKinds: Set<String> = [
+        "phone_verified", "phone_change_requested", "phone_changed", "totp_enabled", "factor_disabled",
+        "backup_codes_generated", "backup_codes_regenerated", "backup_code_redeemed", "account_locked",
+        "totp_replay_refused", "account_unlocked", "account_reset",
+    ]
+
+    /// Starts the hook's bookmark at the newest event if it has none yet, so that turning the
+    /// hook on does not replay the whole history. Call before serving clients. (A bookmark
+    /// left by an earlier run stays: what happened while otpd was stopped or the hook was
+    /// failing is still delivered.)
+    public func prepareNotifications() async throws(TwoFactorError) {
+        try await transact { tx in
+            if try tx.notificationCursor() == nil { try tx.setNotificationCursor(try tx.lastEventID()) }
+            return .success(())
+        }
+    }
+
+    /// Hands the events recorded since the last round whose kind is in `kinds` to `notifier`,
+    /// oldest first, and moves the bookmark (stored in the database) past each one delivered.
+    /// One round looks at no more than `window` events and delivers at most `limit`.
+    ///
+    /// - Returns: how many were delivered, and whether the bookmark reached the newest event
+    ///   (when not, call again at once).
+    /// - Throws: the notifier's error after saving the bookmark just before the event that
+    ///   failed, or `TwoFactorError` when the store fails.
+    public func deliverNotifications(
+        kinds: Set<String>, to notifier: any EventNotifier, limit: Int = 100, window: Int64 = 10_000
+    ) async throws -> (delivered: Int, caughtUp: Bool) {
+        let (start, through, events): (Int64, Int64, [EventRecord]) = try await transact { tx in
+            let newest = try tx.lastEventID()
+            guard let start = try tx.notificationCursor() else {
+                try tx.setNotificationCursor(newest)
+                return .success((newest, newest, []))
+            }
+            let through = min(newest, start + max(1, window))
+            return .success((start, through, try tx.events(afterID: start, throughID: through, kinds: kinds, limit: limit)))
+        }
+        // Every event up to `through` was looked at, unless the page was full.
+        var cursor = start
+        var delivered = 0
+        var failure: (any Error)?
+        for event in events {
+            do {
+                try await notifier.notify(event)
+            } catch {
+                failure = error
+                break
+            }
+            delivered += 1
+            cursor = event.id
+        }
+        let sawWholeWindow = failure == nil && events.count < limit
+        if sawWholeWindow { cursor = through }
+        if cursor != start {
+            let bookmark = cursor
+            try await transact { tx in
+                try tx.setNotificationCursor(bookmark)
+                return .success(())
+            }
+        }
+        if let failure { throw failure }
+        let reached = cursor
+        let caughtUp: Bool = try await transact { tx in .success(try tx.lastEventID() <= reached) }
+        return (delivered, caughtUp)
+    }
+}
