@@ -7,13 +7,7 @@ import Testing
 struct BackupCodeTests {
     /// An account with SMS on and a first set of backup codes; returns the codes.
     private func enrolled(_ daemon: DaemonProcess, _ client: OTPClient, _ account: String) async throws -> [String] {
-        _ = try await client.setPhone(SetPhoneRequest(accountId: account, phoneNumber: "+15551234567"))
-        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
-        let verified = try await client.verify(
-            VerifyRequest(
-                accountId: account, purpose: .verifyPhone, code: try daemon.code(for: challenge.challengeId),
-                challengeId: challenge.challengeId))
-        #expect(verified.success)
+        let verified = try await daemon.enrollPhone(client, account)
         return try await client.generateBackupCodes(
             GenerateBackupCodesRequest(accountId: account, proof: Proof(token: verified.proofToken))
         ).codes

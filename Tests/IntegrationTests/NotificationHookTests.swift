@@ -17,13 +17,7 @@ struct NotificationHookTests {
     private func enrollPhone(_ daemon: DaemonProcess, _ account: String) async throws {
         let client = daemon.client()
         defer { Task { await client.close() } }
-        _ = try await client.setPhone(SetPhoneRequest(accountId: account, phoneNumber: "+15551234567"))
-        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
-        let verified = try await client.verify(
-            VerifyRequest(
-                accountId: account, purpose: .verifyPhone, code: try daemon.code(for: challenge.challengeId),
-                challengeId: challenge.challengeId))
-        #expect(verified.success)
+        try await daemon.enrollPhone(client, account)
     }
 
     /// Lines of `path` once `predicate` holds for them, or after 15 s.

@@ -38,6 +38,22 @@ extension DaemonProcess {
     func code(for challengeID: String) throws -> String {
         try #require(outbox().last { $0.challengeID == challengeID }).code
     }
+
+    /// Saves `number` for `account` and verifies it with the code from the outbox: SMS
+    /// two-factor on. Returns the answer, which carries the enrolment's manage_factors proof.
+    @discardableResult
+    func enrollPhone(_ client: OTPClient, _ account: String, number: String = "+15551234567") async throws
+        -> VerifyResponse
+    {
+        _ = try await client.setPhone(SetPhoneRequest(accountId: account, phoneNumber: number))
+        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
+        let verified = try await client.verify(
+            VerifyRequest(
+                accountId: account, purpose: .verifyPhone, code: try code(for: challenge.challengeId),
+                challengeId: challenge.challengeId))
+        #expect(verified.success)
+        return verified
+    }
 }
 
 /// The current authenticator code for a base32 secret.

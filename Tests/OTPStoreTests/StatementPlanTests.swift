@@ -9,12 +9,20 @@ import Testing
 /// measuring any time.
 @Suite("statement plans")
 struct StatementPlanTests {
-    @Test func theHotPathNeedsNoTemporaryTableNoSortAndNoScan() async throws {
+    /// A fresh, fully migrated store in a temporary directory.
+    static func openStore() throws -> (SQLiteStore, URL) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
         let store = try SQLiteStore(path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
-        defer { store.close() }
+        return (store, directory)
+    }
+
+    @Test func theHotPathNeedsNoTemporaryTableNoSortAndNoScan() async throws {
+        let (store, directory) = try Self.openStore()
+        defer {
+            store.close()
+            try? FileManager.default.removeItem(at: directory)
+        }
 
         let findings = try await store.write { connection in
             var findings: [String] = []
@@ -36,11 +44,11 @@ struct StatementPlanTests {
     /// The pruner deletes expired challenges and proofs through their expiry indexes, so a
     /// prune reads only what it deletes.
     @Test func expiredRowsAreFoundThroughTheExpiryIndexes() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteStore(path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
-        defer { store.close() }
+        let (store, directory) = try Self.openStore()
+        defer {
+            store.close()
+            try? FileManager.default.removeItem(at: directory)
+        }
         let plans = try await store.write { connection in
             try [SQLiteStoreTransaction.SQL.deleteExpiredChallenges, SQLiteStoreTransaction.SQL.deleteExpiredProofs].map {
                 try connection.query("EXPLAIN QUERY PLAN " + $0).compactMap { $0.last?.text }.joined(separator: "; ")
@@ -52,11 +60,11 @@ struct StatementPlanTests {
     }
 
     @Test func theCheckWouldCatchAnUpsertOrReturning() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteStore(path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
-        defer { store.close() }
+        let (store, directory) = try Self.openStore()
+        defer {
+            store.close()
+            try? FileManager.default.removeItem(at: directory)
+        }
         let opcodes = try await store.write { connection in
             try connection.query(
                 "EXPLAIN INSERT INTO events (account_id, kind, outcome, at) VALUES ('a', 'k', 'o', 1) RETURNING id"
