@@ -2,9 +2,10 @@ import ArgumentParser
 import Foundation
 import OTPClient
 
-/// Prepares the inputs of the `Verify` benchmark (scripts/bench-verify.sh): fresh accounts,
-/// each with a saved number and a `verify_phone` challenge, and one encoded `VerifyRequest`
-/// per account, written as hex lines for the C load client's `--payload-file`.
+/// Prepares the inputs of the `Verify` benchmarks (scripts/bench-verify.sh and
+/// scripts/bench-uniform.sh): fresh accounts, each with a saved number and a `verify_phone`
+/// challenge, and one encoded `VerifyRequest` per account, written as hex lines for the C load
+/// client's `--payload-file`.
 @main
 struct OTPBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,6 +29,12 @@ struct OTPBench: AsyncParsableCommand {
 
     @Option(help: "Write VerifyRequests with wrong codes here.")
     var wrong: String?
+
+    @Option(help: "Write one file per kind of failed verification here (<kind>.hex): wrong, malformed, other-purpose, other-account, unknown-challenge, unknown-account.")
+    var kindsDir: String?
+
+    @Flag(help: "Lock every prepared account first (10 wrong codes each), so that its requests meet a locked account.")
+    var lock = false
 
     @Option(help: "Concurrent connections used to prepare.")
     var connections: Int = 16
@@ -67,6 +74,7 @@ struct OTPBench: AsyncParsableCommand {
         let codes = try readCodes()
         var rightLines: [String] = []
         var wrongLines: [String] = []
+        var wrongRequests: [VerifyRequest] = []
         for (i, challengeID) in challenges.enumerated() {
             guard let code = codes[challengeID] else {
                 throw ValidationError("no outbox message for challenge \(challengeID)")
@@ -74,13 +82,60 @@ struct OTPBench: AsyncParsableCommand {
             let account = "\(prefix)-\(i)"
             let wrongCode = String(code.map { $0 == "9" ? "0" : Character(String(($0.wholeNumberValue ?? 0) + 1)) })
             rightLines.append(hex(VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: challengeID)))
-            wrongLines.append(
-                hex(VerifyRequest(accountId: account, purpose: .verifyPhone, code: wrongCode, challengeId: challengeID)))
+            let wrongRequest = VerifyRequest(accountId: account, purpose: .verifyPhone, code: wrongCode, challengeId: challengeID)
+            wrongRequests.append(wrongRequest)
+            wrongLines.append(hex(wrongRequest))
         }
+        if lock { try await lockAccounts(wrongRequests) }
+        if let kindsDir { try writeKinds(challenges, codes: codes, to: kindsDir) }
         if let right { try (rightLines.joined(separator: "\n") + "\n").write(toFile: right, atomically: true, encoding: .utf8) }
         if let wrong { try (wrongLines.joined(separator: "\n") + "\n").write(toFile: wrong, atomically: true, encoding: .utf8) }
         let elapsed = ContinuousClock.now - started
         FileHandle.standardError.write(Data("otpbench: prepared \(count) challenges in \(elapsed)\n".utf8))
+    }
+
+    /// Ten wrong codes per account (the challenge allows five, the account locks at ten).
+    private func lockAccounts(_ requests: [VerifyRequest]) async throws {
+        let clients = (0..<connections).map { _ in OTPClient(socketPath: socket, defaultDeadline: .seconds(60)) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, request) in requests.enumerated() {
+                let client = clients[i % clients.count]
+                group.addTask {
+                    for _ in 0..<10 { _ = try await client.verify(request) }
+                }
+                if i >= connections { try await group.next() }
+            }
+            try await group.waitForAll()
+        }
+        for client in clients { await client.close() }
+    }
+
+    /// One request per account for each way a verification can fail; all must look the same
+    /// to the caller (SECURITY §13), in answer and in time.
+    private func writeKinds(_ challenges: [String], codes: [String: String], to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var kinds: [String: [String]] = [:]
+        for (i, challengeID) in challenges.enumerated() {
+            let account = "\(prefix)-\(i)"
+            let code = codes[challengeID] ?? "000000"
+            let wrongCode = String(code.map { $0 == "9" ? "0" : Character(String(($0.wholeNumberValue ?? 0) + 1)) })
+            let other = challenges[(i + 1) % challenges.count]
+            func add(_ kind: String, _ request: VerifyRequest) { kinds[kind, default: []].append(hex(request)) }
+            add("wrong", VerifyRequest(accountId: account, purpose: .verifyPhone, code: wrongCode, challengeId: challengeID))
+            add("malformed", VerifyRequest(accountId: account, purpose: .verifyPhone, code: "12a4 6", challengeId: challengeID))
+            add("other-purpose", VerifyRequest(accountId: account, purpose: .login, code: code, challengeId: challengeID))
+            add("other-account", VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: other))
+            add(
+                "unknown-challenge",
+                VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: "ch_unknown\(i)"))
+            add(
+                "unknown-account",
+                VerifyRequest(accountId: "\(prefix)-nobody-\(i)", purpose: .login, code: code, challengeId: challengeID))
+        }
+        for (kind, lines) in kinds {
+            try (lines.joined(separator: "\n") + "\n").write(
+                toFile: directory + "/" + kind + ".hex", atomically: true, encoding: .utf8)
+        }
     }
 
     private func readCodes() throws -> [String: String] {
