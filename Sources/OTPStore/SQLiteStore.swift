@@ -28,9 +28,12 @@ public final class SQLiteStore: Sendable {
     ///
     /// - Throws: `StoreError` with kind `.corrupt` when the file fails the check, `.schemaTooNew`
     ///   when it was written by a newer otpd, or the SQLite error when it cannot be opened.
+    /// - Parameter walLimitBytes: past this size of WAL the writer lets a checkpoint catch up
+    ///   so that the WAL starts over (see `WriterQueue.catchUpCheckpointAndWait`); a WAL that
+    ///   started over is also cut back to this size.
     public init(
         path: String, synchronous: SynchronousMode = .full, migrations: [Migration] = Migration.all,
-        logger: Logger
+        walLimitBytes: Int = SQLiteStore.defaultWALLimitBytes, logger: Logger
     ) throws(StoreError) {
         let connection = try SQLiteConnection(path: path)
         try connection.execute("PRAGMA journal_mode=WAL")
@@ -46,7 +49,7 @@ public final class SQLiteStore: Sendable {
         // p99 7.7-11.8 ms; 32 MiB 15,600-16,900/s with p99 6.7-8.8 ms; 16 MiB about the same.
         try connection.execute("PRAGMA cache_size=-32768")
         // A WAL that was restarted is cut back to this size (it never shrinks otherwise).
-        try connection.execute("PRAGMA journal_size_limit=\(WriterQueue.walRestartBytes)")
+        try connection.execute("PRAGMA journal_size_limit=\(walLimitBytes)")
         try connection.execute("PRAGMA temp_store=MEMORY")
         let check = try connection.query("PRAGMA quick_check")
         let verdict = check.compactMap { $0.first?.text }
@@ -60,8 +63,8 @@ public final class SQLiteStore: Sendable {
         // writer, where they would stall every request queued behind that commit.
         try connection.execute("PRAGMA wal_autocheckpoint=0")
         let queue = WriterQueue(connection: connection, logger: logger)
-        self.checkpointer = try Checkpointer(path: path, logger: logger) { [weak queue] in
-            queue?.requestCatchUpCheckpoint()
+        self.checkpointer = try Checkpointer(path: path, walLimitBytes: walLimitBytes, logger: logger) { [weak queue] in
+            queue?.catchUpCheckpointAndWait(timeout: 2)
         }
         self.path = path
         self.queue = queue
@@ -94,14 +97,18 @@ public final class SQLiteStore: Sendable {
         queue.stop()
     }
 
+    /// The default WAL limit: 256 MiB, a pause of a few milliseconds every few seconds at most.
+    public static let defaultWALLimitBytes = 256 * 1024 * 1024
+
     /// How many batches and jobs the writer has committed (for benchmarks and tests).
     public var commitStatistics: (batches: Int, jobs: Int) { queue.statistics }
 }
 
 /// The writer thread and its queue.
 final class WriterQueue: @unchecked Sendable {
-    // @unchecked Sendable: `pending`, `catchUpRequested`, `stopped`, `finished`, `batches` and `jobs` are only touched while
-    // holding `condition`; `connection` is only used by the writer thread after init.
+    // @unchecked Sendable: `pending`, `catchUpRequested`, `catchUpsDone`, `stopped`, `finished`,
+    // `batches` and `jobs` are only touched while holding `condition`; `connection` is only used by the writer
+    // thread after init.
 
     struct Job {
         enum Outcome {
@@ -114,13 +121,10 @@ final class WriterQueue: @unchecked Sendable {
         let abandon: (any Error) -> Void
     }
 
-    /// When the WAL holds more than this, the writer lets the checkpoint catch up between two
-    /// batches (see `requestCatchUpCheckpoint`).
-    static let walRestartBytes = 256 * 1024 * 1024
-
     private let condition = NSCondition()
     private var pending: [Job] = []
     private var catchUpRequested = false
+    private var catchUpsDone = 0
     private var stopped = false
     private var finished = false
     private var batches = 0
@@ -150,11 +154,11 @@ final class WriterQueue: @unchecked Sendable {
             return
         }
         pending.append(job)
-        condition.signal()
+        condition.broadcast()  // the writer, or the checkpointer waiting for a catch-up
         condition.unlock()
     }
 
-    /// Asks the writer to run a checkpoint itself before its next batch.
+    /// Has the writer run a checkpoint itself before its next batch.
     ///
     /// Background PASSIVE checkpoints copy the WAL into the database while the writer goes on,
     /// but SQLite starts the WAL over only when a write transaction begins with every frame
@@ -162,11 +166,20 @@ final class WriterQueue: @unchecked Sendable {
     /// WAL grew without bound (1.7 GB after preparing 100,000 challenges), and every page read
     /// that missed the cache searched all of its index. A checkpoint between two batches, when
     /// nothing else writes, copies the few frames the background pass left and lets the next
-    /// transaction restart the WAL. It costs one pause of 2-10 ms per 256 MiB of WAL (every few seconds under full load).
-    func requestCatchUpCheckpoint() {
+    /// transaction restart the WAL. It costs one pause of 2-10 ms per 256 MiB of WAL (every
+    /// few seconds under full load).
+    ///
+    /// Called by the background checkpointer, which waits (at most `timeout`) until it is done:
+    /// a background pass running at the same time would make this one give up (SQLITE_BUSY).
+    func catchUpCheckpointAndWait(timeout: TimeInterval) {
         condition.lock()
+        let target = catchUpsDone + 1
         catchUpRequested = true
-        condition.signal()
+        condition.broadcast()
+        let deadline = Date().addingTimeInterval(timeout)
+        while catchUpsDone < target && !stopped {
+            if !condition.wait(until: deadline) { break }
+        }
         condition.unlock()
     }
 
@@ -186,6 +199,10 @@ final class WriterQueue: @unchecked Sendable {
                 catchUpRequested = false
                 condition.unlock()
                 catchUp()
+                condition.lock()
+                catchUpsDone += 1
+                condition.broadcast()
+                condition.unlock()
                 continue
             }
             if pending.isEmpty && stopped {
@@ -286,14 +303,18 @@ final class Checkpointer: @unchecked Sendable {
     private let logger: Logger
     private let walTooLong: @Sendable () -> Void
     private let pageSize: Int
+    private let walLimitBytes: Int
 
     /// - Parameter walTooLong: called after a pass that found more than
-    ///   `WriterQueue.walRestartBytes` in the WAL.
-    init(path: String, logger: Logger, walTooLong: @escaping @Sendable () -> Void) throws(StoreError) {
+    ///   `walLimitBytes` in the WAL while writes outran the pass.
+    init(
+        path: String, walLimitBytes: Int, logger: Logger, walTooLong: @escaping @Sendable () -> Void
+    ) throws(StoreError) {
         connection = try SQLiteConnection(path: path, create: false)
         pageSize = Int(try connection.query("PRAGMA page_size").first?.first?.integer ?? 4096)
         self.logger = logger
         self.walTooLong = walTooLong
+        self.walLimitBytes = walLimitBytes
         let thread = Thread { [self] in self.loop() }
         thread.name = "otpd-sqlite-checkpoint"
         thread.start()
@@ -309,6 +330,7 @@ final class Checkpointer: @unchecked Sendable {
 
     private func loop() {
         var failures = 0
+        var framesSeen: Int64 = 0
         while true {
             condition.lock()
             if !stopped { _ = condition.wait(until: Date().addingTimeInterval(0.1)) }
@@ -320,7 +342,11 @@ final class Checkpointer: @unchecked Sendable {
                 let row = try connection.query("PRAGMA wal_checkpoint(PASSIVE)").first
                 failures = 0
                 let frames = row?.dropFirst().first?.integer ?? 0
-                if frames * Int64(pageSize) > Int64(WriterQueue.walRestartBytes) { walTooLong() }
+                // Only while writes keep coming (the WAL grew since the last pass): when they
+                // stop, the next write transaction finds everything copied and restarts the WAL
+                // by itself.
+                if frames != framesSeen && frames * Int64(pageSize) > Int64(walLimitBytes) { walTooLong() }
+                framesSeen = frames
             } catch {
                 failures += 1
                 if failures == 1 || failures % 100 == 0 {
