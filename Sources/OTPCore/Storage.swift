@@ -242,6 +242,8 @@ public protocol StoreTransaction {
     func events(afterID: Int64, throughID: Int64, kinds: Set<String>, limit: Int) throws -> [EventRecord]
     /// The newest event's id, 0 when there is none.
     func lastEventID() throws -> Int64
+    /// Adds one to the daemon-wide count of verifications for accounts that do not exist.
+    func countUnknownAccountAttempt() throws
     /// The id of the last event the notification hook has handled, nil before its first run.
     func notificationCursor() throws -> Int64?
     func setNotificationCursor(_ id: Int64) throws

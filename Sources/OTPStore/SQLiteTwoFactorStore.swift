@@ -275,6 +275,14 @@ final class SQLiteStoreTransaction: StoreTransaction {
         try perform { db throws(StoreError) in try db.scalar("SELECT coalesce(max(id), 0) FROM events") ?? 0 }
     }
 
+    func countUnknownAccountAttempt() throws(StoreError) {
+        try perform { db throws(StoreError) in
+            if try db.run(SQL.incrementUnknownAccountAttempts) == 0 {
+                try db.run(SQL.insertMeta, [.text("unknown_account_attempts"), .text("1")])
+            }
+        }
+    }
+
     func notificationCursor() throws(StoreError) -> Int64? {
         try perform { db throws(StoreError) in
             guard let text = try db.query(SQL.selectMeta, [.text("notify_cursor")]).first?.first?.text else { return nil }
@@ -532,6 +540,9 @@ final class SQLiteStoreTransaction: StoreTransaction {
         static let selectMeta = "SELECT value FROM daemon_meta WHERE key = ?"
         static let updateMeta = "UPDATE daemon_meta SET value = ? WHERE key = ?"
         static let insertMeta = "INSERT INTO daemon_meta (key, value) VALUES (?, ?)"
+        static let incrementUnknownAccountAttempts = """
+            UPDATE daemon_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'unknown_account_attempts'
+            """
         static let selectProof = "SELECT token_hash, account_id, purpose, expires_at FROM proofs WHERE token_hash = ?"
         static let deleteProof = "DELETE FROM proofs WHERE token_hash = ?"
         static let updateChallenge = "UPDATE challenges SET state = ?, attempts_left = ? WHERE id = ?"
@@ -561,7 +572,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
         /// temporary table or a sort, and each must find its rows through an index.
         static let hotPath = [
             selectAccount, insertAccount, updateAccount, insertEvent, selectProof, deleteProof, insertChallenge,
-            selectChallenge, updateChallenge, voidChallengesOfPurpose, voidChallenges,
+            selectChallenge, updateChallenge, voidChallengesOfPurpose, voidChallenges, incrementUnknownAccountAttempts,
         ]
 
         static let insertChallenge = """
