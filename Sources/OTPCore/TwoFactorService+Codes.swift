@@ -51,13 +51,7 @@ extension TwoFactorService {
         summary: AccountSummary, pending: Bool
     ) {
         try Self.checkAccountID(accountID)
-        let phone: PhoneNumber
-        do {
-            phone = try PhoneNumber(parsing: number)
-        } catch {
-            throw TwoFactorError(.invalidArgument, error.description)
-        }
-        try checkCountryAllowed(phone)
+        let phone = try allowedPhone(number)
         let now = clock.now()
         return try await transact { tx in
             var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
@@ -93,6 +87,19 @@ extension TwoFactorService {
             try tx.saveAccount(account)
             return .success((try self.summary(account, id: accountID, in: tx, now: now), pending))
         }
+    }
+
+    /// Parses a number a caller typed (INVALID_ARGUMENT saying what is wrong) and checks that
+    /// its country may receive texts.
+    func allowedPhone(_ number: String) throws(TwoFactorError) -> PhoneNumber {
+        let phone: PhoneNumber
+        do {
+            phone = try PhoneNumber(parsing: number)
+        } catch {
+            throw TwoFactorError(.invalidArgument, error.description)
+        }
+        try checkCountryAllowed(phone)
+        return phone
     }
 
     func checkCountryAllowed(_ phone: PhoneNumber) throws(TwoFactorError) {

@@ -91,13 +91,7 @@ extension TwoFactorService {
 
     /// Administrator: sends a test text through the configured sender (no code in it).
     public func sendTestSMS(number: String) async throws(TwoFactorError) -> SMSReceipt {
-        let phone: PhoneNumber
-        do {
-            phone = try PhoneNumber(parsing: number)
-        } catch {
-            throw TwoFactorError(.invalidArgument, error.description)
-        }
-        try checkCountryAllowed(phone)
+        let phone = try allowedPhone(number)
         let message = SMSMessage(
             to: phone, body: "\(policy.smsBrand): test message from otpd. Your text message settings work.",
             purpose: .login, challengeID: "test", expiresAt: clock.now().addingTimeInterval(policy.codeLifetime))

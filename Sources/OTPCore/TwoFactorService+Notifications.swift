@@ -39,14 +39,15 @@ extension TwoFactorService {
     public func deliverNotifications(
         kinds: Set<String>, to notifier: any EventNotifier, limit: Int = 100, window: Int64 = 10_000
     ) async throws -> (delivered: Int, caughtUp: Bool) {
-        let (start, through, events): (Int64, Int64, [EventRecord]) = try await transact { tx in
+        let (start, through, newest, events): (Int64, Int64, Int64, [EventRecord]) = try await transact { tx in
             let newest = try tx.lastEventID()
             guard let start = try tx.notificationCursor() else {
                 try tx.setNotificationCursor(newest)
-                return .success((newest, newest, []))
+                return .success((newest, newest, newest, []))
             }
             let through = min(newest, start + max(1, window))
-            return .success((start, through, try tx.events(afterID: start, throughID: through, kinds: kinds, limit: limit)))
+            return .success(
+                (start, through, newest, try tx.events(afterID: start, throughID: through, kinds: kinds, limit: limit)))
         }
         // Every event up to `through` was looked at, unless the page was full.
         var cursor = start
@@ -72,8 +73,7 @@ extension TwoFactorService {
             }
         }
         if let failure { throw failure }
-        let reached = cursor
-        let caughtUp: Bool = try await transact { tx in .success(try tx.lastEventID() <= reached) }
-        return (delivered, caughtUp)
+        // Events recorded since the first transaction are the next round's.
+        return (delivered, cursor >= newest)
     }
 }

@@ -30,11 +30,25 @@ extension Request {
 }
 
 extension Response {
+    /// Builds the response envelope once and hands `body` its encoded size and a function that
+    /// packs it into a buffer of at least that size (returning the bytes written). The server
+    /// encodes every answer through this: one protobuf-c size computation, one pack.
+    public static func packed<T>(
+        callID: UInt64, code: Int32, message: String, payload: [UInt8],
+        _ body: (_ size: Int, _ pack: (UnsafeMutableRawBufferPointer) -> Int) -> T
+    ) -> T {
+        withEnvelope(callID: callID, code: code, message: message, payload: payload) { response in
+            let size = otp__v1__response__get_packed_size(response)
+            return body(size) { out in
+                precondition(out.count >= size, "buffer too small for the response")
+                return otp__v1__response__pack(response, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
+        }
+    }
+
     /// The encoded size of a response with these parts.
     public static func encodedSize(callID: UInt64, code: Int32, message: String, payload: [UInt8]) -> Int {
-        withEnvelope(callID: callID, code: code, message: message, payload: payload) { response in
-            otp__v1__response__get_packed_size(response)
-        }
+        packed(callID: callID, code: code, message: message, payload: payload) { size, _ in size }
     }
 
     /// Encodes a response with these parts into `out`, which must hold `encodedSize(...)`
@@ -42,11 +56,7 @@ extension Response {
     public static func encode(
         callID: UInt64, code: Int32, message: String, payload: [UInt8], into out: UnsafeMutableRawBufferPointer
     ) -> Int {
-        withEnvelope(callID: callID, code: code, message: message, payload: payload) { response in
-            let size = otp__v1__response__get_packed_size(response)
-            precondition(out.count >= size, "buffer too small for the response")
-            return otp__v1__response__pack(response, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
+        packed(callID: callID, code: code, message: message, payload: payload) { _, pack in pack(out) }
     }
 
     private static func withEnvelope<T>(

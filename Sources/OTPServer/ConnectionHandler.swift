@@ -276,14 +276,14 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard !closing else { return }
         let code = response.status?.code ?? 0
         let message = response.status?.message ?? ""
-        let size = Response.encodedSize(
-            callID: response.callId, code: code, message: message, payload: response.payload)
-        var buffer = context.channel.allocator.buffer(capacity: size + Frame.headerSize)
-        buffer.writeInteger(UInt8(0))
-        buffer.writeInteger(UInt32(size), endianness: .big)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
-            Response.encode(
-                callID: response.callId, code: code, message: message, payload: response.payload, into: out)
+        let allocator = context.channel.allocator
+        let buffer = Response.packed(callID: response.callId, code: code, message: message, payload: response.payload) {
+            size, pack in
+            var buffer = allocator.buffer(capacity: size + Frame.headerSize)
+            buffer.writeInteger(UInt8(0))
+            buffer.writeInteger(UInt32(size), endianness: .big)
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { pack($0) }
+            return buffer
         }
         context.write(Self.wrapOutboundOut(buffer), promise: nil)
         needsFlush = true

@@ -389,7 +389,7 @@ struct Doctor {
         var path = explicitPath
         if path == nil {
             let candidates = (credentials.map { [$0 + "/otpd.key"] } ?? []) + ["otpd.key"]
-            path = candidates.first { QRImageFile.exists($0) }
+            path = candidates.first { NewPrivateFile.exists($0) }
         }
         guard let path else {
             add(

@@ -103,7 +103,7 @@ struct TotpEnrollCommand: AsyncParsableCommand {
         try AccountArgument.check(account)
         if let qrImage {
             guard !qrImage.isEmpty else { throw ValidationError("--qr-image must not be empty.") }
-            if QRImageFile.exists(qrImage) {
+            if NewPrivateFile.exists(qrImage) {
                 throw ValidationError("\(qrImage) exists; otpctl never overwrites it. Choose a new name.")
             }
         }
@@ -111,9 +111,11 @@ struct TotpEnrollCommand: AsyncParsableCommand {
 
     func run() async throws {
         // The image file comes first, so a path that cannot be used costs no enrolment.
-        let imageFile: QRImageFile?
+        let imageFile: NewPrivateFile?
         do {
-            imageFile = try qrImage.map(QRImageFile.create)
+            imageFile = try qrImage.map { (path) throws(NewPrivateFile.Failure) in
+                try NewPrivateFile.create(path, existsReason: "it exists; otpctl never overwrites it")
+            }
         } catch {
             throw CommandFailure(status: .usage, message: "\(error); nothing was sent to otpd")
         }
@@ -342,7 +344,7 @@ struct BackupGenerateCommand: AsyncParsableCommand {
         try AccountArgument.check(account)
         if let out {
             guard !out.isEmpty else { throw ValidationError("--out must not be empty.") }
-            if BackupCodeFile.exists(out) {
+            if NewPrivateFile.exists(out) {
                 throw ValidationError(
                     "\(out) exists; otpctl never overwrites a file of backup codes. Choose a new name.")
             }
@@ -351,9 +353,11 @@ struct BackupGenerateCommand: AsyncParsableCommand {
 
     func run() async throws {
         // The file comes first: making codes voids the earlier set, so they must have a home.
-        let file: BackupCodeFile?
+        let file: NewPrivateFile?
         do {
-            file = try out.map(BackupCodeFile.create)
+            file = try out.map { (path) throws(NewPrivateFile.Failure) in
+                try NewPrivateFile.create(path, existsReason: "it exists; otpctl never overwrites a file of backup codes")
+            }
         } catch {
             throw CommandFailure(status: .usage, message: "\(error); nothing was sent to otpd")
         }
@@ -370,7 +374,7 @@ struct BackupGenerateCommand: AsyncParsableCommand {
         }
         if let file {
             do {
-                try file.write(contents(set))
+                try file.write(Array(contents(set).utf8))
             } catch {
                 // The earlier set is gone already: the new codes must not be lost.
                 print(header)
@@ -455,69 +459,4 @@ struct BackupRedeemCommand: AsyncParsableCommand {
             print("Make a new set soon: otpctl backup generate \(shellWord(account)) --out FILE")
         }
     }
-}
-
-/// A new file for backup codes: created with `O_CREAT | O_EXCL` and mode 0600, so an existing
-/// file (or a symbolic link) is never followed or overwritten.
-struct BackupCodeFile {
-    /// A file that could not be created or written, with the system's reason.
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    let path: String
-    private let descriptor: Int32
-
-    /// True when something (even a dangling symbolic link) is at `path`.
-    static func exists(_ path: String) -> Bool {
-        var info = stat()
-        return lstat(path, &info) == 0
-    }
-
-    static func create(_ path: String) throws(Failure) -> BackupCodeFile {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else {
-            let reason = errno == EEXIST ? "it exists; otpctl never overwrites a file of backup codes" : systemError()
-            throw Failure(description: "cannot create \(path): \(reason)")
-        }
-        // The umask can only narrow the mode, but make 0600 explicit.
-        _ = fchmod(fd, 0o600)
-        return BackupCodeFile(path: path, descriptor: fd)
-    }
-
-    /// Writes `text`, flushes it to disk and closes the file.
-    func write(_ text: String) throws(Failure) {
-        defer { close(descriptor) }
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { buffer in
-                Self.systemWrite(descriptor, buffer.baseAddress, buffer.count)
-            }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw Failure(description: "cannot write \(path): \(Self.systemError())")
-            }
-            offset += written
-        }
-        guard fsync(descriptor) == 0 else {
-            throw Failure(description: "cannot write \(path): \(Self.systemError())")
-        }
-    }
-
-    /// Closes and deletes the (still empty) file.
-    func remove() {
-        close(descriptor)
-        unlink(path)
-    }
-
-    private static func systemWrite(_ fd: Int32, _ pointer: UnsafeRawPointer?, _ count: Int) -> Int {
-        #if canImport(Glibc)
-            Glibc.write(fd, pointer, count)
-        #else
-            Darwin.write(fd, pointer, count)
-        #endif
-    }
-
-    private static func systemError() -> String { String(cString: strerror(errno)) }
 }
