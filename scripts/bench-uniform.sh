@@ -15,37 +15,11 @@ set -euo pipefail
 duration=$(printenv SECONDS || true)
 duration=${duration:-2}
 count=${COUNT:-4000}
-root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
-say() { printf '==> %s\n' "$*" >&2; }
-
-say "building (release)"
-make -s -C "$root/Benchmarks/baseline" baseline-client
-(cd "$root" && swift build -c release --product otpd >/dev/null && swift build -c release --product otpbench >/dev/null)
-otpd=$root/.build/release/otpd
-otpbench=$root/.build/release/otpbench
-client=$root/Benchmarks/baseline/baseline-client
-
-tmp=$(mktemp -d /tmp/otpd-bench-uniform.XXXXXX)
-pid=""
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT INT TERM
-# Short codes (30 s) so that a set can expire during the run; budgets out of the way.
-cat > "$tmp/otpd.toml" <<TOML
-[log]
-level = "warning"
-[codes]
-lifetime_seconds = 30
-[sms]
-resend_cooldown_seconds = 0
-per_account_per_hour = 1000
-per_phone_per_day = 1000
-per_country_per_hour = 0
-global_per_minute = 0
-TOML
-(cd "$tmp" && exec "$otpd" --config otpd.toml --socket "$tmp/otpd.sock" --database "$tmp/otpd.sqlite" \
-    --key-file "$tmp/otpd.key" --outbox "$tmp/outbox.jsonl" 2>"$tmp/otpd.log") &
-pid=$!
-for _ in $(seq 200); do [[ -S $tmp/otpd.sock ]] && break; sleep 0.05; done
+bench_name=bench-uniform
+source "$(dirname -- "${BASH_SOURCE[0]}")/verify-bench-common.sh"
+# Short codes (30 s) so that a set can expire during the run.
+start_otpd "[codes]
+lifetime_seconds = 30"
 
 prepare() { "$otpbench" --socket "$tmp/otpd.sock" --outbox "$tmp/outbox.jsonl" --count "$count" "$@"; }
 say "preparing $count accounts for the expired set"

@@ -11,37 +11,9 @@ set -euo pipefail
 duration=$(printenv SECONDS || true)
 duration=${duration:-3}
 warmup=${WARMUP:-0.5}
-root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
-say() { printf '==> %s\n' "$*" >&2; }
-
-say "building (release)"
-make -s -C "$root/Benchmarks/baseline" baseline-client
-(cd "$root" && swift build -c release --product otpd >/dev/null && swift build -c release --product otpbench >/dev/null)
-otpd=$root/.build/release/otpd
-otpbench=$root/.build/release/otpbench
-client=$root/Benchmarks/baseline/baseline-client
-
-tmp=$(mktemp -d /tmp/otpd-bench-verify.XXXXXX)
-pid=""
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; [[ ${KEEP_TMP:-0} == 1 ]] || rm -rf "$tmp"; }
-trap cleanup EXIT INT TERM
-cat > "$tmp/otpd.toml" <<TOML
-[storage]
-synchronous = "full"
-[log]
-level = "warning"
-# The budgets would refuse the tens of thousands of codes the preparation sends: off here.
-[sms]
-resend_cooldown_seconds = 0
-per_account_per_hour = 1000
-per_phone_per_day = 1000
-per_country_per_hour = 0
-global_per_minute = 0
-TOML
-(cd "$tmp" && exec "$otpd" --config otpd.toml --socket "$tmp/otpd.sock" --database "$tmp/otpd.sqlite" \
-    --key-file "$tmp/otpd.key" --outbox "$tmp/outbox.jsonl" 2>"$tmp/otpd.log") &
-pid=$!
-for _ in $(seq 200); do [[ -S $tmp/otpd.sock ]] && break; sleep 0.05; done
+bench_name=bench-verify
+source "$(dirname -- "${BASH_SOURCE[0]}")/verify-bench-common.sh"
+start_otpd
 
 run() { # connections payload-file -> JSON line
     "$client" --socket "$tmp/otpd.sock" --method /otp.v1.TwoFactor/Verify --payload-file "$2" \
