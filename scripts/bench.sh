@@ -3,14 +3,25 @@
 #
 # Builds Benchmarks/baseline (echo server + load client) and otpd (release), starts both on
 # temporary sockets, drives each with the same load client in four scenarios and prints a table:
-# calls/s, the ratio otpd/baseline, and p50/p99 latency. Both servers are killed on exit.
+# calls/s, the ratio otpd/baseline, p50/p99 latency, and each server's CPU time per call. Both
+# servers are killed on exit.
+#
+# The machines are shared and the baseline alone swings by 25 % from one run to the next, so
+# each scenario runs ROUNDS times, baseline and otpd alternately, and the table gives medians:
+# the ratio column is the median of the per-round ratios (with their range), each round's pair
+# measured back to back. CPU per call (user + system time of the server process over the whole
+# run, warm-up included, divided by the calls it answered) moves much less with the machine's
+# noise than calls/s does, and says how much work each server does for one call.
 #
 #   scripts/bench.sh                  # from any directory
-#   SECONDS=10 scripts/bench.sh       # measured seconds per run (default 5)
+#   SECONDS=10 ROUNDS=5 scripts/bench.sh
 #
 # Environment:
 #   SECONDS=5           measured seconds per run (read from the environment at start-up; bash's own
 #                       SECONDS counter is not used)
+#   ROUNDS=3            runs per scenario and server, interleaved
+#   SCENARIOS=all       or a comma-separated subset of: 1,8,64,64x1 (connections; 64x1 is one
+#                       connection with 64 calls in flight)
 #   WARMUP=1            unmeasured seconds before each run
 #   METHOD=/otp.v1.TwoFactor/Health   the RPC every call makes
 #   BASELINE_THREADS=1  event-loop threads of the echo server
@@ -26,11 +37,14 @@ set -euo pipefail
 duration=$(printenv SECONDS || true)
 duration=${duration:-5}
 warmup=${WARMUP:-1}
+rounds=${ROUNDS:-3}
+scenario_filter=${SCENARIOS:-all}
 method=${METHOD:-/otp.v1.TwoFactor/Health}
 baseline_threads=${BASELINE_THREADS:-1}
 is_number='^[0-9]+([.][0-9]+)?$'
-if ! [[ $duration =~ $is_number && $warmup =~ $is_number && $baseline_threads =~ ^[1-9][0-9]*$ ]]; then
-    echo "bench.sh: SECONDS, WARMUP and BASELINE_THREADS must be numbers" >&2
+if ! [[ $duration =~ $is_number && $warmup =~ $is_number && $baseline_threads =~ ^[1-9][0-9]*$ &&
+    $rounds =~ ^[1-9][0-9]*$ ]]; then
+    echo "bench.sh: SECONDS, WARMUP, ROUNDS and BASELINE_THREADS must be numbers" >&2
     exit 2
 fi
 
@@ -127,70 +141,104 @@ fi
 # field LINE KEY: the value of KEY=value in the load client's output line.
 field() { awk -v k="$2" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit } }' <<<"$1"; }
 
-# run SOCKET ARGS...: one load-client run; prints its output line (exit status 2 = errors seen).
+# cpu_ticks PID: user + system clock ticks the process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+
+# run SOCKET PID ARGS...: one load-client run; prints its output line followed by
+# cpu_us=<server CPU microseconds per call> (exit status 2 of the client = errors seen).
 failed=0
 run() {
-    local sock=$1 line rc=0
-    shift
+    local sock=$1 pid=$2 line rc=0 before after rate
+    shift 2
+    before=$(cpu_ticks "$pid")
     line=$("$load_client" --socket "$sock" --seconds "$duration" --warmup "$warmup" --method "$method" \
         ${CLIENT_THREADS:+--threads "$CLIENT_THREADS"} "$@") || rc=$?
+    after=$(cpu_ticks "$pid")
     if [[ $rc -ne 0 && $rc -ne 2 ]] || [[ -z $line ]]; then
         echo "bench.sh: load client failed (exit $rc) on $sock $*" >&2
         failed=1
-        echo "calls/s=0 p50_us=- p99_us=- errors=failed"
+        echo "calls/s=0 p50_us=- p99_us=- errors=failed cpu_us=-"
         return
     fi
     [[ $rc -eq 2 ]] && failed=1
-    echo "$line"
+    rate=$(field "$line" calls/s)
+    # Calls answered over the whole run, warm-up included, at the measured rate.
+    echo "$line cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks_per_second" -v r="$rate" \
+        -v s="$duration" -v w="$warmup" 'BEGIN { n = r * (s + w); if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print "-" }')"
 }
 
-scenarios=("1 connection|--connections 1"
-    "8 connections|--connections 8"
-    "64 connections|--connections 64"
-    "1 conn x 64 in flight|--connections 1 --inflight 64")
+# median VALUES...: the median of numbers ("-" when there are none).
+median() {
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# range VALUES...: "min–max" of numbers.
+range() {
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%s-%s", lo, hi; else print "-" }'
+}
+
+scenarios=("1|1 connection|--connections 1"
+    "8|8 connections|--connections 8"
+    "64|64 connections|--connections 64"
+    "64x1|1 conn x 64 in flight|--connections 1 --inflight 64")
 
 rows=()
 for s in "${scenarios[@]}"; do
-    name=${s%%|*}
-    read -r -a args <<<"${s#*|}"
-    say "$name: baseline"
-    b=$(run "$echo_sock" "${args[@]}")
-    echo "    $b" >&2
-    o=""
-    if [[ -n $otpd ]]; then
-        if ! kill -0 "${pids[1]}" 2>/dev/null; then
-            echo "bench.sh: otpd is no longer running; its log:" >&2
-            cat "$tmp/otpd.log" >&2
-            exit 1
+    IFS='|' read -r key name spec <<<"$s"
+    if [[ $scenario_filter != all && ",$scenario_filter," != *",$key,"* ]]; then continue; fi
+    read -r -a args <<<"$spec"
+    b_rates=() b_p50=() b_p99=() b_cpu=() b_err=0
+    o_rates=() o_p50=() o_p99=() o_cpu=() o_err=0 ratios=()
+    for round in $(seq "$rounds"); do
+        say "$name, round $round/$rounds: baseline"
+        b=$(run "$echo_sock" "${pids[0]}" "${args[@]}")
+        echo "    $b" >&2
+        b_rates+=("$(field "$b" calls/s)") b_p50+=("$(field "$b" p50_us)") b_p99+=("$(field "$b" p99_us)")
+        b_cpu+=("$(field "$b" cpu_us)")
+        [[ $(field "$b" errors) == 0 ]] || b_err=$((b_err + 1))
+        if [[ -n $otpd ]]; then
+            if ! kill -0 "${pids[1]}" 2>/dev/null; then
+                echo "bench.sh: otpd is no longer running; its log:" >&2
+                cat "$tmp/otpd.log" >&2
+                exit 1
+            fi
+            say "$name, round $round/$rounds: otpd"
+            o=$(run "$otpd_sock" "${pids[1]}" "${args[@]}")
+            echo "    $o" >&2
+            o_rates+=("$(field "$o" calls/s)") o_p50+=("$(field "$o" p50_us)") o_p99+=("$(field "$o" p99_us)")
+            o_cpu+=("$(field "$o" cpu_us)")
+            [[ $(field "$o" errors) == 0 ]] || o_err=$((o_err + 1))
+            ratios+=("$(awk -v o="$(field "$o" calls/s)" -v b="$(field "$b" calls/s)" \
+                'BEGIN { if (b > 0) printf "%.3f", o / b; else print "-" }')")
         fi
-        say "$name: otpd"
-        o=$(run "$otpd_sock" "${args[@]}")
-        echo "    $o" >&2
+    done
+    brate=$(median "${b_rates[@]}")
+    blat="$(median "${b_p50[@]}")/$(median "${b_p99[@]}")"
+    bcpu=$(median "${b_cpu[@]}")
+    if [[ -n $otpd ]]; then
+        orate=$(median "${o_rates[@]}")
+        olat="$(median "${o_p50[@]}")/$(median "${o_p99[@]}")"
+        ocpu=$(median "${o_cpu[@]}")
+        ratio="$(median "${ratios[@]}") ($(range "${ratios[@]}"))"
+    else
+        orate="-" olat="-" ocpu="-" ratio="-"
     fi
-    rows+=("$name|$b|$o")
+    rows+=("$name|$brate|$orate|$ratio|$blat|$olat|$bcpu/$ocpu|$b_err/$o_err")
 done
 
 # ---- table -----------------------------------------------------------------------------------
 echo
-printf 'otpd vs C echo baseline: %ss per run after %ss warm-up, method %s, %s CPUs\n' \
-    "$duration" "$warmup" "$method" "$(getconf _NPROCESSORS_ONLN)"
-fmt='%-22s %14s %14s %8s %20s %20s %10s\n'
-printf "$fmt" "scenario" "baseline c/s" "otpd c/s" "ratio" "baseline p50/p99 us" "otpd p50/p99 us" "errors b/o"
+printf 'otpd vs C echo baseline: median of %s interleaved runs of %ss after %ss warm-up, method %s, %s CPUs\n' \
+    "$rounds" "$duration" "$warmup" "$method" "$(getconf _NPROCESSORS_ONLN)"
+fmt='%-22s %12s %12s %22s %18s %18s %14s %10s\n'
+printf "$fmt" "scenario" "baseline c/s" "otpd c/s" "ratio (range)" "base p50/p99 us" "otpd p50/p99 us" "cpu us/call" "err runs"
 for r in "${rows[@]}"; do
-    IFS='|' read -r name b o <<<"$r"
-    brate=$(field "$b" calls/s)
-    blat="$(field "$b" p50_us)/$(field "$b" p99_us)"
-    berr=$(field "$b" errors)
-    if [[ -n $o ]]; then
-        orate=$(field "$o" calls/s)
-        olat="$(field "$o" p50_us)/$(field "$o" p99_us)"
-        oerr=$(field "$o" errors)
-        ratio=$(awk -v o="$orate" -v b="$brate" 'BEGIN { if (b > 0) printf "%.3f", o / b; else print "-" }')
-    else
-        orate="-" olat="-" oerr="-" ratio="-"
-    fi
-    printf "$fmt" "$name" "$brate" "$orate" "$ratio" "$blat" "$olat" "$berr/$oerr"
+    IFS='|' read -r name brate orate ratio blat olat cpu errs <<<"$r"
+    printf "$fmt" "$name" "$brate" "$orate" "$ratio" "$blat" "$olat" "$cpu" "$errs"
 done
+echo "(ratio: median of the per-round otpd/baseline ratios; cpu us/call: server CPU time per call, baseline/otpd)"
 
 if [[ -n $otpd ]] && [[ -s $tmp/otpd.log ]]; then
     echo

@@ -1,31 +1,118 @@
 internal import CProtobufC
 internal import COTPProto
 
-/// The envelope is decoded and encoded on every call, so it has a typed path through the
-/// generated protobuf-c structs (no field dictionaries, no intermediate copies). It follows the
-/// same rules as the generic bridge: strings are checked for UTF-8 and NUL on the wire first.
+#if canImport(Glibc)
+    internal import Glibc
+#endif
+
+// The envelope is decoded and encoded on every call, so it has a typed path through the
+// generated protobuf-c structs (no field dictionaries, no intermediate copies). It follows the
+// same rules as the generic bridge: strings are checked for UTF-8 and NUL on the wire first.
+
+/// A request envelope's fields, viewed in place inside the decoded message: the server reads
+/// these on every call without making a `String` or an `Array`. The buffers are valid only
+/// inside the closure given to `Request.withFields(bytes:_:)`.
+public struct RequestFields {
+    public var callID: UInt64
+    /// The method name's UTF-8 bytes (already checked to be valid UTF-8 without NUL).
+    public var method: UnsafeRawBufferPointer
+    public var deadlineMs: UInt32
+    public var payload: UnsafeRawBufferPointer
+}
+
 extension Request {
     /// Decodes a request envelope straight from received bytes.
     public init(bytes: UnsafeRawBufferPointer) throws(RPCError) {
-        let schema = Request.schema
-        try ProtobufBridge.checkStrings(bytes, schema.descriptor, name: "otp.v1.Request")
-        var empty: UInt8 = 0
-        let decoded: UnsafeMutablePointer<Otp__V1__Request>? = withUnsafeMutablePointer(to: &empty) { fallback in
-            let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(fallback)
-            return otp__v1__request__unpack(nil, bytes.count, base)
+        var request = Request()
+        try Request.withFields(bytes: bytes) { fields in
+            request = Request(
+                callId: fields.callID, method: String(decoding: fields.method, as: UTF8.self),
+                deadlineMs: fields.deadlineMs, payload: Array(fields.payload))
         }
-        guard let decoded else { throw RPCError(code: .invalidArgument, message: "undecodable otp.v1.Request") }
-        defer { otp__v1__request__free_unpacked(decoded, nil) }
-        let message = decoded.pointee
-        let payload: [UInt8] =
-            if message.payload.len > 0, let data = message.payload.data {
-                Array(UnsafeBufferPointer(start: data, count: message.payload.len))
-            } else {
-                []
+        self = request
+    }
+
+    /// Decodes a request envelope and hands its fields to `body` as views into the decoded
+    /// message, which is freed when `body` returns. Refuses what `Request(serialized:)`
+    /// refuses: malformed wire bytes, and strings that are not UTF-8 or hold a NUL.
+    ///
+    /// protobuf-c unpacks into a small arena on the stack, so a typical envelope costs no
+    /// heap allocation; fields that do not fit are allocated and freed as usual. (Not generic:
+    /// a generic function called from another module would look up its metadata every call.)
+    public static func withFields(
+        bytes: UnsafeRawBufferPointer, _ body: (RequestFields) -> Void
+    ) throws(RPCError) {
+        try ProtobufBridge.checkStrings(bytes, Request.schema.descriptor, name: "otp.v1.Request")
+        try withUnsafeTemporaryAllocation(byteCount: UnpackArena.capacity, alignment: 16) {
+            (space) throws(RPCError) in
+            var arena = UnpackArena(space)
+            try arena.withAllocator { (allocator) throws(RPCError) in
+                var empty: UInt8 = 0
+                let decoded: UnsafeMutablePointer<Otp__V1__Request>? = withUnsafeMutablePointer(to: &empty) {
+                    fallback in
+                    let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(fallback)
+                    return otp__v1__request__unpack(allocator, bytes.count, base)
+                }
+                guard let decoded else { throw RPCError(code: .invalidArgument, message: "undecodable otp.v1.Request") }
+                defer { otp__v1__request__free_unpacked(decoded, allocator) }
+                let message = decoded.pointee
+                let method =
+                    message.method.map { UnsafeRawBufferPointer(start: $0, count: strlen($0)) }
+                    ?? UnsafeRawBufferPointer(start: nil, count: 0)
+                let payload = UnsafeRawBufferPointer(start: message.payload.data, count: message.payload.len)
+                body(
+                    RequestFields(
+                        callID: message.call_id, method: method, deadlineMs: message.deadline_ms, payload: payload))
             }
-        self.init(
-            callId: message.call_id, method: message.method.map { String(cString: $0) } ?? "",
-            deadlineMs: message.deadline_ms, payload: payload)
+        }
+    }
+}
+
+/// A bump allocator over caller-provided (stack) memory for protobuf-c's unpack: allocations
+/// that fit are carved from the space and their frees do nothing; larger ones fall through to
+/// `malloc`/`free`. The space must outlive every use of the allocator, which `withAllocator`
+/// guarantees by scoping it.
+struct UnpackArena {
+    /// Bytes of stack space: a request envelope (about 60 bytes) with a method name and a
+    /// payload of a few hundred bytes fits.
+    static let capacity = 1024
+
+    private var state: State
+
+    struct State {
+        var base: UnsafeMutableRawPointer
+        var used: Int
+        var capacity: Int
+    }
+
+    init(_ space: UnsafeMutableRawBufferPointer) {
+        state = State(base: space.baseAddress!, used: 0, capacity: space.count)
+    }
+
+    mutating func withAllocator(
+        _ body: (UnsafeMutablePointer<ProtobufCAllocator>) throws(RPCError) -> Void
+    ) throws(RPCError) {
+        try withUnsafeMutablePointer(to: &state) { (statePointer) throws(RPCError) in
+            var allocator = ProtobufCAllocator(
+                alloc: { data, size in
+                    let state = data!.assumingMemoryBound(to: UnpackArena.State.self)
+                    let start = (state.pointee.used + 15) & ~15
+                    if size <= state.pointee.capacity - start {
+                        state.pointee.used = start + size
+                        return state.pointee.base + start
+                    }
+                    return malloc(max(size, 1))
+                },
+                free: { data, pointer in
+                    guard let pointer else { return }
+                    let state = data!.assumingMemoryBound(to: UnpackArena.State.self)
+                    let base = state.pointee.base
+                    if pointer >= base && pointer < base + state.pointee.capacity { return }
+                    Glibc.free(pointer)
+                },
+                allocator_data: UnsafeMutableRawPointer(statePointer))
+            try withUnsafeMutablePointer(to: &allocator) { (pointer) throws(RPCError) in try body(pointer) }
+        }
     }
 }
 

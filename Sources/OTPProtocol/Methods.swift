@@ -23,6 +23,24 @@ public enum TwoFactorMethod: String, Sendable, CaseIterable {
     public var name: String { String(rawValue.split(separator: "/").last!) }
 }
 
+extension TwoFactorMethod {
+    /// The method whose wire name is exactly these UTF-8 bytes, or `nil`. Allocates nothing:
+    /// the server looks up every call's method this way.
+    public init?(utf8 name: UnsafeRawBufferPointer) {
+        guard let start = name.baseAddress else { return nil }
+        for (method, wireName) in Self.wireNames where wireName.count == name.count {
+            let equal = wireName.withUnsafeBytes { memcmp($0.baseAddress!, start, name.count) == 0 }
+            if equal {
+                self = method
+                return
+            }
+        }
+        return nil
+    }
+
+    private static let wireNames: [(TwoFactorMethod, [UInt8])] = allCases.map { ($0, Array($0.rawValue.utf8)) }
+}
+
 extension Response {
     /// A response carrying `error`'s status (and its detail, if any) for call `callId`.
     public init(callId: UInt64, error: RPCError) {
@@ -46,3 +64,7 @@ extension Response {
             detail: detail == ErrorDetail() ? nil : detail)
     }
 }
+
+#if canImport(Glibc)
+    internal import Glibc
+#endif

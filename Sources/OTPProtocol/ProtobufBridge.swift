@@ -216,18 +216,21 @@ enum ProtobufBridge {
 
     /// Walks the wire bytes and refuses any string field (at any depth) that is not valid
     /// UTF-8 or holds a NUL; also refuses malformed wire structure and groups.
+    ///
+    /// Every request envelope passes through here, so the walk allocates nothing: the error
+    /// and its message are built only when the bytes are refused.
     static func checkStrings(
         _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
-        depth: Int = 0, name: String
+        depth: Int = 0, name: @autoclosure () -> String
     ) throws(RPCError) {
-        let bad = RPCError(code: .invalidArgument, message: "undecodable \(name)")
-        guard depth < maximumDepth else { throw bad }
+        func bad() -> RPCError { RPCError(code: .invalidArgument, message: "undecodable \(name())") }
+        guard depth < maximumDepth else { throw bad() }
         var index = 0
         func varint() throws(RPCError) -> UInt64 {
             var value: UInt64 = 0
             var shift: UInt64 = 0
             while true {
-                guard index < bytes.count, shift < 64 else { throw bad }
+                guard index < bytes.count, shift < 64 else { throw bad() }
                 let byte = bytes[index]
                 index += 1
                 value |= UInt64(byte & 0x7F) << shift
@@ -238,34 +241,55 @@ enum ProtobufBridge {
         while index < bytes.count {
             let key = try varint()
             let number = key >> 3
-            guard number > 0, number <= UInt64(UInt32.max >> 3) else { throw bad }
+            guard number > 0, number <= UInt64(UInt32.max >> 3) else { throw bad() }
             switch key & 7 {
             case 0: _ = try varint()
             case 1: index += 8
             case 5: index += 4
             case 2:
                 let length = try varint()
-                guard length <= UInt64(bytes.count - index) else { throw bad }
+                guard length <= UInt64(bytes.count - index) else { throw bad() }
                 let slice = UnsafeRawBufferPointer(rebasing: bytes[index..<index + Int(length)])
                 index += Int(length)
                 guard let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(number)) else {
                     continue
                 }
                 if field.pointee.type == PROTOBUF_C_TYPE_STRING {
-                    guard !slice.contains(0), String(validating: slice, as: UTF8.self) != nil else {
+                    guard isUTF8TextWithoutNUL(slice) else {
                         let fieldName = String(cString: field.pointee.name)
                         throw RPCError(
                             code: .invalidArgument,
-                            message: "\(name).\(fieldName) is not valid UTF-8 text without NUL")
+                            message: "\(name()).\(fieldName) is not valid UTF-8 text without NUL")
                     }
                 } else if field.pointee.type == PROTOBUF_C_TYPE_MESSAGE {
                     let nested = field.pointee.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
-                    try checkStrings(slice, nested, depth: depth + 1, name: name)
+                    try checkStrings(slice, nested, depth: depth + 1, name: name())
                 }
             default:
-                throw bad
+                throw bad()
             }
-            guard index <= bytes.count else { throw bad }
+            guard index <= bytes.count else { throw bad() }
+        }
+    }
+
+    /// Whether `bytes` is well-formed UTF-8 (no overlong forms, surrogates or scalars past
+    /// U+10FFFF: the standard library's own parser decides) with no NUL. Allocates nothing;
+    /// all-ASCII text, the common case, is decided in one pass.
+    static func isUTF8TextWithoutNUL(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var ascii = true
+        for byte in bytes {
+            if byte == 0 { return false }
+            if byte >= 0x80 { ascii = false }
+        }
+        if ascii { return true }
+        var parser = Unicode.UTF8.ForwardParser()
+        var input = bytes.makeIterator()
+        while true {
+            switch parser.parseScalar(from: &input) {
+            case .valid: continue
+            case .emptyInput: return true
+            case .error: return false
+            }
         }
     }
 

@@ -10,11 +10,17 @@ struct QuiesceEvent: Sendable {}
 /// enforces deadlines and the per-connection limits (frame size, frame timeout, idle timeout,
 /// calls in flight), and closes the connection after an error response on malformed input.
 ///
+/// Backpressure: while the answers already written have not been taken by the socket (NIO's
+/// write buffer is past its high-water mark, 64 KiB by default), the handler holds back the
+/// next read, so a client that sends calls but does not read the answers stops being read
+/// instead of making the daemon buffer answers without bound.
+///
 /// Framing and the idle clock live here rather than in `ByteToMessageHandler` and
 /// `IdleStateHandler` because every call passes through them: one handler saves two pipeline
 /// hops and a clock read per call (about 10 % of the per-call CPU in `make bench`).
-final class ConnectionHandler: ChannelInboundHandler {
+final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     /// The limits one connection lives by.
@@ -40,9 +46,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Calls answered neither by their handler nor by their deadline yet.
     private var inFlight: [UInt64: Scheduled<Void>?] = [:]
     private var quiescing = false
+    /// The channel's writability as last reported; reads wait while it is false.
+    private var writable = true
+    /// A read was asked for while the channel was not writable.
+    private var readHeldBack = false
     private var inputClosed = false
     private var closing = false
-    private var needsFlush = false
+    /// Answers encoded since the last flush, written as one buffer. The handler keeps the
+    /// buffer: once the socket has taken the bytes, NIO lets go of it and the next answers are
+    /// encoded into the same storage, so a call costs no buffer allocation.
+    private var output: ByteBuffer?
     /// Bytes of a frame not yet received whole.
     private var partial: ByteBuffer?
     private var frameTimer: Scheduled<Void>?
@@ -151,58 +164,66 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private func handleFrame(context: ChannelHandlerContext, payload: ByteBuffer) {
         let decoded = payload.withUnsafeReadableBytes { bytes in
-            Result { () throws(RPCError) in try Request(bytes: bytes) }
+            Result { () throws(RPCError) in
+                try Request.withFields(bytes: bytes) { fields in handleCall(context: context, fields) }
+            }
         }
-        guard case .success(let request) = decoded else {
+        guard case .success = decoded else {
             fail(context: context, error: RPCError(code: .invalidArgument, message: "undecodable request envelope"))
             return
         }
-        let callID = request.callId
-        guard let method = TwoFactorMethod(rawValue: request.method) else {
-            send(context: context, Response(callId: callID, error: RPCError(
-                code: .unimplemented, message: "unknown method \(request.method.prefix(200))")))
+    }
+
+    /// Runs one decoded call: inline when the router can answer on the event loop, otherwise
+    /// as a task whose answer comes back to this loop.
+    private func handleCall(context: ChannelHandlerContext, _ fields: RequestFields) {
+        let callID = fields.callID
+        guard let method = TwoFactorMethod(utf8: fields.method) else {
+            let name = String(decoding: fields.method, as: UTF8.self)
+            send(context: context, callID: callID, .failure(RPCError(
+                code: .unimplemented, message: "unknown method \(name.prefix(200))")))
             return
         }
         if quiescing {
-            send(context: context, Response(callId: callID, error: RPCError(
+            send(context: context, callID: callID, .failure(RPCError(
                 code: .unavailable, message: "otpd is shutting down")))
             return
         }
-        guard inFlight[callID] == nil else {
-            send(context: context, Response(callId: callID, error: RPCError(
+        guard inFlight.isEmpty || inFlight[callID] == nil else {
+            send(context: context, callID: callID, .failure(RPCError(
                 code: .invalidArgument, message: "call id \(callID) is already in flight on this connection")))
             return
         }
         guard inFlight.count < limits.maximumInFlight else {
-            send(context: context, Response(callId: callID, error: RPCError(
+            send(context: context, callID: callID, .failure(RPCError(
                 code: .resourceExhausted, message: "too many calls in flight on this connection")))
             return
         }
-        let now = ContinuousClock.now
-        let deadline = request.deadlineMs > 0 ? now.advanced(by: .milliseconds(request.deadlineMs)) : nil
+        let deadlineMs = fields.deadlineMs
+        let deadline = deadlineMs > 0 ? ContinuousClock.now.advanced(by: .milliseconds(deadlineMs)) : nil
         let callContext = CallContext(peer: peer, callID: callID, method: method, deadline: deadline)
+        let payload = Array(fields.payload)
 
-        if let result = router.handleInline(payload: request.payload, context: callContext) {
-            send(context: context, Self.response(callID, result))
+        if let result = router.handleInline(payload: payload, context: callContext) {
+            send(context: context, callID: callID, result)
             return
         }
 
         var timer: Scheduled<Void>? = nil
-        if request.deadlineMs > 0 {
+        if deadlineMs > 0 {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(request.deadlineMs))) {
+            timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) {
                 let (handler, context) = bound.value
                 handler.complete(context: context, callID: callID, result: .failure(RPCError(
-                    code: .deadlineExceeded, message: "deadline of \(request.deadlineMs) ms exceeded")))
+                    code: .deadlineExceeded, message: "deadline of \(deadlineMs) ms exceeded")))
             }
         }
         inFlight[callID] = timer
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let router = self.router
-        let payloadBytes = request.payload
         Task {
-            let result = await router.handle(payload: payloadBytes, context: callContext)
+            let result = await router.handle(payload: payload, context: callContext)
             eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.complete(context: context, callID: callID, result: result, flush: true)
@@ -245,6 +266,23 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    func read(context: ChannelHandlerContext) {
+        if writable {
+            context.read()
+        } else {
+            readHeldBack = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writable = context.channel.isWritable
+        if writable && readHeldBack {
+            readHeldBack = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         stopTimers()
         for (_, timer) in inFlight { timer?.cancel() }
@@ -254,50 +292,60 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     // MARK: -
 
-    private static func response(_ callID: UInt64, _ result: Result<[UInt8], RPCError>) -> Response {
-        switch result {
-        case .success(let bytes): Response(callId: callID, status: nil, payload: bytes)
-        case .failure(let error): Response(callId: callID, error: error)
-        }
-    }
-
     private func complete(
         context: ChannelHandlerContext, callID: UInt64, result: Result<[UInt8], RPCError>, flush: Bool = true
     ) {
         guard let timer = inFlight.removeValue(forKey: callID) else { return }  // deadline answered it
         timer?.cancel()
-        send(context: context, Self.response(callID, result))
+        send(context: context, callID: callID, result)
         if flush { flushIfNeeded(context: context) }
         if (quiescing || inputClosed) && inFlight.isEmpty { close(context: context) }
     }
 
-    /// Encodes the response straight into an outbound buffer (typed envelope path).
-    private func send(context: ChannelHandlerContext, _ response: Response) {
+    /// Encodes the answer to call `callID` straight into the output buffer: the response
+    /// envelope with the handler's bytes, or with the error's status and detail.
+    private func send(context: ChannelHandlerContext, callID: UInt64, _ result: Result<[UInt8], RPCError>) {
         guard !closing else { return }
-        let code = response.status?.code ?? 0
-        let message = response.status?.message ?? ""
-        let allocator = context.channel.allocator
-        let buffer = Response.packed(callID: response.callId, code: code, message: message, payload: response.payload) {
-            size, pack in
-            var buffer = allocator.buffer(capacity: size + Frame.headerSize)
+        if output == nil { output = context.channel.allocator.buffer(capacity: 1024) }
+        switch result {
+        case .success(let payload):
+            Self.appendFrame(to: &output!, callID: callID, code: 0, message: "", payload: payload)
+        case .failure(let error):
+            Self.appendFrame(
+                to: &output!, callID: callID, code: error.code.rawValue, message: error.message,
+                payload: error.detail?.serialized() ?? [])
+        }
+    }
+
+    /// An output buffer grown past this (by a large answer) is let go after its flush rather
+    /// than kept for the life of the connection.
+    private static let retainedOutputCapacity = 4096
+
+    private static func appendFrame(
+        to buffer: inout ByteBuffer, callID: UInt64, code: Int32, message: String, payload: [UInt8]
+    ) {
+        Response.packed(callID: callID, code: code, message: message, payload: payload) { size, pack in
             buffer.writeInteger(UInt8(0))
             buffer.writeInteger(UInt32(size), endianness: .big)
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { pack($0) }
-            return buffer
         }
-        context.write(Self.wrapOutboundOut(buffer), promise: nil)
-        needsFlush = true
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {
-        guard needsFlush else { return }
-        needsFlush = false
-        context.flush()
+        guard var buffer = output, buffer.readableBytes > 0 else { return }
+        output = nil
+        context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+        guard buffer.capacity <= Self.retainedOutputCapacity else { return }
+        // Only `buffer` and, if the socket could not take every byte yet, NIO refer to the
+        // storage now. Clearing reuses it when NIO is done with it and takes fresh storage
+        // otherwise, so bytes waiting to be written are never overwritten.
+        buffer.clear()
+        output = buffer
     }
 
     /// Answers a protocol violation with call id 0 and closes the connection.
     private func fail(context: ChannelHandlerContext, error: RPCError) {
-        send(context: context, Response(callId: 0, error: error))
+        send(context: context, callID: 0, .failure(error))
         flushIfNeeded(context: context)
         close(context: context)
     }

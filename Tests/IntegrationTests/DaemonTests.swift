@@ -78,6 +78,49 @@ struct DaemonTests {
         #expect(answered == Set(ids))
     }
 
+    /// A client that sends a flood of calls without reading the answers is stopped being read
+    /// (the daemon does not buffer answers without bound), and when it reads, every answer
+    /// arrives whole and in order: answers encoded while the socket was full never overwrite
+    /// bytes still waiting to be written.
+    @Test func aClientThatDoesNotReadIsNotReadEitherAndLosesNoAnswer() async throws {
+        let daemon = try DaemonProcess()
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        let raw = try RawConnection(path: daemon.socket)
+        let count = 100_000
+        // Every 1000th call names no method, so answers of two sizes interleave.
+        func method(_ id: Int) -> String {
+            id % 1000 == 0 ? "/otp.v1.TwoFactor/Nothing" : TwoFactorMethod.health.rawValue
+        }
+        let frames = (1...count).flatMap { requestFrame(callID: UInt64($0), method: method($0)) }
+        let fd = raw.fd
+        let writer = Thread { RawConnection.sendAll(fd: fd, frames) }
+        writer.start()
+        // 3.7 MB of calls: without backpressure the daemon reads them all (and holds 2 MB of
+        // answers) well within this time, and the writer finishes.
+        try await Task.sleep(for: .seconds(2))
+        #expect(!writer.isFinished, "the daemon kept reading from a client that reads nothing")
+
+        for id in 1...count {
+            guard let response = raw.readResponse() else {
+                Issue.record("no answer \(id)")
+                return
+            }
+            guard response.callId == UInt64(id) else {
+                Issue.record("answer \(id) came with call id \(response.callId)")
+                return
+            }
+            if id % 1000 == 0 {
+                #expect(response.error?.code == .unimplemented)
+            } else {
+                #expect(response.error == nil)
+                #expect(try HealthResponse(serialized: response.payload).status == "SERVING")
+            }
+        }
+        for _ in 0..<500 where !writer.isFinished { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(writer.isFinished)
+    }
+
     /// Each kind of malformed input gets an error response where one can be sent and closes
     /// only its own connection; another connection keeps working throughout.
     @Test(arguments: MalformedInput.allCases)

@@ -182,14 +182,28 @@ final class RawConnection {
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Sends every byte on `fd`, blocking while the daemon does not read (gives up on an
+    /// error). Static, so another thread can write while this connection reads.
+    static func sendAll(fd: Int32, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.send(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                offset += n
+            }
+        }
+    }
+
     /// Half-closes the sending side (the daemon sees EOF).
     func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
     /// Reads one frame's payload, or nil at EOF / timeout.
     func readFrame() -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             if let frame = try? pending.next() { return frame }
+            var buffer = [UInt8](repeating: 0, count: 65536)
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { return nil }
             pending.append(buffer[0..<n])
