@@ -11,16 +11,15 @@ struct QuiesceEvent: Sendable {}
 /// calls in flight), and closes the connection after an error response on malformed input.
 ///
 /// Backpressure: while the answers already written have not been taken by the socket (NIO's
-/// write buffer is past its high-water mark, 64 KiB by default), the handler holds back the
-/// next read, so a client that sends calls but does not read the answers stops being read
-/// instead of making the daemon buffer answers without bound.
+/// write buffer is past its high-water mark, 64 KiB by default), the handler turns the
+/// channel's automatic reading off, so a client that sends calls but does not read the answers
+/// stops being read instead of making the daemon buffer answers without bound.
 ///
 /// Framing and the idle clock live here rather than in `ByteToMessageHandler` and
 /// `IdleStateHandler` because every call passes through them: one handler saves two pipeline
 /// hops and a clock read per call (about 10 % of the per-call CPU in `make bench`).
-final class ConnectionHandler: ChannelDuplexHandler {
+final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     /// The limits one connection lives by.
@@ -46,10 +45,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Calls answered neither by their handler nor by their deadline yet.
     private var inFlight: [UInt64: Scheduled<Void>?] = [:]
     private var quiescing = false
-    /// The channel's writability as last reported; reads wait while it is false.
-    private var writable = true
-    /// A read was asked for while the channel was not writable.
-    private var readHeldBack = false
     private var inputClosed = false
     private var closing = false
     /// Answers encoded since the last flush, written as one buffer. The handler keeps the
@@ -266,19 +261,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    func read(context: ChannelHandlerContext) {
-        if writable {
-            context.read()
-        } else {
-            readHeldBack = true
-        }
-    }
-
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        writable = context.channel.isWritable
-        if writable && readHeldBack {
-            readHeldBack = false
-            context.read()
+        // Switching automatic reading costs nothing per call, unlike holding back each read.
+        do {
+            try context.channel.syncOptions?.setOption(.autoRead, value: context.channel.isWritable)
+        } catch {
+            close(context: context)
         }
         context.fireChannelWritabilityChanged()
     }
