@@ -106,6 +106,16 @@ let package = Package(
             ],
             swiftSettings: strictSettings),
 
+        // The SwiftNIO reference server of scripts/bench.sh (between the C echo and otpd).
+        .executableTarget(
+            name: "nio-echo",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/nio-echo",
+            swiftSettings: strictSettings),
+
         // The decoder fuzz target (scripts/fuzz.sh) and its harness, which the unit tests also run.
         .target(
             name: "DecoderFuzzHarness", dependencies: ["OTPProtocol"], path: "Fuzz/Harness",

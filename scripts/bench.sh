@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Benchmarks otpd against a C echo server speaking the same framing (the baseline).
 #
-# Builds Benchmarks/baseline (echo server + load client) and otpd (release), starts both on
-# temporary sockets, drives each with the same load client in four scenarios and prints a table:
-# calls/s, the ratio otpd/baseline, p50/p99 latency, and each server's CPU time per call. Both
-# servers are killed on exit.
+# Builds Benchmarks/baseline (echo server + load client), otpd and Benchmarks/nio-echo (release;
+# the same echo on SwiftNIO, set up as otpd sets NIO up), starts them on temporary sockets,
+# drives each with the same load client in four scenarios and prints a table: calls/s, the
+# ratios to the baseline, p50/p99 latency, and each server's CPU time per call. nio-echo splits
+# otpd's distance from the baseline into what SwiftNIO costs and what otpd's own work costs.
+# The servers are killed on exit.
 #
 # The machines are shared and the baseline alone swings by 25 % from one run to the next, so
-# each scenario runs ROUNDS times, baseline and otpd alternately, and the table gives medians:
-# the ratio column is the median of the per-round ratios (with their range), each round's pair
-# measured back to back. CPU per call (user + system time of the server process over the whole
+# each scenario runs ROUNDS times, the servers one after the other in every round, and the
+# tables give medians: a ratio is the median of the per-round ratios to the baseline (with their
+# range), each measured against the baseline run just before it. CPU per call (user + system time of the server process over the whole
 # run, warm-up included, divided by the calls it answered) moves much less with the machine's
 # noise than calls/s does, and says how much work each server does for one call.
 #
@@ -27,7 +29,8 @@
 #   BASELINE_THREADS=1  event-loop threads of the echo server
 #   CLIENT_THREADS=     event loops of the load client (default: half the CPUs, at least 1)
 #   OTPD_BIN=path       use this otpd binary instead of building one
-#   SKIP_OTPD=1         baseline only (no Swift build, otpd columns empty)
+#   NIO_ECHO_BIN=path   use this nio-echo binary instead of building one
+#   SKIP_OTPD=1         baseline only (no Swift build, no otpd or nio-echo)
 #   KEEP_TMP=1          keep the temporary directory (logs, database) for inspection
 #
 # Exit status: 0 when every run completed without errors, 1 otherwise.
@@ -61,18 +64,26 @@ echo_server=$baseline_dir/baseline-server
 load_client=$baseline_dir/baseline-client
 
 otpd=""
+nio_echo=""
 if [[ ${SKIP_OTPD:-0} != 1 ]]; then
-    if [[ -n ${OTPD_BIN:-} ]]; then
-        otpd=$OTPD_BIN
-    else
-        say "building otpd (release)"
-        (cd "$root" && swift build -c release --product otpd)
-        otpd=$(cd "$root" && swift build -c release --show-bin-path)/otpd
-    fi
-    if [[ ! -x $otpd ]]; then
-        echo "bench.sh: no otpd executable at $otpd" >&2
-        exit 1
-    fi
+    bin_path=""
+    for product in otpd nio-echo; do
+        variable=OTPD_BIN
+        [[ $product == nio-echo ]] && variable=NIO_ECHO_BIN
+        if [[ -z ${!variable:-} ]]; then
+            say "building $product (release)"
+            (cd "$root" && swift build -c release --product "$product")
+            bin_path=${bin_path:-$(cd "$root" && swift build -c release --show-bin-path)}
+        fi
+    done
+    otpd=${OTPD_BIN:-$bin_path/otpd}
+    nio_echo=${NIO_ECHO_BIN:-$bin_path/nio-echo}
+    for binary in "$otpd" "$nio_echo"; do
+        if [[ ! -x $binary ]]; then
+            echo "bench.sh: no executable at $binary" >&2
+            exit 1
+        fi
+    done
 fi
 
 # ---- servers ---------------------------------------------------------------------------------
@@ -126,14 +137,24 @@ pids+=($!)
 wait_for_socket "$echo_sock" "${pids[-1]}" "$tmp/echo.log"
 say "echo server ready on $echo_sock"
 
-otpd_sock=$tmp/otpd.sock
+# servers: name|socket|pid of each server measured, the baseline first.
+servers=("baseline|$echo_sock|${pids[0]}")
 if [[ -n $otpd ]]; then
+    nio_sock=$tmp/nio.sock
+    "$nio_echo" --socket "$nio_sock" 2>"$tmp/nio.log" &
+    pids+=($!)
+    wait_for_socket "$nio_sock" "${pids[-1]}" "$tmp/nio.log"
+    servers+=("nio-echo|$nio_sock|${pids[-1]}")
+    say "nio-echo ready on $nio_sock"
+
+    otpd_sock=$tmp/otpd.sock
     mkdir -m 0700 "$tmp/otpd"
     # In its own directory so the default SMS outbox and any relative path stay inside $tmp.
     (cd "$tmp/otpd" && exec "$otpd" --socket "$otpd_sock" --database "$tmp/otpd/otpd.sqlite" \
         --key-file "$tmp/otpd/otpd.key" --log-level warning) >"$tmp/otpd.log" 2>&1 &
     pids+=($!)
     wait_for_socket "$otpd_sock" "${pids[-1]}" "$tmp/otpd.log"
+    servers+=("otpd|$otpd_sock|${pids[-1]}")
     say "otpd ready on $otpd_sock"
 fi
 
@@ -146,7 +167,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 ticks_per_second=$(getconf CLK_TCK)
 
 # run SOCKET PID ARGS...: one load-client run; prints its output line followed by
-# cpu_us=<server CPU microseconds per call> (exit status 2 of the client = errors seen).
+# cpu_us=<server CPU microseconds per call>; a failed run prints errors=failed.
 failed=0
 run() {
     local sock=$1 pid=$2 line rc=0 before after rate
@@ -157,21 +178,23 @@ run() {
     after=$(cpu_ticks "$pid")
     if [[ $rc -ne 0 && $rc -ne 2 ]] || [[ -z $line ]]; then
         echo "bench.sh: load client failed (exit $rc) on $sock $*" >&2
-        failed=1
         echo "calls/s=0 p50_us=- p99_us=- errors=failed cpu_us=-"
         return
     fi
-    [[ $rc -eq 2 ]] && failed=1
     rate=$(field "$line" calls/s)
     # Calls answered over the whole run, warm-up included, at the measured rate.
     echo "$line cpu_us=$(awk -v t=$((after - before)) -v hz="$ticks_per_second" -v r="$rate" \
         -v s="$duration" -v w="$warmup" 'BEGIN { n = r * (s + w); if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print "-" }')"
 }
 
-# median VALUES...: the median of numbers ("-" when there are none).
+# median FORMAT VALUES...: the median of numbers, printed with printf FORMAT ("-" when none).
 median() {
-    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    local format=$1
+    shift
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk -v f="$format" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf f "\n", m }'
 }
 
 # range VALUES...: "min–max" of numbers.
@@ -189,56 +212,74 @@ for s in "${scenarios[@]}"; do
     IFS='|' read -r key name spec <<<"$s"
     if [[ $scenario_filter != all && ",$scenario_filter," != *",$key,"* ]]; then continue; fi
     read -r -a args <<<"$spec"
-    b_rates=() b_p50=() b_p99=() b_cpu=() b_err=0
-    o_rates=() o_p50=() o_p99=() o_cpu=() o_err=0 ratios=()
+    # Per server (by index into servers): rates, p50s, p99s, CPU per call, ratios to the
+    # baseline of the same round, and the number of runs with errors.
+    declare -A rates=() p50s=() p99s=() cpus=() ratios=() errs=()
     for round in $(seq "$rounds"); do
-        say "$name, round $round/$rounds: baseline"
-        b=$(run "$echo_sock" "${pids[0]}" "${args[@]}")
-        echo "    $b" >&2
-        b_rates+=("$(field "$b" calls/s)") b_p50+=("$(field "$b" p50_us)") b_p99+=("$(field "$b" p99_us)")
-        b_cpu+=("$(field "$b" cpu_us)")
-        [[ $(field "$b" errors) == 0 ]] || b_err=$((b_err + 1))
-        if [[ -n $otpd ]]; then
-            if ! kill -0 "${pids[1]}" 2>/dev/null; then
-                echo "bench.sh: otpd is no longer running; its log:" >&2
-                cat "$tmp/otpd.log" >&2
+        base_rate=""
+        for i in "${!servers[@]}"; do
+            IFS='|' read -r server sock pid <<<"${servers[$i]}"
+            if ! kill -0 "$pid" 2>/dev/null; then
+                echo "bench.sh: $server is no longer running; logs in $tmp" >&2
+                cat "$tmp/otpd.log" "$tmp/nio.log" >&2 2>/dev/null || true
                 exit 1
             fi
-            say "$name, round $round/$rounds: otpd"
-            o=$(run "$otpd_sock" "${pids[1]}" "${args[@]}")
-            echo "    $o" >&2
-            o_rates+=("$(field "$o" calls/s)") o_p50+=("$(field "$o" p50_us)") o_p99+=("$(field "$o" p99_us)")
-            o_cpu+=("$(field "$o" cpu_us)")
-            [[ $(field "$o" errors) == 0 ]] || o_err=$((o_err + 1))
-            ratios+=("$(awk -v o="$(field "$o" calls/s)" -v b="$(field "$b" calls/s)" \
-                'BEGIN { if (b > 0) printf "%.3f", o / b; else print "-" }')")
-        fi
+            say "$name, round $round/$rounds: $server"
+            line=$(run "$sock" "$pid" "${args[@]}")
+            echo "    $line" >&2
+            rate=$(field "$line" calls/s)
+            rates[$i]+="$rate " p50s[$i]+="$(field "$line" p50_us) " p99s[$i]+="$(field "$line" p99_us) "
+            cpus[$i]+="$(field "$line" cpu_us) "
+            # (run's own `failed=1` is lost in the $(...) subshell; the line says it too.)
+            if [[ $(field "$line" errors) != 0 ]]; then
+                errs[$i]=$((${errs[$i]:-0} + 1))
+                failed=1
+            fi
+            if [[ $i == 0 ]]; then
+                base_rate=$rate
+            else
+                ratios[$i]+="$(awk -v o="$rate" -v b="$base_rate" 'BEGIN { if (b > 0) printf "%.3f", o / b; else print "-" }') "
+            fi
+        done
     done
-    brate=$(median "${b_rates[@]}")
-    blat="$(median "${b_p50[@]}")/$(median "${b_p99[@]}")"
-    bcpu=$(median "${b_cpu[@]}")
-    if [[ -n $otpd ]]; then
-        orate=$(median "${o_rates[@]}")
-        olat="$(median "${o_p50[@]}")/$(median "${o_p99[@]}")"
-        ocpu=$(median "${o_cpu[@]}")
-        ratio="$(median "${ratios[@]}") ($(range "${ratios[@]}"))"
-    else
-        orate="-" olat="-" ocpu="-" ratio="-"
-    fi
-    rows+=("$name|$brate|$orate|$ratio|$blat|$olat|$bcpu/$ocpu|$b_err/$o_err")
+    row="$name"
+    for i in "${!servers[@]}"; do
+        # shellcheck disable=SC2086 # the lists are space-separated numbers
+        cell="$(median %.0f ${rates[$i]})"
+        if [[ $i != 0 ]]; then
+            # shellcheck disable=SC2086
+            cell+=" ($(median %.3f ${ratios[$i]}), $(range ${ratios[$i]}))"
+        fi
+        # shellcheck disable=SC2086
+        row+="|$cell|$(median %.0f ${p50s[$i]})/$(median %.0f ${p99s[$i]})|$(median %.2f ${cpus[$i]})|${errs[$i]:-0}"
+    done
+    rows+=("$row")
+    unset rates p50s p99s cpus ratios errs
 done
 
 # ---- table -----------------------------------------------------------------------------------
 echo
 printf 'otpd vs C echo baseline: median of %s interleaved runs of %ss after %ss warm-up, method %s, %s CPUs\n' \
     "$rounds" "$duration" "$warmup" "$method" "$(getconf _NPROCESSORS_ONLN)"
-fmt='%-22s %12s %12s %22s %18s %18s %14s %10s\n'
-printf "$fmt" "scenario" "baseline c/s" "otpd c/s" "ratio (range)" "base p50/p99 us" "otpd p50/p99 us" "cpu us/call" "err runs"
-for r in "${rows[@]}"; do
-    IFS='|' read -r name brate orate ratio blat olat cpu errs <<<"$r"
-    printf "$fmt" "$name" "$brate" "$orate" "$ratio" "$blat" "$olat" "$cpu" "$errs"
+for i in "${!servers[@]}"; do
+    server=${servers[$i]%%|*}
+    echo
+    if [[ $i == 0 ]]; then
+        echo "$server (C echo server)"
+    else
+        echo "$server (calls/s: median, then median and range of the per-round ratio to the baseline)"
+    fi
+    fmt='  %-24s %36s %18s %12s %8s\n'
+    printf "$fmt" "scenario" "calls/s" "p50/p99 us" "cpu us/call" "errors"
+    for r in "${rows[@]}"; do
+        IFS='|' read -r -a cells <<<"$r"
+        printf "$fmt" "${cells[0]}" "${cells[$((1 + 4 * i))]}" "${cells[$((2 + 4 * i))]}" \
+            "${cells[$((3 + 4 * i))]}" "${cells[$((4 + 4 * i))]}"
+    done
 done
-echo "(ratio: median of the per-round otpd/baseline ratios; cpu us/call: server CPU time per call, baseline/otpd)"
+echo
+echo "(cpu us/call: the server's user + system time over the whole run divided by the calls it answered;"
+echo " errors: runs with status, protocol or connection errors)"
 
 if [[ -n $otpd ]] && [[ -s $tmp/otpd.log ]]; then
     echo
