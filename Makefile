@@ -23,7 +23,7 @@ run: deps
 	$(SWIFT) build --product otpd
 	@mkdir -p $(RUN_DIR)
 	@echo "otpd: socket $(RUN_DIR)/otpd.sock, database $(RUN_DIR)/otpd.sqlite, SMS outbox $(RUN_DIR)/outbox.jsonl"
-	cd $(RUN_DIR) && exec ../.build/debug/otpd $(OTPD_FLAGS)
+	cd $(RUN_DIR) && exec $(CURDIR)/.build/debug/otpd $(OTPD_FLAGS)
 
 test: deps
 	$(SWIFT) build --build-tests
