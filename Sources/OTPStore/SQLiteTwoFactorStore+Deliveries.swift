@@ -49,12 +49,10 @@ extension SQLiteStoreTransaction {
 
     func deliveries(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [DeliveryRecord] {
         try perform { db throws(StoreError) in
-            let rows = try Self.newestFirst(
+            try Self.newestFirst(
                 db, select: "SELECT \(Self.deliveryColumns) FROM deliveries", accountID: accountID,
-                beforeID: beforeID, limit: limit)
-            var result: [DeliveryRecord] = []
-            for row in rows { result.append(try Self.decodeDelivery(row)) }
-            return result
+                beforeID: beforeID, limit: limit
+            ).map(Self.decodeDelivery)
         }
     }
 

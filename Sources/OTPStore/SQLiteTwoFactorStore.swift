@@ -250,8 +250,8 @@ final class SQLiteStoreTransaction: StoreTransaction {
     /// `limit` is clamped to 1...1000.
     func events(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [EventRecord] {
         try perform { db throws(StoreError) in
-            try Self.decodeEvents(
-                try Self.newestFirst(db, select: SQL.selectEvents, accountID: accountID, beforeID: beforeID, limit: limit))
+            try Self.newestFirst(db, select: SQL.selectEvents, accountID: accountID, beforeID: beforeID, limit: limit)
+                .map(Self.decodeEvent)
         }
     }
 
@@ -264,10 +264,10 @@ final class SQLiteStoreTransaction: StoreTransaction {
             for kind in kinds.sorted() { parameters.append(try bind(kind)) }
             parameters.append(.integer(Int64(min(max(limit, 1), 1000))))
             let placeholders = Array(repeating: "?", count: kinds.count).joined(separator: ", ")
-            return try Self.decodeEvents(
-                try db.query(
-                    SQL.selectEvents + " WHERE id > ? AND id <= ? AND kind IN (\(placeholders)) ORDER BY id LIMIT ?",
-                    parameters))
+            return try db.query(
+                SQL.selectEvents + " WHERE id > ? AND id <= ? AND kind IN (\(placeholders)) ORDER BY id LIMIT ?",
+                parameters
+            ).map(Self.decodeEvent)
         }
     }
 
@@ -299,24 +299,6 @@ final class SQLiteStoreTransaction: StoreTransaction {
                 try db.run(SQL.insertMeta, [.text("notify_cursor"), .text(String(id))])
             }
         }
-    }
-
-    private static func decodeEvents(_ rows: [[SQLValue]]) throws(StoreError) -> [EventRecord] {
-        var events: [EventRecord] = []
-        events.reserveCapacity(rows.count)
-        for row in rows {
-            var reader = RowReader(row, table: "events")
-            events.append(
-                EventRecord(
-                    id: try reader.integer("id"),
-                    accountID: try reader.text("account_id"),
-                    kind: try reader.text("kind"),
-                    outcome: try reader.text("outcome"),
-                    detail: try reader.text("detail"),
-                    destinationMasked: try reader.text("destination_masked"),
-                    at: try reader.date("at")))
-        }
-        return events
     }
 
     /// The rows of `select` (a query over a table with `id` and `account_id`) newest first:
@@ -352,19 +334,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
                 WHERE account_id = ? AND at >= ? ORDER BY at DESC, id DESC
                 """,
                 [try bind(accountID), try bind(since)])
-            var sends: [SMSSendRecord] = []
-            sends.reserveCapacity(rows.count)
-            for row in rows {
-                var reader = RowReader(row, table: "sms_sends")
-                sends.append(
-                    SMSSendRecord(
-                        accountID: try reader.text("account_id"),
-                        phone: try reader.phone("phone"),
-                        purpose: try reader.enumeration("purpose", CodePurpose.self),
-                        challengeID: try reader.text("challenge_id"),
-                        at: try reader.date("at")))
-            }
-            return sends
+            return try rows.map(Self.decodeSMSSend)
         }
     }
 
@@ -489,6 +459,28 @@ final class SQLiteStoreTransaction: StoreTransaction {
         account.createdAt = try reader.date("created_at")
         account.updatedAt = try reader.date("updated_at")
         return account
+    }
+
+    private static func decodeEvent(_ row: [SQLValue]) throws(StoreError) -> EventRecord {
+        var reader = RowReader(row, table: "events")
+        return EventRecord(
+            id: try reader.integer("id"),
+            accountID: try reader.text("account_id"),
+            kind: try reader.text("kind"),
+            outcome: try reader.text("outcome"),
+            detail: try reader.text("detail"),
+            destinationMasked: try reader.text("destination_masked"),
+            at: try reader.date("at"))
+    }
+
+    private static func decodeSMSSend(_ row: [SQLValue]) throws(StoreError) -> SMSSendRecord {
+        var reader = RowReader(row, table: "sms_sends")
+        return SMSSendRecord(
+            accountID: try reader.text("account_id"),
+            phone: try reader.phone("phone"),
+            purpose: try reader.enumeration("purpose", CodePurpose.self),
+            challengeID: try reader.text("challenge_id"),
+            at: try reader.date("at"))
     }
 
     private static func decodeChallenge(_ row: [SQLValue]) throws(StoreError) -> ChallengeRecord {
