@@ -9,22 +9,20 @@ import Testing
 /// measuring any time.
 @Suite("statement plans")
 struct StatementPlanTests {
-    /// A fresh, fully migrated store in a temporary directory.
-    static func openStore() throws -> (SQLiteStore, URL) {
+    /// Runs `body` on the writer connection of a fresh, fully migrated store in a temporary
+    /// directory, which is removed afterwards.
+    static func onFreshStore<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
         let store = try SQLiteStore(path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
-        return (store, directory)
+        defer { store.close() }
+        return try await store.write(body)
     }
 
     @Test func theHotPathNeedsNoTemporaryTableNoSortAndNoScan() async throws {
-        let (store, directory) = try Self.openStore()
-        defer {
-            store.close()
-            try? FileManager.default.removeItem(at: directory)
-        }
 
-        let findings = try await store.write { connection in
+        let findings = try await Self.onFreshStore { connection in
             var findings: [String] = []
             for sql in SQLiteStoreTransaction.SQL.hotPath {
                 let opcodes = try connection.query("EXPLAIN " + sql).compactMap { $0.dropFirst().first?.text }
@@ -44,12 +42,7 @@ struct StatementPlanTests {
     /// The pruner deletes expired challenges and proofs through their expiry indexes, so a
     /// prune reads only what it deletes.
     @Test func expiredRowsAreFoundThroughTheExpiryIndexes() async throws {
-        let (store, directory) = try Self.openStore()
-        defer {
-            store.close()
-            try? FileManager.default.removeItem(at: directory)
-        }
-        let plans = try await store.write { connection in
+        let plans = try await Self.onFreshStore { connection in
             try [SQLiteStoreTransaction.SQL.deleteExpiredChallenges, SQLiteStoreTransaction.SQL.deleteExpiredProofs].map {
                 try connection.query("EXPLAIN QUERY PLAN " + $0).compactMap { $0.last?.text }.joined(separator: "; ")
             }
@@ -60,12 +53,7 @@ struct StatementPlanTests {
     }
 
     @Test func theCheckWouldCatchAnUpsertOrReturning() async throws {
-        let (store, directory) = try Self.openStore()
-        defer {
-            store.close()
-            try? FileManager.default.removeItem(at: directory)
-        }
-        let opcodes = try await store.write { connection in
+        let opcodes = try await Self.onFreshStore { connection in
             try connection.query(
                 "EXPLAIN INSERT INTO events (account_id, kind, outcome, at) VALUES ('a', 'k', 'o', 1) RETURNING id"
             ).compactMap { $0.dropFirst().first?.text }

@@ -43,11 +43,7 @@ struct NotificationTests {
     }
 
     @Test func aFailingHookGetsTheSameEventsAgainInOrder() async throws {
-        let fixture = try Fixture { policy in
-            policy.resendCooldown = 0
-            policy.smsPerAccountPerHour = 100
-            policy.smsPerPhonePerDay = 100
-        }
+        let fixture = try Fixture { $0.liftSMSBudgets() }
         defer { fixture.tearDown() }
         try await fixture.service.prepareNotifications()
         let notifier = RecordingNotifier()

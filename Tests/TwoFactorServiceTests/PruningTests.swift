@@ -63,13 +63,7 @@ struct PruningTests {
     }
 
     @Test func oneCallIsBoundedAndTheNextFinishes() async throws {
-        let fixture = try Fixture { policy in
-            policy.smsPerAccountPerHour = 1000
-            policy.smsPerPhonePerDay = 1000
-            policy.smsGlobalPerMinute = 0
-            policy.smsPerCountryPerHour = 0
-            policy.resendCooldown = 0
-        }
+        let fixture = try Fixture { $0.liftSMSBudgets() }
         defer { fixture.tearDown() }
         try await fixture.enrollPhone("carol")
         for _ in 0..<600 { _ = try await fixture.challenge("carol", .login) }

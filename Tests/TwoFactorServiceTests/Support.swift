@@ -61,6 +61,18 @@ final class RecordingSender: SMSSender {
     }
 }
 
+extension TwoFactorPolicy {
+    /// Moves every SMS budget and the resend cooldown out of the way, for tests that send many
+    /// codes to one account on purpose (the budgets have tests of their own).
+    mutating func liftSMSBudgets() {
+        resendCooldown = 0
+        smsPerAccountPerHour = 1000
+        smsPerPhonePerDay = 1000
+        smsGlobalPerMinute = 0
+        smsPerCountryPerHour = 0
+    }
+}
+
 /// A service on a fresh temporary database, with a manual clock and a recording sender.
 struct Fixture {
     let clock = ManualClock()
