@@ -12,8 +12,7 @@
 #   scripts/bench-uniform.sh
 #   SECONDS=3 ROUNDS=5 COUNT=6000 scripts/bench-uniform.sh
 set -euo pipefail
-duration=$(printenv SECONDS || true)
-duration=${duration:-2}
+default_seconds=2
 count=${COUNT:-4000}
 bench_name=bench-uniform
 source "$(dirname -- "${BASH_SOURCE[0]}")/verify-bench-common.sh"

@@ -8,8 +8,7 @@
 # Every Verify is a write transaction (attempt counters, failure counter, audit event); the
 # figures show how far group commit carries durable writes on this machine.
 set -euo pipefail
-duration=$(printenv SECONDS || true)
-duration=${duration:-3}
+default_seconds=3
 warmup=${WARMUP:-0.5}
 bench_name=bench-verify
 source "$(dirname -- "${BASH_SOURCE[0]}")/verify-bench-common.sh"

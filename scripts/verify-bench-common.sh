@@ -1,7 +1,11 @@
 # Sourced by scripts/bench-verify.sh and scripts/bench-uniform.sh: builds otpd, otpbench and the
 # C load client (release), and starts otpd in a temporary directory with the SMS budgets off
-# (the preparations send tens of thousands of codes). Before sourcing, set `bench_name`; after,
-# `start_otpd [EXTRA TOML]` starts the daemon. Defines: root, say, otpd, otpbench, client, tmp.
+# (the preparations send tens of thousands of codes). Before sourcing, set `bench_name` and
+# `default_seconds`; after, `start_otpd [EXTRA TOML]` starts the daemon. Defines: duration (the
+# SECONDS environment variable, read with printenv because bash's own SECONDS counts from it,
+# else default_seconds), root, say, otpd, otpbench, client, tmp.
+duration=$(printenv SECONDS || true)
+duration=${duration:-$default_seconds}
 root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 say() { printf '==> %s\n' "$*" >&2; }
 
