@@ -3426,7 +3426,7 @@ const ProtobufCMessageDescriptor otp__v1__redeem_backup_code_response__descripto
   (ProtobufCMessageInit) otp__v1__redeem_backup_code_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor otp__v1__set_preferred_method_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor otp__v1__set_preferred_method_request__field_descriptors[3] =
 {
   {
     "account_id",
@@ -3452,15 +3452,28 @@ static const ProtobufCFieldDescriptor otp__v1__set_preferred_method_request__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "proof",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SetPreferredMethodRequest, proof),
+    &otp__v1__proof__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned otp__v1__set_preferred_method_request__field_indices_by_name[] = {
   0,   /* field[0] = account_id */
   1,   /* field[1] = method */
+  2,   /* field[2] = proof */
 };
 static const ProtobufCIntRange otp__v1__set_preferred_method_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor otp__v1__set_preferred_method_request__descriptor =
 {
@@ -3470,7 +3483,7 @@ const ProtobufCMessageDescriptor otp__v1__set_preferred_method_request__descript
   "Otp__V1__SetPreferredMethodRequest",
   "otp.v1",
   sizeof(Otp__V1__SetPreferredMethodRequest),
-  2,
+  3,
   otp__v1__set_preferred_method_request__field_descriptors,
   otp__v1__set_preferred_method_request__field_indices_by_name,
   1,  otp__v1__set_preferred_method_request__number_ranges,

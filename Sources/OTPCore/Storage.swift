@@ -158,6 +158,23 @@ public struct EventRecord: Sendable, Equatable {
     }
 }
 
+/// The two daily budgets of one phone number. Anyone who may save a number can have
+/// verification texts sent to it; only those who proved they receive its texts can have texts
+/// sent to it as a verified number. Kept apart, a stranger who drains the first cannot stop the
+/// owner's login texts.
+public enum SMSPool: Sendable, Equatable {
+    /// `verify_phone` texts (and administrators' test texts): to a number that is not (yet) the
+    /// account's verified number.
+    case verification
+    /// Login, change, turn-off and manage texts: to the account's verified number.
+    case verified
+
+    /// The pool a text of `purpose` is paid from.
+    public init(_ purpose: CodePurpose) {
+        self = purpose == .verifyPhone ? .verification : .verified
+    }
+}
+
 /// One SMS handed to the sender, for the sending budgets.
 public struct SMSSendRecord: Sendable, Equatable {
     public var accountID: String
@@ -250,9 +267,9 @@ public protocol StoreTransaction {
 
     /// The account's SMS sends since `since`, newest first.
     func smsSends(accountID: String, since: Date) throws -> [SMSSendRecord]
-    /// Sends to `phone` since `since`, counted up to `limit` (the count stops there, so the
-    /// cost is bounded by the budget, not by the traffic).
-    func countSMSSends(phone: PhoneNumber, since: Date, limit: Int) throws -> Int
+    /// Sends to `phone` in `pool` since `since`, counted up to `limit` (the count stops
+    /// there, so the cost is bounded by the budget, not by the traffic).
+    func countSMSSends(phone: PhoneNumber, pool: SMSPool, since: Date, limit: Int) throws -> Int
     func countSMSSends(countryCallingCode: String, since: Date, limit: Int) throws -> Int
     func countAllSMSSends(since: Date, limit: Int) throws -> Int
     func recordSMSSend(_ send: SMSSendRecord) throws

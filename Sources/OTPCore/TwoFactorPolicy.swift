@@ -25,7 +25,12 @@ public struct TwoFactorPolicy: Sendable {
     public var resendCooldown: TimeInterval = 30
     public var maximumResendCooldown: TimeInterval = 900
     public var smsPerAccountPerHour = 5
+    /// Texts to one number as some account's verified number (logins, changes), per day.
     public var smsPerPhonePerDay = 10
+    /// Verification texts (and test texts) to one number, per day: a separate pool, so that
+    /// whoever saves someone else's number and drains this one cannot stop that person's
+    /// login texts (``SMSPool``).
+    public var smsVerificationsPerPhonePerDay = 5
     /// 0 turns the per-country budget off (then rely on the allow-list and the provider).
     public var smsPerCountryPerHour = 100
     /// 0 turns the overall budget off.
@@ -80,7 +85,8 @@ public struct TwoFactorPolicy: Sendable {
             "maximum consecutive failures must be between the lock threshold and 100")
         try check(resendCooldown >= 0 && maximumResendCooldown >= resendCooldown, "resend cooldowns are inconsistent")
         try check(
-            smsPerAccountPerHour > 0 && smsPerPhonePerDay > 0 && smsPerCountryPerHour >= 0 && smsGlobalPerMinute >= 0,
+            smsPerAccountPerHour > 0 && smsPerPhonePerDay > 0 && smsVerificationsPerPhonePerDay > 0
+                && smsPerCountryPerHour >= 0 && smsGlobalPerMinute >= 0,
             "SMS budgets per account and per number must be positive")
         try check((0...2).contains(totpWindow), "TOTP window must be 0-2 steps")
         try check((5...20).contains(backupCodeCount), "backup code count must be 5-20")

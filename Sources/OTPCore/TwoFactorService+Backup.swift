@@ -18,10 +18,10 @@ public struct BackupRedemption: Sendable, Equatable {
 }
 
 extension TwoFactorService {
-    /// Makes a new set of backup codes, voiding the previous set at once. Needs a
-    /// `manage_factors` proof when the account already has a set or an active factor (the
-    /// proof returned by a phone verification or authenticator confirmation serves for the
-    /// very first set).
+    /// Makes a new set of backup codes, voiding the previous set at once
+    /// (`generate_backup_codes` in the step-up table): only while SMS or an authenticator is
+    /// on, and always with a `manage_factors` proof (the one returned by the account's first
+    /// phone verification or authenticator confirmation serves for the very first set).
     public func generateBackupCodes(accountID: String, proof: ProofInput?) async throws(TwoFactorError)
         -> BackupCodeSet
     {
@@ -34,13 +34,10 @@ extension TwoFactorService {
             var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
             let previous = try tx.remainingBackupCodes(accountID: accountID)
             let hadSet = previous > 0
-            if hadSet || account.smsEnabled || account.totpEnabled {
-                if case .failure(let error) = try self.checkProof(
-                    proof, purpose: .manageFactors, account: &account, now: now, in: tx)
-                {
-                    try tx.saveAccount(account)
-                    return .failure(error)
-                }
+            if case .failure(let error) = try self.authorize(
+                .generateBackupCodes, proof: proof, account: &account, now: now, in: tx)
+            {
+                return .failure(error)
             }
             try tx.replaceBackupCodes(accountID: accountID, hashes: hashes, at: now)
             account.updatedAt = now
@@ -57,12 +54,19 @@ extension TwoFactorService {
 
     /// Redeems a backup code for a login. A matching unused code is consumed by one conditional
     /// update, so of any number of concurrent redemptions of one code exactly one succeeds.
-    /// Anything else counts as a failed attempt, with the same answer whatever the reason.
+    /// Anything else counts as a failed attempt, with the same answer whatever the reason: a
+    /// failure carries no count of remaining codes, and an unknown account costs the work of
+    /// a known one (the keyed hash, a counted attempt, the same queries).
     public func redeemBackupCode(accountID: String, code: String) async throws(TwoFactorError) -> BackupRedemption {
         try Self.checkAccountID(accountID)
         let now = clock.now()
         return try await transact { tx in
             guard var account = try tx.account(accountID) else {
+                // The same keyed hash and conditional update as for a known account (it finds
+                // nothing to consume), then the daemon-wide count in place of the account row.
+                _ = try self.consumeBackupCode(code, account: AccountRecord(id: accountID, now: now), now: now, in: tx)
+                _ = try tx.remainingBackupCodes(accountID: accountID)
+                try tx.countUnknownAccountAttempt()
                 try tx.appendEvent(
                     EventRecord(
                         accountID: accountID, kind: "backup_code_redeemed", outcome: "failure",
@@ -76,10 +80,7 @@ extension TwoFactorService {
                     EventRecord(
                         accountID: accountID, kind: "backup_code_redeemed", outcome: "failure", detail: "account locked",
                         at: now))
-                return .success(
-                    BackupRedemption(
-                        success: false, remaining: try tx.remainingBackupCodes(accountID: accountID), low: false,
-                        lockedUntil: account.lockedUntil))
+                return .success(BackupRedemption(success: false, remaining: 0, low: false, lockedUntil: account.lockedUntil))
             }
             let consumed = try self.consumeBackupCode(code, account: account, now: now, in: tx)
             let remaining = try tx.remainingBackupCodes(accountID: accountID)
@@ -107,7 +108,7 @@ extension TwoFactorService {
                     detail: BackupCode(parsing: code) == nil ? "malformed code" : "unknown or used code", at: now))
             return .success(
                 BackupRedemption(
-                    success: false, remaining: remaining, low: low,
+                    success: false, remaining: 0, low: false,
                     lockedUntil: self.isLocked(account, at: now) ? account.lockedUntil : nil))
         }
     }

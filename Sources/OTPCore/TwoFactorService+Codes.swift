@@ -42,9 +42,12 @@ extension TwoFactorService {
 
     // MARK: Phone number
 
-    /// Saves a phone number. A first (or unverified) number is stored "not verified". When the
-    /// account has a verified number, the new one needs a `change_phone` proof and is held as
-    /// pending: the old number keeps working until a code sent to the new one is verified.
+    /// Saves a phone number. While SMS is not on, the number is stored "not verified"
+    /// (`save_phone` in the step-up table: no proof for an account's first factor, a
+    /// `manage_factors` proof once it has any). When a number is verified, the new one needs a
+    /// `change_phone` proof and is held as pending: the old number keeps working until a code
+    /// sent to the new one is verified. The proof is checked before anything is compared with
+    /// the saved number, so a caller without one cannot learn whether a guess matches it.
     ///
     /// - Returns: the new state and whether the number is pending.
     public func setPhone(accountID: String, number: String, proof: ProofInput?) async throws(TwoFactorError) -> (
@@ -55,23 +58,23 @@ extension TwoFactorService {
         let now = clock.now()
         return try await transact { tx in
             var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
-            var pending = false
-            if account.smsEnabled {
+            let change: FactorChange = account.smsEnabled ? .changePhone : .savePhone
+            let proved: FactorKind?
+            switch try self.authorize(change, proof: proof, account: &account, now: now, in: tx) {
+            case .failure(let error): return .failure(error)
+            case .success(let factor): proved = factor
+            }
+            let pending = change == .changePhone
+            if pending {
                 if account.phone == phone {
+                    try tx.saveAccount(account)
                     return .failure(TwoFactorError(.alreadyExists, "This phone number is already verified"))
                 }
-                switch try self.checkProof(proof, purpose: .changePhone, account: &account, now: now, in: tx) {
-                case .failure(let error):
-                    try tx.saveAccount(account)
-                    return .failure(error)
-                case .success(let factor):
-                    account.pendingPhone = phone
-                    pending = true
-                    try tx.appendEvent(
-                        EventRecord(
-                            accountID: accountID, kind: "phone_change_requested", outcome: "pending",
-                            detail: "proof: \(factor.rawValue)", destinationMasked: phone.masked, at: now))
-                }
+                account.pendingPhone = phone
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: accountID, kind: "phone_change_requested", outcome: "pending",
+                        detail: "proof: \(proved?.rawValue ?? "none")", destinationMasked: phone.masked, at: now))
             } else {
                 account.phone = phone
                 account.phoneVerified = false
@@ -79,7 +82,8 @@ extension TwoFactorService {
                 try tx.appendEvent(
                     EventRecord(
                         accountID: accountID, kind: "phone_saved", outcome: "not_verified",
-                        destinationMasked: phone.masked, at: now))
+                        detail: proved.map { "proof: \($0.rawValue)" } ?? "first factor", destinationMasked: phone.masked,
+                        at: now))
             }
             // Codes already sent to an earlier unverified or pending number stop working.
             try tx.voidActiveChallenges(accountID: accountID, purpose: .verifyPhone)
@@ -126,34 +130,69 @@ extension TwoFactorService {
         let message = SMSMessage(
             to: prepared.destination, body: smsText(code: prepared.code, purpose: purpose), purpose: purpose,
             challengeID: prepared.ticket.challengeID, expiresAt: prepared.ticket.expiresAt)
-        let masked = prepared.destination.masked
-        let challengeID = prepared.ticket.challengeID
+        let result: Result<SMSReceipt, SMSSendError>
         do {
-            let receipt = try await sender.send(message)
+            result = .success(try await sender.send(message))
+        } catch {
+            result = .failure(error)
+        }
+        _ = try await recordSend(
+            result, to: prepared.destination,
+            SentText(
+                accountID: accountID, challengeID: prepared.ticket.challengeID, purpose: purpose.rawValue,
+                sentKind: "code_sent", failedKind: "code_send_failed"))
+        return prepared.ticket
+    }
+
+    /// A text handed to the sender, for the delivery log and the audit trail.
+    struct SentText: Sendable {
+        /// The account it is for ("" for an administrator's test text).
+        var accountID: String
+        /// Its challenge (a code) or test id; a failed send voids a challenge of this id.
+        var challengeID: String
+        var purpose: String
+        var sentKind: String
+        var failedKind: String
+        var detail = ""
+        /// Say what is wrong with the sender's configuration (to an administrator) instead of
+        /// "try again later" (to a user).
+        var explainsConfiguration = false
+    }
+
+    /// Records what became of a text: the delivery log, the audit event and, for a number the
+    /// provider refused, the undeliverable mark (a failed code's challenge is voided). Records
+    /// are best effort: the text is already with the provider or refused by it. A send error
+    /// becomes the caller's refusal.
+    func recordSend(_ result: Result<SMSReceipt, SMSSendError>, to destination: PhoneNumber, _ text: SentText)
+        async throws(TwoFactorError) -> SMSReceipt
+    {
+        let masked = destination.masked
+        let suffix = text.detail.isEmpty ? "" : "; \(text.detail)"
+        switch result {
+        case .success(let receipt):
             _ = try? await transact { tx in
                 let now = self.clock.now()
                 try tx.insertDelivery(
                     DeliveryRecord(
-                        accountID: accountID, challengeID: challengeID, purpose: purpose.rawValue,
+                        accountID: text.accountID, challengeID: text.challengeID, purpose: text.purpose,
                         destinationMasked: masked, provider: receipt.provider, messageSID: receipt.messageID,
                         status: receipt.status, errorCode: nil, attempts: receipt.attempts, createdAt: now, updatedAt: now))
                 try tx.appendEvent(
                     EventRecord(
-                        accountID: accountID, kind: "code_sent", outcome: "accepted",
-                        detail: "\(purpose.rawValue) via \(receipt.provider)", destinationMasked: masked, at: now))
+                        accountID: text.accountID, kind: text.sentKind, outcome: "accepted",
+                        detail: "\(text.purpose) via \(receipt.provider)\(suffix)", destinationMasked: masked, at: now))
                 return .success(())
             }
-            return prepared.ticket
-        } catch {
-            let sendError = error
-            let destination = prepared.destination
+            return receipt
+        case .failure(let sendError):
             _ = try? await transact { tx in
                 let now = self.clock.now()
-                try tx.updateChallenge(id: challengeID, state: .failed, attemptsLeft: 0)
+                try tx.updateChallenge(id: text.challengeID, state: .failed, attemptsLeft: 0)
                 try tx.insertDelivery(
                     DeliveryRecord(
-                        accountID: accountID, challengeID: challengeID, purpose: purpose.rawValue,
-                        destinationMasked: masked, provider: sendError.provider.isEmpty ? self.sender.name : sendError.provider,
+                        accountID: text.accountID, challengeID: text.challengeID, purpose: text.purpose,
+                        destinationMasked: masked,
+                        provider: sendError.provider.isEmpty ? self.sender.name : sendError.provider,
                         messageSID: "", status: sendError.kind == .temporary ? "error" : "rejected",
                         errorCode: sendError.providerCode, attempts: sendError.attempts, createdAt: now, updatedAt: now))
                 if sendError.kind == .undeliverable {
@@ -161,14 +200,18 @@ extension TwoFactorService {
                 }
                 try tx.appendEvent(
                     EventRecord(
-                        accountID: accountID, kind: "code_send_failed", outcome: "failed",
-                        detail: "\(purpose.rawValue): \(sendError)", destinationMasked: masked, at: now))
+                        accountID: text.accountID, kind: text.failedKind, outcome: "failed",
+                        detail: "\(text.purpose): \(sendError)\(suffix)", destinationMasked: masked, at: now))
                 return .success(())
             }
             switch sendError.kind {
             case .undeliverable:
                 throw TwoFactorError(
                     .failedPrecondition, "This phone number cannot receive text messages",
+                    logDetail: sendError.description)
+            case .configuration where text.explainsConfiguration:
+                throw TwoFactorError(
+                    .failedPrecondition, "The SMS sender is misconfigured: \(sendError.reason)",
                     logDetail: sendError.description)
             case .temporary, .configuration:
                 throw TwoFactorError(
@@ -229,7 +272,9 @@ extension TwoFactorService {
                     destinationMasked: destination.masked, at: now))
             return .failure(TwoFactorError(.failedPrecondition, "This phone number cannot receive text messages"))
         }
-        if let refusal = try checkBudgets(accountID: accountID, purpose: purpose, phone: destination, now: now, in: tx) {
+        if let refusal = try checkBudgets(
+            SMSBudgetRequest(accountID: accountID, purpose: purpose), phone: destination, now: now, in: tx)
+        {
             try tx.appendEvent(
                 EventRecord(
                     accountID: accountID, kind: "code_refused", outcome: "rate_limited",
@@ -258,34 +303,46 @@ extension TwoFactorService {
         return .success(PreparedChallenge(ticket: ticket, code: code, destination: destination))
     }
 
+    /// Who a text is for, for the budgets: an account's code of `purpose`, or (nil) an
+    /// administrator's test text, which has no account and is paid from the verification pool.
+    struct SMSBudgetRequest {
+        var accountID: String
+        var purpose: CodePurpose
+    }
+
     /// The first budget the send would exceed, as a refusal with the time to wait.
-    private func checkBudgets(
-        accountID: String, purpose: CodePurpose, phone: PhoneNumber, now: Date, in tx: any StoreTransaction
+    func checkBudgets(
+        _ request: SMSBudgetRequest?, phone: PhoneNumber, now: Date, in tx: any StoreTransaction
     ) throws -> TwoFactorError? {
         func exhausted(_ message: String, until: Date, _ detail: String) -> TwoFactorError {
             TwoFactorError(.resourceExhausted, message, retryAfter: retryAfter(until, now), logDetail: detail)
         }
         let hourAgo = now.addingTimeInterval(-3600)
-        let recent = try tx.smsSends(accountID: accountID, since: hourAgo)
-        let samePurpose = recent.filter { $0.purpose == purpose }
-        if let last = samePurpose.first {
-            let wait = policy.cooldown(afterSends: samePurpose.count)
-            if now < last.at.addingTimeInterval(wait) {
+        if let request {
+            let recent = try tx.smsSends(accountID: request.accountID, since: hourAgo)
+            let samePurpose = recent.filter { $0.purpose == request.purpose }
+            if let last = samePurpose.first {
+                let wait = policy.cooldown(afterSends: samePurpose.count)
+                if now < last.at.addingTimeInterval(wait) {
+                    return exhausted(
+                        "A code was sent moments ago; wait before asking for another",
+                        until: last.at.addingTimeInterval(wait), "resend cooldown \(Int(wait)) s")
+                }
+            }
+            if recent.count >= policy.smsPerAccountPerHour, let oldest = recent.last {
                 return exhausted(
-                    "A code was sent moments ago; wait before asking for another", until: last.at.addingTimeInterval(wait),
-                    "resend cooldown \(Int(wait)) s")
+                    "Too many codes were sent to this account; wait before asking for another",
+                    until: oldest.at.addingTimeInterval(3600), "account budget \(policy.smsPerAccountPerHour)/h")
             }
         }
-        if recent.count >= policy.smsPerAccountPerHour, let oldest = recent.last {
-            return exhausted(
-                "Too many codes were sent to this account; wait before asking for another",
-                until: oldest.at.addingTimeInterval(3600), "account budget \(policy.smsPerAccountPerHour)/h")
-        }
-        if try tx.countSMSSends(
-            phone: phone, since: now.addingTimeInterval(-86_400), limit: policy.smsPerPhonePerDay) >= policy.smsPerPhonePerDay {
+        let pool = request.map { SMSPool($0.purpose) } ?? .verification
+        let perPhone = pool == .verification ? policy.smsVerificationsPerPhonePerDay : policy.smsPerPhonePerDay
+        if try tx.countSMSSends(phone: phone, pool: pool, since: now.addingTimeInterval(-86_400), limit: perPhone)
+            >= perPhone
+        {
             return exhausted(
                 "Too many codes were sent to this phone number today", until: now.addingTimeInterval(3600),
-                "phone budget \(policy.smsPerPhonePerDay)/day")
+                "phone \(pool) budget \(perPhone)/day")
         }
         if policy.smsPerCountryPerHour > 0,
             try tx.countSMSSends(
@@ -366,7 +423,7 @@ extension TwoFactorService {
         var reason = "wrong code"
         if challengeID != nil && challenge == nil { reason = "unknown challenge" }
         if let found = challenge {
-            if found.accountID != accountID {
+            if !Self.sameAccount(found.accountID, accountID) {
                 reason = "challenge of another account"
                 challenge = nil
             } else if found.purpose != purpose {
@@ -397,7 +454,7 @@ extension TwoFactorService {
                     detail: "\(purpose.rawValue): account locked", at: now))
             return VerifyOutcome(
                 success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: account.lockedUntil,
-                summary: try summary(account, id: accountID, in: tx, now: now))
+                summary: AccountSummary(accountID: accountID))
         }
 
         // The authenticator, wherever an SMS code is accepted (not for proving a new number).
@@ -444,10 +501,12 @@ extension TwoFactorService {
                     accountID: accountID, kind: "verify", outcome: "failure",
                     detail: "\(purpose.rawValue): \(reason)", destinationMasked: challenge?.destination.masked ?? "",
                     at: now))
+            // Only the account id comes back: the account's state (its masked number, its
+            // failure count) would tell a known account from an unknown one (SECURITY.md §13).
             return VerifyOutcome(
                 success: false, attemptsLeft: attemptsLeft,
                 lockedUntil: isLocked(account, at: now) ? account.lockedUntil : nil,
-                summary: try summary(account, id: accountID, in: tx, now: now))
+                summary: AccountSummary(accountID: accountID))
         }
 
         // Success.
@@ -461,6 +520,7 @@ extension TwoFactorService {
         switch purpose {
         case .verifyPhone:
             let destination = challenge!.destination
+            let before = try activeFactors(account, in: tx)
             if account.pendingPhone == destination {
                 kind = "phone_changed"
                 detail = "the new number replaced the old one"
@@ -474,10 +534,16 @@ extension TwoFactorService {
             if account.preferred == nil { account.preferred = .sms }
             // Codes sent to the old number stop working (this challenge is already used).
             try tx.voidActiveChallenges(accountID: accountID, purpose: nil)
-            // Enrolment grace: the first backup codes can be made without another code.
-            proof = try issueProof(
-                token, accountID: accountID, purpose: .manageFactors,
-                expiresAt: now.addingTimeInterval(policy.codeLifetime), in: tx)
+            if !before.primary {
+                detail += try voidUnprovenEnrolments(&account, keeping: .sms, now: now, in: tx)
+            }
+            // Enrolment grace: only an account that had no factor at all gets a proof for its
+            // first backup codes without another code (step-up table, docs/SECURITY.md).
+            if !before.any {
+                proof = try issueProof(
+                    token, accountID: accountID, purpose: .manageFactors,
+                    expiresAt: now.addingTimeInterval(policy.codeLifetime), in: tx)
+            }
         case .login:
             break
         case .changePhone, .disableFactor, .manageFactors:

@@ -89,23 +89,41 @@ extension TwoFactorService {
         }
     }
 
-    /// Administrator: sends a test text through the configured sender (no code in it).
-    public func sendTestSMS(number: String) async throws(TwoFactorError) -> SMSReceipt {
+    /// Administrator: sends a test text through the configured sender (no code in it). It is
+    /// paid from the number's verification pool and the country and overall budgets like any
+    /// other text (an administrator's mistake or a stolen admin session cannot pump texts),
+    /// and is recorded in the delivery log and the audit trail (kinds `test_sms_sent`,
+    /// `test_sms_failed`, `code_refused`, with account id "" and `actor` in the detail).
+    public func sendTestSMS(number: String, actor: String) async throws(TwoFactorError) -> SMSReceipt {
         let phone = try allowedPhone(number)
+        let now = clock.now()
+        let id = newIdentifier(prefix: "ts_")
+        let who = Self.adminDetail(actor: actor, reason: "")
+        let _: Void = try await transact { tx in
+            if let refusal = try self.checkBudgets(nil, phone: phone, now: now, in: tx) {
+                try tx.appendEvent(
+                    EventRecord(
+                        accountID: "", kind: "code_refused", outcome: "rate_limited",
+                        detail: "test text \(who): \(refusal.logDetail ?? refusal.message)",
+                        destinationMasked: phone.masked, at: now))
+                return .failure(refusal)
+            }
+            try tx.recordSMSSend(SMSSendRecord(accountID: "", phone: phone, purpose: .verifyPhone, challengeID: id, at: now))
+            return .success(())
+        }
         let message = SMSMessage(
             to: phone, body: "\(policy.smsBrand): test message from otpd. Your text message settings work.",
-            purpose: .login, challengeID: "test", expiresAt: clock.now().addingTimeInterval(policy.codeLifetime))
+            purpose: .login, challengeID: id, expiresAt: now.addingTimeInterval(policy.codeLifetime))
+        let result: Result<SMSReceipt, SMSSendError>
         do {
-            return try await sender.send(message)
+            result = .success(try await sender.send(message))
         } catch {
-            switch error.kind {
-            case .undeliverable:
-                throw TwoFactorError(.failedPrecondition, "This phone number cannot receive text messages", logDetail: error.description)
-            case .configuration:
-                throw TwoFactorError(.failedPrecondition, "The SMS sender is misconfigured: \(error.reason)", logDetail: error.description)
-            case .temporary:
-                throw TwoFactorError(.unavailable, "The text message could not be sent; try again later", logDetail: error.description)
-            }
+            result = .failure(error)
         }
+        return try await recordSend(
+            result, to: phone,
+            SentText(
+                accountID: "", challengeID: id, purpose: "test", sentKind: "test_sms_sent",
+                failedKind: "test_sms_failed", detail: who, explainsConfiguration: true))
     }
 }

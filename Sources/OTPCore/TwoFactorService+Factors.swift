@@ -21,8 +21,8 @@ extension TwoFactorService {
     // MARK: Authenticator
 
     /// Starts an authenticator enrolment: a fresh 160-bit secret, stored encrypted and pending
-    /// until `confirmTOTPEnrollment` sees a first valid code. Needs a `manage_factors` proof
-    /// when the account already has an active factor.
+    /// until `confirmTOTPEnrollment` sees a first valid code (`start_authenticator` in the
+    /// step-up table: a `manage_factors` proof whenever the account has any active factor).
     public func beginTOTPEnrollment(accountID: String, label: String?, proof: ProofInput?)
         async throws(TwoFactorError) -> TOTPEnrollment
     {
@@ -45,18 +45,10 @@ extension TwoFactorService {
         let expiresAt = now.addingTimeInterval(policy.totpEnrollmentLifetime)
         return try await transact { tx in
             var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
-            if account.totpEnabled {
-                return .failure(
-                    TwoFactorError(.failedPrecondition, "The authenticator is already on; turn it off first"))
-            }
-            let hasBackupCodes = try tx.remainingBackupCodes(accountID: accountID) > 0
-            if account.smsEnabled || hasBackupCodes {
-                if case .failure(let error) = try self.checkProof(
-                    proof, purpose: .manageFactors, account: &account, now: now, in: tx)
-                {
-                    try tx.saveAccount(account)
-                    return .failure(error)
-                }
+            if case .failure(let error) = try self.authorize(
+                .startAuthenticator, proof: proof, account: &account, now: now, in: tx)
+            {
+                return .failure(error)
             }
             account.pendingTotpSealed = sealed
             account.pendingTotpExpiresAt = expiresAt
@@ -69,7 +61,8 @@ extension TwoFactorService {
     }
 
     /// Turns the authenticator on when `code` is valid for the pending secret. A wrong code
-    /// counts as a failed attempt.
+    /// counts as a failed attempt. The `manage_factors` proof for the first backup codes comes
+    /// back only when the account had no active factor before (enrolment grace).
     public func confirmTOTPEnrollment(accountID: String, code: String) async throws(TwoFactorError)
         -> TOTPConfirmation
     {
@@ -106,6 +99,11 @@ extension TwoFactorService {
                 return .success(
                     TOTPConfirmation(success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
             }
+            let before = try self.activeFactors(account, in: tx)
+            var detail = ""
+            if !before.primary {
+                detail = try self.voidUnprovenEnrolments(&account, keeping: .totp, now: now, in: tx)
+            }
             self.registerSuccess(&account, now: now)
             account.totpSecretSealed = sealed
             account.totpLastStep = step
@@ -113,14 +111,20 @@ extension TwoFactorService {
             account.pendingTotpExpiresAt = nil
             if account.preferred == nil { account.preferred = .totp }
             try tx.saveAccount(account)
-            try tx.appendEvent(EventRecord(accountID: accountID, kind: "totp_enabled", outcome: "success", at: now))
-            let proof = try self.issueProof(
-                token, accountID: accountID, purpose: .manageFactors,
-                expiresAt: now.addingTimeInterval(self.policy.codeLifetime), in: tx)
+            try tx.appendEvent(
+                EventRecord(
+                    accountID: accountID, kind: "totp_enabled", outcome: "success",
+                    detail: "authenticator on" + detail, at: now))
+            let proof =
+                before.any
+                ? nil
+                : try self.issueProof(
+                    token, accountID: accountID, purpose: .manageFactors,
+                    expiresAt: now.addingTimeInterval(self.policy.codeLifetime), in: tx)
             return .success(
                 TOTPConfirmation(
                     success: true, summary: try self.summary(account, id: accountID, in: tx, now: now),
-                    proofToken: proof.token, proofExpiresAt: proof.expiresAt))
+                    proofToken: proof?.token, proofExpiresAt: proof?.expiresAt))
         }
     }
 
@@ -128,6 +132,8 @@ extension TwoFactorService {
 
     /// Turns a factor off with a `disable_factor` proof. Turning SMS off removes the number,
     /// any pending number and every open challenge, so SMS is never left half-configured.
+    /// Turning off the last of SMS and the authenticator also voids the backup codes: they are
+    /// a way back into a second factor, not a second factor of their own.
     public func disableFactor(accountID: String, factor: FactorKind, proof: ProofInput?) async throws(TwoFactorError)
         -> AccountSummary
     {
@@ -137,19 +143,20 @@ extension TwoFactorService {
             guard var account = try tx.account(accountID) else {
                 return .failure(TwoFactorError(.failedPrecondition, "This factor is not on"))
             }
-            let isOn: Bool =
-                switch factor {
-                case .sms: account.phone != nil
-                case .totp: account.totpEnabled
-                case .backup: try tx.remainingBackupCodes(accountID: accountID) > 0
+            if factor == .sms && !account.smsEnabled && account.phone != nil {
+                // A number that was never verified is not a factor: forgetting it proves nothing
+                // and needs nothing beyond what saving another one would.
+                if case .failure(let error) = try self.authorize(
+                    .savePhone, proof: proof, account: &account, now: now, in: tx)
+                {
+                    return .failure(error)
                 }
-            guard isOn else { return .failure(TwoFactorError(.failedPrecondition, "This factor is not on")) }
-            if case .failure(let error) = try self.checkProof(
-                proof, purpose: .disableFactor, account: &account, now: now, in: tx)
+            } else if case .failure(let error) = try self.authorize(
+                .disable(factor), proof: proof, account: &account, now: now, in: tx)
             {
-                try tx.saveAccount(account)
                 return .failure(error)
             }
+            var detail = factor.rawValue
             switch factor {
             case .sms:
                 account.phone = nil
@@ -163,6 +170,11 @@ extension TwoFactorService {
             case .backup:
                 try tx.replaceBackupCodes(accountID: accountID, hashes: [], at: now)
             }
+            let codes = try tx.remainingBackupCodes(accountID: accountID)
+            if !account.smsEnabled && !account.totpEnabled && codes > 0 {
+                try tx.replaceBackupCodes(accountID: accountID, hashes: [], at: now)
+                detail += "; no SMS or authenticator left, \(codes) backup codes voided"
+            }
             if account.preferred == factor || (account.preferred == .sms && !account.smsEnabled)
                 || (account.preferred == .totp && !account.totpEnabled)
             {
@@ -171,14 +183,15 @@ extension TwoFactorService {
             account.updatedAt = now
             try tx.saveAccount(account)
             try tx.appendEvent(
-                EventRecord(accountID: accountID, kind: "factor_disabled", outcome: "success", detail: factor.rawValue, at: now))
+                EventRecord(accountID: accountID, kind: "factor_disabled", outcome: "success", detail: detail, at: now))
             return .success(try self.summary(account, id: accountID, in: tx, now: now))
         }
     }
 
-    /// Sets the preferred method to `sms` or `totp`, among the factors that are on.
-    public func setPreferredMethod(accountID: String, method: FactorKind) async throws(TwoFactorError)
-        -> AccountSummary
+    /// Sets the preferred method to `sms` or `totp`, among the factors that are on, with a
+    /// `manage_factors` proof (`set_preferred_method` in the step-up table).
+    public func setPreferredMethod(accountID: String, method: FactorKind, proof: ProofInput?)
+        async throws(TwoFactorError) -> AccountSummary
     {
         try Self.checkAccountID(accountID)
         guard method == .sms || method == .totp else {
@@ -186,13 +199,17 @@ extension TwoFactorService {
         }
         let now = clock.now()
         return try await transact { tx in
-            guard var account = try tx.account(accountID),
-                method == .sms ? account.smsEnabled : account.totpEnabled
+            guard var account = try tx.account(accountID), method == .sms ? account.smsEnabled : account.totpEnabled
             else {
                 return .failure(
                     TwoFactorError(
                         .failedPrecondition,
                         method == .sms ? "SMS two-factor is not on for this account" : "The authenticator is not on"))
+            }
+            if case .failure(let error) = try self.authorize(
+                .setPreferredMethod, proof: proof, account: &account, now: now, in: tx)
+            {
+                return .failure(error)
             }
             account.preferred = method
             account.updatedAt = now

@@ -148,34 +148,101 @@ public final class TwoFactorService: Sendable {
         return (token.token, expiresAt)
     }
 
-    /// Checks (and consumes) a proof for a sensitive action. A wrong authenticator or backup
-    /// code counts as a failed attempt; a locked account proves nothing.
-    func checkProof(
-        _ proof: ProofInput?, purpose: CodePurpose, account: inout AccountRecord, now: Date,
+    /// The account's active factors, as the step-up table sees them.
+    func activeFactors(_ account: AccountRecord, in tx: any StoreTransaction) throws -> ActiveFactors {
+        ActiveFactors(
+            sms: account.smsEnabled, totp: account.totpEnabled,
+            backupCodes: try tx.remainingBackupCodes(accountID: account.id) > 0)
+    }
+
+    /// Asks the step-up table (``StepUpPolicy``) what `change` needs for this account and
+    /// checks (and consumes) the offered proof against it. Every factor change goes through
+    /// here; none decides on its own whether a proof is needed.
+    ///
+    /// On a refusal the account row is saved whenever the attempt changed it (a wrong
+    /// authenticator or backup code counts as a failed attempt, also during a lock), so a
+    /// counted failure can never be lost by a caller that forgets to save.
+    ///
+    /// - Returns: the factor that proved possession, or nil when no proof was needed (the
+    ///   account's first enrolment).
+    func authorize(
+        _ change: FactorChange, proof: ProofInput?, account: inout AccountRecord, now: Date,
         in tx: any StoreTransaction
-    ) throws -> Result<FactorKind, TwoFactorError> {
-        guard let proof else {
-            return .failure(
-                TwoFactorError(
-                    .permissionDenied, "This action needs a proof: a code for \(purpose.rawValue) or an authenticator code"))
-        }
-        if isLocked(account, at: now) {
-            if case .token = proof {} else { try registerFailure(&account, now: now, in: tx) }
-            try tx.appendEvent(
-                EventRecord(accountID: account.id, kind: "proof", outcome: "refused", detail: "locked", at: now))
+    ) throws -> Result<FactorKind?, TwoFactorError> {
+        let before = account
+        let result = try checkStepUp(change, proof: proof, account: &account, now: now, in: tx)
+        if case .failure = result, account != before { try tx.saveAccount(account) }
+        return result
+    }
+
+    private func checkStepUp(
+        _ change: FactorChange, proof: ProofInput?, account: inout AccountRecord, now: Date,
+        in tx: any StoreTransaction
+    ) throws -> Result<FactorKind?, TwoFactorError> {
+        let locked = isLocked(account, at: now)
+        let requirement = StepUpPolicy.requirement(
+            for: change, factors: try activeFactors(account, in: tx), locked: locked,
+            backupCodeProofPurposes: policy.backupCodeProofPurposes)
+        switch requirement {
+        case .noProof:
+            return .success(nil)
+        case .refused(let kind, let message):
+            guard locked else { return .failure(TwoFactorError(kind, message)) }
+            // A code offered during a lock is still a guess: it counts.
+            if let proof, proof.kind != .token { try registerFailure(&account, now: now, in: tx) }
+            try auditRefusedProof(change, "locked", account: account, now: now, in: tx)
             var error = TwoFactorError(.permissionDenied, "The account is locked")
             error.lockedUntil = account.lockedUntil
+            error.retryAfter = retryAfter(account.lockedUntil, now)
             return .failure(error)
+        case .proof(let purpose, let accepted):
+            guard let proof else {
+                try auditRefusedProof(change, "no proof offered", account: account, now: now, in: tx)
+                return .failure(
+                    TwoFactorError(
+                        .permissionDenied,
+                        "This action needs a proof from a current factor: a code for \(purpose.rawValue)"
+                            + (accepted.contains(.authenticatorCode) ? " or an authenticator code" : "")))
+            }
+            guard accepted.contains(proof.kind) else {
+                try auditRefusedProof(
+                    change, "\(proof.kind.rawValue) not accepted here", account: account, now: now, in: tx)
+                return .failure(
+                    TwoFactorError(
+                        .permissionDenied,
+                        proof.kind == .backupCode
+                            ? "A backup code is not accepted for this action"
+                            : "An authenticator code is not accepted: the authenticator is not on"))
+            }
+            return try checkProof(proof, purpose: purpose, change: change, account: &account, now: now, in: tx)
+                .map { Optional($0) }
         }
+    }
+
+    /// The audit event of a refused proof: the change and why, never the proof itself.
+    private func auditRefusedProof(
+        _ change: FactorChange, _ why: String, account: AccountRecord, now: Date, in tx: any StoreTransaction
+    ) throws {
+        try tx.appendEvent(
+            EventRecord(
+                accountID: account.id, kind: "proof", outcome: "refused", detail: "\(change.rawValue): \(why)", at: now))
+    }
+
+    /// Checks (and consumes) a proof the step-up table accepts. A token must be this
+    /// account's (compared byte for byte, not by Unicode equivalence), of `purpose`, unexpired
+    /// and unused; it is consumed whatever the verdict. A wrong authenticator or backup code
+    /// counts as a failed attempt.
+    private func checkProof(
+        _ proof: ProofInput, purpose: CodePurpose, change: FactorChange, account: inout AccountRecord, now: Date,
+        in tx: any StoreTransaction
+    ) throws -> Result<FactorKind, TwoFactorError> {
         switch proof {
         case .token(let token):
-            guard let record = try tx.takeProof(tokenHash: Self.tokenHash(token)), record.accountID == account.id,
-                record.purpose == purpose, record.expiresAt > now
+            guard let record = try tx.takeProof(tokenHash: Self.tokenHash(token)),
+                Self.sameAccount(record.accountID, account.id), record.purpose == purpose, record.expiresAt > now
             else {
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: account.id, kind: "proof", outcome: "refused",
-                        detail: "\(purpose.rawValue): token unknown, used, expired or for another action", at: now))
+                try auditRefusedProof(
+                    change, "token unknown, used, expired or for another action", account: account, now: now, in: tx)
                 return .failure(.proofRefused)
             }
             return .success(.sms)
@@ -186,31 +253,59 @@ public final class TwoFactorService: Sendable {
                 return .success(.totp)
             case .rejected(let reason):
                 try registerFailure(&account, now: now, in: tx)
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: account.id, kind: "proof", outcome: "refused",
-                        detail: "\(purpose.rawValue): authenticator code \(reason)", at: now))
+                try auditRefusedProof(change, "authenticator code \(reason)", account: account, now: now, in: tx)
                 return .failure(.proofRefused)
             }
         case .backupCode(let code):
-            guard policy.backupCodeProofPurposes.contains(purpose) else {
-                return .failure(TwoFactorError(.permissionDenied, "A backup code is not accepted for this action"))
-            }
             if try consumeBackupCode(code, account: account, now: now, in: tx) {
                 registerSuccess(&account, now: now)
                 try tx.appendEvent(
                     EventRecord(
                         accountID: account.id, kind: "backup_code_redeemed", outcome: "success",
-                        detail: "as proof for \(purpose.rawValue)", at: now))
+                        detail: "as proof for \(change.rawValue)", at: now))
                 return .success(.backup)
             }
             try registerFailure(&account, now: now, in: tx)
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: account.id, kind: "proof", outcome: "refused",
-                    detail: "\(purpose.rawValue): backup code not valid", at: now))
+            try auditRefusedProof(change, "backup code not valid", account: account, now: now, in: tx)
             return .failure(.proofRefused)
         }
+    }
+
+    /// Called when an account's first SMS or authenticator is turned on: voids what could
+    /// have been started without a proof while the account had no factor, so that a person
+    /// who held the session before the owner enrolled keeps nothing of it. That is the
+    /// pending authenticator enrolment (when SMS is the new factor), the unverified number and
+    /// the codes sent to it (when the authenticator is), and any backup codes (which the
+    /// step-up table lets no one make without a primary factor).
+    ///
+    /// - Returns: a note for the audit event ("" when nothing was voided).
+    func voidUnprovenEnrolments(
+        _ account: inout AccountRecord, keeping factor: FactorKind, now: Date, in tx: any StoreTransaction
+    ) throws -> String {
+        var voided: [String] = []
+        if factor != .totp, account.pendingTotpSealed != nil {
+            account.pendingTotpSealed = nil
+            account.pendingTotpExpiresAt = nil
+            voided.append("the pending authenticator enrolment")
+        }
+        if factor != .sms, account.phone != nil, !account.phoneVerified {
+            account.phone = nil
+            account.pendingPhone = nil
+            try tx.voidActiveChallenges(accountID: account.id, purpose: .verifyPhone)
+            voided.append("the unverified phone number")
+        }
+        let codes = try tx.remainingBackupCodes(accountID: account.id)
+        if codes > 0 {
+            try tx.replaceBackupCodes(accountID: account.id, hashes: [], at: now)
+            voided.append("\(codes) backup codes made before any factor")
+        }
+        return voided.isEmpty ? "" : "; voided " + voided.joined(separator: ", ")
+    }
+
+    /// Account ids match only when their bytes do: Swift's `==` on strings treats canonically
+    /// equivalent spellings ("é" precomposed and decomposed) as equal, the store does not.
+    static func sameAccount(_ a: String, _ b: String) -> Bool {
+        a.utf8.elementsEqual(b.utf8)
     }
 
     enum TOTPCheck {

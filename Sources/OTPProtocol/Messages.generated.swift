@@ -149,7 +149,9 @@ public struct ErrorDetail: WireMessage {
     }
 }
 
-/// Proof of a current factor, needed by sensitive actions. Exactly one field is set.
+/// Proof of a current factor. Once an account has any active factor (a verified number, an
+/// authenticator, unused backup codes), every change to its factors needs one: the step-up
+/// table in docs/SECURITY.md says which purpose and which kinds count. Exactly one field is set.
 public struct Proof: WireMessage {
     public var token: String
     public var totpCode: String
@@ -792,10 +794,12 @@ public struct RedeemBackupCodeResponse: WireMessage {
 public struct SetPreferredMethodRequest: WireMessage {
     public var accountId: String
     public var method: Factor
+    public var proof: Proof?
 
-    public init(accountId: String = "", method: Factor = .unspecified) {
+    public init(accountId: String = "", method: Factor = .unspecified, proof: Proof? = nil) {
         self.accountId = accountId
         self.method = method
+        self.proof = proof
     }
 
     public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__set_preferred_method_request()!) }
@@ -803,11 +807,13 @@ public struct SetPreferredMethodRequest: WireMessage {
     public init(fields: FieldReader) throws(RPCError) {
         accountId = fields.string(1)
         method = try fields.enumeration(2, field: "SetPreferredMethodRequest.method")
+        proof = try fields.message(3, as: Proof.self)
     }
 
     public func encode(to fields: inout FieldWriter) {
         fields.set(1, accountId)
         fields.set(2, method)
+        fields.set(3, proof)
     }
 }
 

@@ -92,9 +92,11 @@ extension TwoFactorRouter {
         case .setPreferredMethod:
             let request = try SetPreferredMethodRequest(serialized: payload)
             let method = try FactorKind(request.method, field: "method")
+            let proof = try request.proof.map(ProofInput.init)
             return try await call(context, request.accountId) { () async throws(TwoFactorError) in
                 SetPreferredMethodResponse(
-                    status: AccountStatus(try await service.setPreferredMethod(accountID: request.accountId, method: method)))
+                    status: AccountStatus(
+                        try await service.setPreferredMethod(accountID: request.accountId, method: method, proof: proof)))
             }
         case .listEvents:
             let request = try ListEventsRequest(serialized: payload)
@@ -139,7 +141,8 @@ extension TwoFactorRouter {
         case .sendTestSms:
             let request = try SendTestSmsRequest(serialized: payload)
             return try await call(context, "") { () async throws(TwoFactorError) in
-                let receipt = try await service.sendTestSMS(number: request.phoneNumber)
+                let receipt = try await service.sendTestSMS(
+                    number: request.phoneNumber, actor: "uid \(context.peer.uid) pid \(context.peer.pid)")
                 return SendTestSmsResponse(
                     provider: receipt.provider, messageSid: receipt.messageID, status: receipt.status,
                     attempts: UInt32(clamping: receipt.attempts))

@@ -338,12 +338,20 @@ final class SQLiteStoreTransaction: StoreTransaction {
         }
     }
 
-    /// Sends to `phone` at or after `since`.
-    func countSMSSends(phone: PhoneNumber, since: Date, limit: Int) throws(StoreError) -> Int {
+    /// Sends to `phone` from `pool` at or after `since`. The index finds the number's sends
+    /// of the last day; the pool is a filter on those (both pools are bounded by budgets).
+    func countSMSSends(phone: PhoneNumber, pool: SMSPool, since: Date, limit: Int) throws(StoreError) -> Int {
         try perform { db throws(StoreError) in
             try Self.count(
-                db, "SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE phone = ? AND at >= ? LIMIT ?)",
-                [.text(phone.e164), try bind(since), .integer(Int64(max(0, limit)))])
+                db,
+                """
+                SELECT count(*) FROM (SELECT 1 FROM sms_sends
+                WHERE phone = ? AND at >= ? AND (purpose = 'verify_phone') = ? LIMIT ?)
+                """,
+                [
+                    .text(phone.e164), try bind(since), .integer(pool == .verification ? 1 : 0),
+                    .integer(Int64(max(0, limit))),
+                ])
         }
     }
 

@@ -284,13 +284,16 @@ struct PreferCommand: AsyncParsableCommand {
 
     @Argument(help: AccountArgument.help) var account: String
     @Argument(help: "The preferred method.") var method: PreferredName
+    @OptionGroup(title: "Proof (a manage_factors token or an authenticator code)")
+    var proof: ProofOptions
     @OptionGroup var global: GlobalOptions
 
     func validate() throws { try AccountArgument.check(account) }
 
     func run() async throws {
-        let request = SetPreferredMethodRequest(accountId: account, method: method.wire)
-        let response = try await global.request(account: account) { client throws(RPCError) in
+        let request = SetPreferredMethodRequest(accountId: account, method: method.wire, proof: proof.proof)
+        let hint = proof.proof == nil ? ProofOptions.hint(for: .manageFactors, account: account) : nil
+        let response = try await global.request(account: account, proofHint: hint) { client throws(RPCError) in
             try await client.setPreferredMethod(request)
         }
         let status = response.status ?? AccountStatus(accountId: account)
@@ -336,7 +339,7 @@ struct BackupGenerateCommand: AsyncParsableCommand {
 
     @Argument(help: AccountArgument.help) var account: String
     @Option(help: ArgumentHelp("Write the codes to this new file (mode 0600).", valueName: "file")) var out: String?
-    @OptionGroup(title: "Proof (at most one; needed when the account already has a factor or a set)")
+    @OptionGroup(title: "Proof (exactly one: a manage_factors token, the one printed after the first enrolment, or an authenticator code)")
     var proof: ProofOptions
     @OptionGroup var global: GlobalOptions
 

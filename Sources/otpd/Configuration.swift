@@ -55,7 +55,8 @@ extension DaemonConfiguration {
         "log": ["level"],
         "sms": [
             "sender", "outbox", "brand", "resend_cooldown_seconds", "max_resend_cooldown_seconds",
-            "per_account_per_hour", "per_phone_per_day", "per_country_per_hour", "global_per_minute",
+            "per_account_per_hour", "per_phone_per_day", "verifications_per_phone_per_day", "per_country_per_hour",
+            "global_per_minute",
             "allowed_country_codes",
         ],
         "codes": ["length", "lifetime_seconds", "attempts_per_challenge"],
@@ -154,6 +155,7 @@ extension DaemonConfiguration {
             try r.int("max_resend_cooldown_seconds", 0...86_400) { policy.maximumResendCooldown = TimeInterval($0) }
             try r.int("per_account_per_hour", 1...1000) { policy.smsPerAccountPerHour = $0 }
             try r.int("per_phone_per_day", 1...1000) { policy.smsPerPhonePerDay = $0 }
+            try r.int("verifications_per_phone_per_day", 1...1000) { policy.smsVerificationsPerPhonePerDay = $0 }
             try r.int("per_country_per_hour", 0...1_000_000) { policy.smsPerCountryPerHour = $0 }
             try r.int("global_per_minute", 0...1_000_000) { policy.smsGlobalPerMinute = $0 }
             try r.strings("allowed_country_codes") { codes throws(ConfigurationError) in

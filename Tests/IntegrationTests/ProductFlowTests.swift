@@ -71,7 +71,7 @@ func waitForNextTOTPStep() async throws {
 /// The product document's flow and the security limits, through the real otpd binary.
 @Suite("product flow through the daemon", .serialized)
 struct ProductFlowTests {
-    static let relaxedSMS = "[sms]\nresend_cooldown_seconds = 0\nper_account_per_hour = 1000\nper_phone_per_day = 1000\nglobal_per_minute = 100000\nper_country_per_hour = 100000\n"
+    static let relaxedSMS = "[sms]\nresend_cooldown_seconds = 0\nper_account_per_hour = 1000\nper_phone_per_day = 1000\nverifications_per_phone_per_day = 1000\nglobal_per_minute = 100000\nper_country_per_hour = 100000\n"
 
     /// First login → save number (not verified) → send code → read it from the outbox → verify
     /// (verified) → login with an SMS code → login with an authenticator code → change the

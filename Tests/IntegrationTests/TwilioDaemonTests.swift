@@ -29,6 +29,7 @@ struct TwilioDaemonTests {
             resend_cooldown_seconds = 0
             per_account_per_hour = 1000
             per_phone_per_day = 1000
+            verifications_per_phone_per_day = 1000
             [[twilio]]
             account_sid = "\(twilio.accountSID)"
             auth_token_file = "\(tokenFile)"

@@ -328,9 +328,9 @@ struct TwoFactorStoreTests {
                     Counts(
                         alice: try tx.smsSends(accountID: "alice", since: since).map(\.challengeID),
                         bob: try tx.smsSends(accountID: "bob", since: since).count,
-                        us1: try tx.countSMSSends(phone: us1, since: since, limit: 100),
-                        us2: try tx.countSMSSends(phone: us2, since: since, limit: 100),
-                        uk: try tx.countSMSSends(phone: uk, since: since, limit: 100),
+                        us1: try tx.countSMSSends(phone: us1, pool: .verified, since: since, limit: 100),
+                        us2: try tx.countSMSSends(phone: us2, pool: .verified, since: since, limit: 100),
+                        uk: try tx.countSMSSends(phone: uk, pool: .verification, since: since, limit: 100),
                         nanp: try tx.countSMSSends(countryCallingCode: "1", since: since, limit: 100),
                         britain: try tx.countSMSSends(countryCallingCode: "44", since: since, limit: 100),
                         all: try tx.countAllSMSSends(since: since, limit: 100))

@@ -118,6 +118,8 @@ struct LimitsAndFactorsTests {
         } throws: { ($0 as? TwoFactorError)?.kind == .failedPrecondition }
 
         try await f.enrollPhone("a")
+        // The verification text came from the number's other pool: three login texts fit.
+        _ = try await f.challenge("a", .login)
         _ = try await f.challenge("a", .login)
         _ = try await f.challenge("a", .login)
         await #expect {
@@ -250,10 +252,18 @@ struct LimitsAndFactorsTests {
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         await #expect {
-            _ = try await f.service.setPreferredMethod(accountID: "a", method: .totp)
+            _ = try await f.service.setPreferredMethod(accountID: "a", method: .totp, proof: nil)
         } throws: { ($0 as? TwoFactorError)?.kind == .failedPrecondition }
-        _ = try await f.enrollTOTP("a", proof: .token(try #require(try await f.issueManageProof("a"))))
-        #expect(try await f.service.setPreferredMethod(accountID: "a", method: .totp).preferred == .totp)
+        let totp = try await f.enrollTOTP("a", proof: .token(try #require(try await f.issueManageProof("a"))))
+        f.clock.advance(30)
+        // Changing it needs a proof like any other factor change (the step-up table).
+        await #expect {
+            _ = try await f.service.setPreferredMethod(accountID: "a", method: .totp, proof: nil)
+        } throws: { ($0 as? TwoFactorError)?.kind == .permissionDenied }
+        let code = try #require(totp.code(at: f.clock.now())).text
+        #expect(
+            try await f.service.setPreferredMethod(accountID: "a", method: .totp, proof: .totpCode(code)).preferred
+                == .totp)
     }
 
     @Test func backupCodesWorkOnceAndRegenerationVoidsTheOldSet() async throws {

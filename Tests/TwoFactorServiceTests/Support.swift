@@ -68,6 +68,7 @@ extension TwoFactorPolicy {
         resendCooldown = 0
         smsPerAccountPerHour = 1000
         smsPerPhonePerDay = 1000
+        smsVerificationsPerPhonePerDay = 1000
         smsGlobalPerMinute = 0
         smsPerCountryPerHour = 0
     }

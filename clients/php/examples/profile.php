@@ -9,6 +9,10 @@
  * verifies it ("The phone number is verified") and makes the first backup codes.
  * Run again with another PHONE to change the number: a code texted to the current number (or
  * an authenticator code) proves the change, then the new number is verified the same way.
+ * It follows otpd's step-up table (docs/SECURITY.md): once the account has any factor, saving
+ * a number needs a proof from a current one (change_phone when a number is verified,
+ * manage_factors when only an authenticator or backup codes are on), and only the first
+ * enrolment of an account returns the proof for its first backup codes.
  * Codes are read from otpd's development OUTBOX when given, else typed in.
  */
 
@@ -36,18 +40,24 @@ $otpd = new Client($socket);
 try {
     $status = $otpd->status($account);
 
-    // Changing a verified number needs a proof: a code texted to the current number, or an
-    // authenticator code (the product treats the two as interchangeable).
+    // Once any factor is on, saving a number needs a proof from a current one: a code texted
+    // to the current number, or an authenticator code (the product treats the two as
+    // interchangeable), or, when backup codes are all that is left, a backup code.
     $proof = null;
-    if ($status->getPhoneVerified()) {
-        if ($status->getTotpEnabled() && $outbox === null) {
-            $code = ask('Authenticator code (or press Enter to get a text):');
+    $hasFactor = $status->getPhoneVerified() || $status->getTotpEnabled() || $status->getBackupCodesRemaining() > 0;
+    $purpose = $status->getPhoneVerified() ? Purpose::PURPOSE_CHANGE_PHONE : Purpose::PURPOSE_MANAGE_FACTORS;
+    if ($hasFactor) {
+        if ($status->getTotpEnabled() && ($outbox === null || !$status->getPhoneVerified())) {
+            $prompt = $status->getPhoneVerified() ? 'Authenticator code (or press Enter to get a text):' : 'Authenticator code:';
+            $code = ask($prompt);
             $proof = $code === '' ? null : new Proof(['totp_code' => $code]);
+        } elseif (!$status->getPhoneVerified()) {
+            $proof = new Proof(['backup_code' => ask('One of your backup codes:')]);
         }
         if ($proof === null) {
-            $challenge = $otpd->sendCode($account, Purpose::PURPOSE_CHANGE_PHONE);
+            $challenge = $otpd->sendCode($account, $purpose);
             $code = ask("Code sent to your current number {$challenge->getDestinationMasked()}:", $outbox, $challenge->getChallengeId());
-            $answer = $otpd->verifyCode($account, Purpose::PURPOSE_CHANGE_PHONE, $code, $challenge->getChallengeId());
+            $answer = $otpd->verifyCode($account, $purpose, $code, $challenge->getChallengeId());
             if (!$answer->getSuccess()) {
                 echo "The code is not valid.\n";
                 exit(1);
@@ -71,8 +81,9 @@ try {
     }
     echo "The phone number is verified: {$answer->getStatus()->getPhoneMasked()}.\n";
 
-    // The first backup codes (the successful verification carries the proof they need).
-    if ($answer->getStatus()->getBackupCodesRemaining() === 0) {
+    // The first backup codes: only the account's first enrolment carries the proof they need.
+    // Later, a new set is made from the profile page with a manage_factors proof.
+    if ($answer->getProofToken() !== '') {
         $set = $otpd->generateBackupCodes(new GenerateBackupCodesRequest([
             'account_id' => $account,
             'proof' => new Proof(['token' => $answer->getProofToken()]),

@@ -81,7 +81,11 @@ final class ErrorMappingTest extends OtpdTestCase
     {
         $account = $this->account();
         $this->verifiedAccount($account, '+1 555 123 4567');
+        // Without a proof the answer says nothing about the saved number (docs/SECURITY.md §14).
         $e = $this->refusal(fn () => $this->client->savePhone($account, '+15551234567'));
+        self::assertInstanceOf(PermissionDeniedException::class, $e);
+        $proof = new Proof(['token' => $this->passCode($account, Purpose::PURPOSE_CHANGE_PHONE)->getProofToken()]);
+        $e = $this->refusal(fn () => $this->client->savePhone($account, '+15551234567', $proof));
         self::assertInstanceOf(AlreadyExistsException::class, $e);
         self::assertInstanceOf(FailedPreconditionException::class, $e);
         self::assertSame(6, $e->getCode());

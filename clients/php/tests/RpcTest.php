@@ -214,7 +214,7 @@ final class RpcTest extends OtpdTestCase
         ]));
         self::assertTrue($confirmed->getSuccess());
         self::assertTrue($confirmed->getStatus()->getTotpEnabled());
-        self::assertStringStartsWith('pf_', $confirmed->getProofToken());
+        self::assertSame('', $confirmed->getProofToken(), 'no enrolment grace: the account had SMS on');
 
         // Authenticator codes need no challenge. The step just used is spent: take the next one
         // (inside the ±1 step window).
@@ -224,9 +224,11 @@ final class RpcTest extends OtpdTestCase
         $replay = $this->client->verifyCode($account, Purpose::PURPOSE_LOGIN, Totp::now($secret, $now + 30));
         self::assertFalse($replay->getSuccess(), 'the same step is refused');
 
+        // Changing the preferred method needs a manage_factors proof too (the step-up table).
         $preferred = $this->client->setPreferredMethod(new SetPreferredMethodRequest([
             'account_id' => $account,
             'method' => Factor::FACTOR_TOTP,
+            'proof' => new Proof(['token' => $this->passCode($account, Purpose::PURPOSE_MANAGE_FACTORS)->getProofToken()]),
         ]));
         self::assertSame(Factor::FACTOR_TOTP, $preferred->getStatus()->getPreferredMethod());
 

@@ -82,7 +82,7 @@ typedef enum _Otp__V1__Purpose {
    */
   OTP__V1__PURPOSE__PURPOSE_DISABLE_FACTOR = 4,
   /*
-   * proof for adding an authenticator or regenerating backup codes
+   * proof for adding a factor, making backup codes, the preferred method
    */
   OTP__V1__PURPOSE__PURPOSE_MANAGE_FACTORS = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(OTP__V1__PURPOSE)
@@ -118,7 +118,9 @@ struct  Otp__V1__ErrorDetail
 
 
 /*
- * Proof of a current factor, needed by sensitive actions. Exactly one field is set.
+ * Proof of a current factor. Once an account has any active factor (a verified number, an
+ * authenticator, unused backup codes), every change to its factors needs one: the step-up
+ * table in docs/SECURITY.md says which purpose and which kinds count. Exactly one field is set.
  */
 struct  Otp__V1__Proof
 {
@@ -238,7 +240,7 @@ struct  Otp__V1__SetPhoneRequest
    */
   char *phone_number;
   /*
-   * needed when the account has a verified number
+   * change_phone when a number is verified; manage_factors when any other factor is on
    */
   Otp__V1__Proof *proof;
 };
@@ -320,11 +322,16 @@ struct  Otp__V1__VerifyResponse
   int64_t locked_until;
   /*
    * On success for change_phone, disable_factor and manage_factors: a single-use proof for
-   * that action. On success for verify_phone: a manage_factors proof, so the first backup
+   * that action. On success for verify_phone of an account that had no active factor before
+   * (its first enrolment): a manage_factors proof, so the first backup
    * codes can be made right away.
    */
   char *proof_token;
   int64_t proof_expires_at;
+  /*
+   * On success: the account's state. On failure only account_id is set, whatever the reason,
+   * so a failed verification of an unknown account looks like any other.
+   */
   Otp__V1__AccountStatus *status;
 };
 #define OTP__V1__VERIFY_RESPONSE__INIT \
@@ -337,7 +344,7 @@ struct  Otp__V1__BeginTotpEnrollmentRequest
   ProtobufCMessage base;
   char *account_id;
   /*
-   * needed when the account already has an active factor
+   * manage_factors, needed when the account has any active factor
    */
   Otp__V1__Proof *proof;
   /*
@@ -382,7 +389,8 @@ struct  Otp__V1__ConfirmTotpEnrollmentResponse
   protobuf_c_boolean success;
   Otp__V1__AccountStatus *status;
   /*
-   * On success: a manage_factors proof, so the first backup codes can be made right away.
+   * On success, when the account had no active factor before: a manage_factors proof, so
+   * the first backup codes can be made right away.
    */
   char *proof_token;
   int64_t proof_expires_at;
@@ -419,7 +427,7 @@ struct  Otp__V1__GenerateBackupCodesRequest
   ProtobufCMessage base;
   char *account_id;
   /*
-   * needed when the account already has a set or an active factor
+   * manage_factors, always (backup codes need SMS or an authenticator on)
    */
   Otp__V1__Proof *proof;
 };
@@ -458,9 +466,12 @@ struct  Otp__V1__RedeemBackupCodeResponse
 {
   ProtobufCMessage base;
   protobuf_c_boolean success;
+  /*
+   * on success: unused codes left; 0 on failure (a failure tells nothing)
+   */
   uint32_t remaining;
   /*
-   * 3 or fewer left: prompt the user to make a new set
+   * on success: 3 or fewer left, prompt the user to make a new set
    */
   protobuf_c_boolean low;
   int64_t locked_until;
@@ -478,10 +489,14 @@ struct  Otp__V1__SetPreferredMethodRequest
    * FACTOR_SMS or FACTOR_TOTP, among factors that are on
    */
   Otp__V1__Factor method;
+  /*
+   * manage_factors
+   */
+  Otp__V1__Proof *proof;
 };
 #define OTP__V1__SET_PREFERRED_METHOD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__set_preferred_method_request__descriptor) \
-    , (char *)protobuf_c_empty_string, OTP__V1__FACTOR__FACTOR_UNSPECIFIED }
+    , (char *)protobuf_c_empty_string, OTP__V1__FACTOR__FACTOR_UNSPECIFIED, NULL }
 
 
 struct  Otp__V1__SetPreferredMethodResponse

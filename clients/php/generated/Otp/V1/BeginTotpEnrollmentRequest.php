@@ -18,7 +18,7 @@ class BeginTotpEnrollmentRequest extends \Google\Protobuf\Internal\Message
      */
     protected $account_id = '';
     /**
-     * needed when the account already has an active factor
+     * manage_factors, needed when the account has any active factor
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 2;</code>
      */
@@ -38,7 +38,7 @@ class BeginTotpEnrollmentRequest extends \Google\Protobuf\Internal\Message
      *
      *     @type string $account_id
      *     @type \Otp\V1\Proof $proof
-     *           needed when the account already has an active factor
+     *           manage_factors, needed when the account has any active factor
      *     @type string $label
      *           account name shown in the authenticator app; default: the account id
      * }
@@ -71,7 +71,7 @@ class BeginTotpEnrollmentRequest extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * needed when the account already has an active factor
+     * manage_factors, needed when the account has any active factor
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 2;</code>
      * @return \Otp\V1\Proof|null
@@ -92,7 +92,7 @@ class BeginTotpEnrollmentRequest extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * needed when the account already has an active factor
+     * manage_factors, needed when the account has any active factor
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 2;</code>
      * @param \Otp\V1\Proof $var

@@ -22,7 +22,8 @@ class ConfirmTotpEnrollmentResponse extends \Google\Protobuf\Internal\Message
      */
     protected $status = null;
     /**
-     * On success: a manage_factors proof, so the first backup codes can be made right away.
+     * On success, when the account had no active factor before: a manage_factors proof, so
+     * the first backup codes can be made right away.
      *
      * Generated from protobuf field <code>string proof_token = 3;</code>
      */
@@ -41,7 +42,8 @@ class ConfirmTotpEnrollmentResponse extends \Google\Protobuf\Internal\Message
      *     @type bool $success
      *     @type \Otp\V1\AccountStatus $status
      *     @type string $proof_token
-     *           On success: a manage_factors proof, so the first backup codes can be made right away.
+     *           On success, when the account had no active factor before: a manage_factors proof, so
+     *           the first backup codes can be made right away.
      *     @type int|string $proof_expires_at
      * }
      */
@@ -105,7 +107,8 @@ class ConfirmTotpEnrollmentResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * On success: a manage_factors proof, so the first backup codes can be made right away.
+     * On success, when the account had no active factor before: a manage_factors proof, so
+     * the first backup codes can be made right away.
      *
      * Generated from protobuf field <code>string proof_token = 3;</code>
      * @return string
@@ -116,7 +119,8 @@ class ConfirmTotpEnrollmentResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * On success: a manage_factors proof, so the first backup codes can be made right away.
+     * On success, when the account had no active factor before: a manage_factors proof, so
+     * the first backup codes can be made right away.
      *
      * Generated from protobuf field <code>string proof_token = 3;</code>
      * @param string $var

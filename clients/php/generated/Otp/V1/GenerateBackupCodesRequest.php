@@ -18,7 +18,7 @@ class GenerateBackupCodesRequest extends \Google\Protobuf\Internal\Message
      */
     protected $account_id = '';
     /**
-     * needed when the account already has a set or an active factor
+     * manage_factors, always (backup codes need SMS or an authenticator on)
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 2;</code>
      */
@@ -32,7 +32,7 @@ class GenerateBackupCodesRequest extends \Google\Protobuf\Internal\Message
      *
      *     @type string $account_id
      *     @type \Otp\V1\Proof $proof
-     *           needed when the account already has a set or an active factor
+     *           manage_factors, always (backup codes need SMS or an authenticator on)
      * }
      */
     public function __construct($data = NULL) {
@@ -63,7 +63,7 @@ class GenerateBackupCodesRequest extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * needed when the account already has a set or an active factor
+     * manage_factors, always (backup codes need SMS or an authenticator on)
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 2;</code>
      * @return \Otp\V1\Proof|null
@@ -84,7 +84,7 @@ class GenerateBackupCodesRequest extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * needed when the account already has a set or an active factor
+     * manage_factors, always (backup codes need SMS or an authenticator on)
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 2;</code>
      * @param \Otp\V1\Proof $var

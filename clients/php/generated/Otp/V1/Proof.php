@@ -9,7 +9,9 @@ use Google\Protobuf\Internal\RepeatedField;
 use Google\Protobuf\Internal\GPBUtil;
 
 /**
- * Proof of a current factor, needed by sensitive actions. Exactly one field is set.
+ * Proof of a current factor. Once an account has any active factor (a verified number, an
+ * authenticator, unused backup codes), every change to its factors needs one: the step-up
+ * table in docs/SECURITY.md says which purpose and which kinds count. Exactly one field is set.
  *
  * Generated from protobuf message <code>otp.v1.Proof</code>
  */

@@ -42,7 +42,7 @@ class Purpose
      */
     const PURPOSE_DISABLE_FACTOR = 4;
     /**
-     * proof for adding an authenticator or regenerating backup codes
+     * proof for adding a factor, making backup codes, the preferred method
      *
      * Generated from protobuf enum <code>PURPOSE_MANAGE_FACTORS = 5;</code>
      */

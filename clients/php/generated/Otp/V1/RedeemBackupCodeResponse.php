@@ -18,11 +18,13 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
      */
     protected $success = false;
     /**
+     * on success: unused codes left; 0 on failure (a failure tells nothing)
+     *
      * Generated from protobuf field <code>uint32 remaining = 2;</code>
      */
     protected $remaining = 0;
     /**
-     * 3 or fewer left: prompt the user to make a new set
+     * on success: 3 or fewer left, prompt the user to make a new set
      *
      * Generated from protobuf field <code>bool low = 3;</code>
      */
@@ -40,8 +42,9 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
      *
      *     @type bool $success
      *     @type int $remaining
+     *           on success: unused codes left; 0 on failure (a failure tells nothing)
      *     @type bool $low
-     *           3 or fewer left: prompt the user to make a new set
+     *           on success: 3 or fewer left, prompt the user to make a new set
      *     @type int|string $locked_until
      * }
      */
@@ -73,6 +76,8 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
+     * on success: unused codes left; 0 on failure (a failure tells nothing)
+     *
      * Generated from protobuf field <code>uint32 remaining = 2;</code>
      * @return int
      */
@@ -82,6 +87,8 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
+     * on success: unused codes left; 0 on failure (a failure tells nothing)
+     *
      * Generated from protobuf field <code>uint32 remaining = 2;</code>
      * @param int $var
      * @return $this
@@ -95,7 +102,7 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * 3 or fewer left: prompt the user to make a new set
+     * on success: 3 or fewer left, prompt the user to make a new set
      *
      * Generated from protobuf field <code>bool low = 3;</code>
      * @return bool
@@ -106,7 +113,7 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * 3 or fewer left: prompt the user to make a new set
+     * on success: 3 or fewer left, prompt the user to make a new set
      *
      * Generated from protobuf field <code>bool low = 3;</code>
      * @param bool $var

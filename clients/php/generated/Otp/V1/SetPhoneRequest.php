@@ -24,7 +24,7 @@ class SetPhoneRequest extends \Google\Protobuf\Internal\Message
      */
     protected $phone_number = '';
     /**
-     * needed when the account has a verified number
+     * change_phone when a number is verified; manage_factors when any other factor is on
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 3;</code>
      */
@@ -40,7 +40,7 @@ class SetPhoneRequest extends \Google\Protobuf\Internal\Message
      *     @type string $phone_number
      *           E.164; spaces, dashes and dots are tolerated
      *     @type \Otp\V1\Proof $proof
-     *           needed when the account has a verified number
+     *           change_phone when a number is verified; manage_factors when any other factor is on
      * }
      */
     public function __construct($data = NULL) {
@@ -97,7 +97,7 @@ class SetPhoneRequest extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * needed when the account has a verified number
+     * change_phone when a number is verified; manage_factors when any other factor is on
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 3;</code>
      * @return \Otp\V1\Proof|null
@@ -118,7 +118,7 @@ class SetPhoneRequest extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * needed when the account has a verified number
+     * change_phone when a number is verified; manage_factors when any other factor is on
      *
      * Generated from protobuf field <code>.otp.v1.Proof proof = 3;</code>
      * @param \Otp\V1\Proof $var

@@ -23,6 +23,12 @@ class SetPreferredMethodRequest extends \Google\Protobuf\Internal\Message
      * Generated from protobuf field <code>.otp.v1.Factor method = 2;</code>
      */
     protected $method = 0;
+    /**
+     * manage_factors
+     *
+     * Generated from protobuf field <code>.otp.v1.Proof proof = 3;</code>
+     */
+    protected $proof = null;
 
     /**
      * Constructor.
@@ -33,6 +39,8 @@ class SetPreferredMethodRequest extends \Google\Protobuf\Internal\Message
      *     @type string $account_id
      *     @type int $method
      *           FACTOR_SMS or FACTOR_TOTP, among factors that are on
+     *     @type \Otp\V1\Proof $proof
+     *           manage_factors
      * }
      */
     public function __construct($data = NULL) {
@@ -84,6 +92,42 @@ class SetPreferredMethodRequest extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkEnum($var, \Otp\V1\Factor::class);
         $this->method = $var;
+
+        return $this;
+    }
+
+    /**
+     * manage_factors
+     *
+     * Generated from protobuf field <code>.otp.v1.Proof proof = 3;</code>
+     * @return \Otp\V1\Proof|null
+     */
+    public function getProof()
+    {
+        return $this->proof;
+    }
+
+    public function hasProof()
+    {
+        return isset($this->proof);
+    }
+
+    public function clearProof()
+    {
+        unset($this->proof);
+    }
+
+    /**
+     * manage_factors
+     *
+     * Generated from protobuf field <code>.otp.v1.Proof proof = 3;</code>
+     * @param \Otp\V1\Proof $var
+     * @return $this
+     */
+    public function setProof($var)
+    {
+        GPBUtil::checkMessage($var, \Otp\V1\Proof::class);
+        $this->proof = $var;
 
         return $this;
     }

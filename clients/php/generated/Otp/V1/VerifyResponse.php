@@ -37,7 +37,8 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
     protected $locked_until = 0;
     /**
      * On success for change_phone, disable_factor and manage_factors: a single-use proof for
-     * that action. On success for verify_phone: a manage_factors proof, so the first backup
+     * that action. On success for verify_phone of an account that had no active factor before
+     * (its first enrolment): a manage_factors proof, so the first backup
      * codes can be made right away.
      *
      * Generated from protobuf field <code>string proof_token = 5;</code>
@@ -48,6 +49,9 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
      */
     protected $proof_expires_at = 0;
     /**
+     * On success: the account's state. On failure only account_id is set, whatever the reason,
+     * so a failed verification of an unknown account looks like any other.
+     *
      * Generated from protobuf field <code>.otp.v1.AccountStatus status = 7;</code>
      */
     protected $status = null;
@@ -67,10 +71,13 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
      *           on failure: set when the account is locked
      *     @type string $proof_token
      *           On success for change_phone, disable_factor and manage_factors: a single-use proof for
-     *           that action. On success for verify_phone: a manage_factors proof, so the first backup
+     *           that action. On success for verify_phone of an account that had no active factor before
+     *           (its first enrolment): a manage_factors proof, so the first backup
      *           codes can be made right away.
      *     @type int|string $proof_expires_at
      *     @type \Otp\V1\AccountStatus $status
+     *           On success: the account's state. On failure only account_id is set, whatever the reason,
+     *           so a failed verification of an unknown account looks like any other.
      * }
      */
     public function __construct($data = NULL) {
@@ -180,7 +187,8 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
 
     /**
      * On success for change_phone, disable_factor and manage_factors: a single-use proof for
-     * that action. On success for verify_phone: a manage_factors proof, so the first backup
+     * that action. On success for verify_phone of an account that had no active factor before
+     * (its first enrolment): a manage_factors proof, so the first backup
      * codes can be made right away.
      *
      * Generated from protobuf field <code>string proof_token = 5;</code>
@@ -193,7 +201,8 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
 
     /**
      * On success for change_phone, disable_factor and manage_factors: a single-use proof for
-     * that action. On success for verify_phone: a manage_factors proof, so the first backup
+     * that action. On success for verify_phone of an account that had no active factor before
+     * (its first enrolment): a manage_factors proof, so the first backup
      * codes can be made right away.
      *
      * Generated from protobuf field <code>string proof_token = 5;</code>
@@ -231,6 +240,9 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
+     * On success: the account's state. On failure only account_id is set, whatever the reason,
+     * so a failed verification of an unknown account looks like any other.
+     *
      * Generated from protobuf field <code>.otp.v1.AccountStatus status = 7;</code>
      * @return \Otp\V1\AccountStatus|null
      */
@@ -250,6 +262,9 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
+     * On success: the account's state. On failure only account_id is set, whatever the reason,
+     * so a failed verification of an unknown account looks like any other.
+     *
      * Generated from protobuf field <code>.otp.v1.AccountStatus status = 7;</code>
      * @param \Otp\V1\AccountStatus $var
      * @return $this

@@ -1,0 +1,126 @@
+import Foundation
+import OTPClient
+import Testing
+
+/// The attacks the step-up table closes (docs/SECURITY.md, "Step-up"), tried through the real
+/// daemon as an attacker would: with the victim's password and session, i.e. able to make any
+/// call for the victim's account, but without any of the victim's factors.
+@Suite("step-up attacks through the daemon", .serialized)
+struct StepUpAttackTests {
+    private func refusal(_ body: () async throws -> Void) async -> RPCError.Code? {
+        do {
+            try await body()
+            return nil
+        } catch let error as RPCError {
+            return error.code
+        } catch {
+            return .unknown
+        }
+    }
+
+    /// Only an authenticator on: before the fix the attacker saved their own number without a
+    /// proof, verified it (it was texted to them), got a manage_factors proof from that, made
+    /// themselves new backup codes (voiding the owner's) and turned the owner's authenticator
+    /// off with a code texted to their own phone.
+    @Test func aSessionCannotAddItsOwnPhoneToAnAuthenticatorAccount() async throws {
+        let daemon = try DaemonProcess(config: ProductFlowTests.relaxedSMS)
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        let client = daemon.client()
+        defer { Task { await client.close() } }
+        let account = "owner@shop.example"
+
+        // The owner: an authenticator, then backup codes with the enrolment's proof.
+        let enrollment = try await client.beginTotpEnrollment(BeginTotpEnrollmentRequest(accountId: account))
+        let confirmed = try await client.confirmTotpEnrollment(
+            ConfirmTotpEnrollmentRequest(accountId: account, code: try totpCode(enrollment.secretBase32)))
+        #expect(confirmed.success)
+        let ownerCodes = try await client.generateBackupCodes(
+            GenerateBackupCodesRequest(accountId: account, proof: Proof(token: confirmed.proofToken))
+        ).codes
+
+        // The attacker, step by step.
+        let attackerNumber = "+15550009999"
+        #expect(
+            await refusal {
+                _ = try await client.setPhone(SetPhoneRequest(accountId: account, phoneNumber: attackerNumber))
+            } == .permissionDenied)
+        #expect(
+            await refusal {
+                _ = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
+            } == .failedPrecondition)
+        #expect(
+            await refusal {
+                _ = try await client.generateBackupCodes(GenerateBackupCodesRequest(accountId: account))
+            } == .permissionDenied)
+        #expect(
+            await refusal {
+                _ = try await client.disableFactor(DisableFactorRequest(accountId: account, factor: .totp))
+            } == .permissionDenied)
+        // A proof token made up or taken from another account proves nothing either.
+        #expect(
+            await refusal {
+                _ = try await client.setPhone(
+                    SetPhoneRequest(accountId: account, phoneNumber: attackerNumber, proof: Proof(token: "pf_guess")))
+            } == .permissionDenied)
+
+        let status = try await client.getStatus(GetStatusRequest(accountId: account))
+        #expect(status.phoneMasked.isEmpty && status.pendingPhoneMasked.isEmpty)
+        #expect(status.totpEnabled)
+        #expect(status.backupCodesRemaining == UInt32(ownerCodes.count))
+        #expect(!daemon.outbox().contains { $0.to == attackerNumber })
+
+        // The owner, with a current authenticator code, can add a phone; the verification of
+        // that number returns no enrolment proof (the account already had factors).
+        try await waitForNextTOTPStep()
+        let saved = try await client.setPhone(
+            SetPhoneRequest(
+                accountId: account, phoneNumber: "+15551234567",
+                proof: Proof(totpCode: try totpCode(enrollment.secretBase32))))
+        #expect(!saved.pending)
+        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
+        let verified = try await client.verify(
+            VerifyRequest(
+                accountId: account, purpose: .verifyPhone, code: try daemon.code(for: challenge.challengeId),
+                challengeId: challenge.challengeId))
+        #expect(verified.success)
+        #expect(verified.proofToken.isEmpty)
+    }
+
+    /// Not enrolled yet: before the fix the attacker made backup codes without any factor,
+    /// which survived the owner's later SMS enrolment and logged in afterwards.
+    @Test func noBackupCodesCanBePlantedBeforeTheFirstFactor() async throws {
+        let daemon = try DaemonProcess(config: ProductFlowTests.relaxedSMS)
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        let client = daemon.client()
+        defer { Task { await client.close() } }
+        let account = "new-admin@shop.example"
+
+        #expect(
+            await refusal {
+                _ = try await client.generateBackupCodes(GenerateBackupCodesRequest(accountId: account))
+            } == .failedPrecondition)
+        // A half-finished authenticator enrolment the attacker started is void once the owner
+        // turns SMS on: it cannot be confirmed afterwards.
+        let planted = try await client.beginTotpEnrollment(BeginTotpEnrollmentRequest(accountId: account))
+
+        let enrolled = try await daemon.enrollPhone(client, account)
+        #expect(!enrolled.proofToken.isEmpty)
+        let status = try await client.getStatus(GetStatusRequest(accountId: account))
+        #expect(status.backupCodesRemaining == 0)
+        #expect(
+            await refusal {
+                _ = try await client.confirmTotpEnrollment(
+                    ConfirmTotpEnrollmentRequest(accountId: account, code: try totpCode(planted.secretBase32)))
+            } == .failedPrecondition)
+        #expect(!(try await client.getStatus(GetStatusRequest(accountId: account)).totpEnabled))
+
+        // The owner's own first set works with the enrolment proof; the owner can still add an
+        // authenticator later with a proof.
+        let codes = try await client.generateBackupCodes(
+            GenerateBackupCodesRequest(accountId: account, proof: Proof(token: enrolled.proofToken))
+        ).codes
+        #expect(codes.count == 10)
+    }
+}
