@@ -84,7 +84,9 @@ public final class SocketServer: Service, Sendable {
             frameTimeout: TimeAmount(configuration.frameTimeout),
             idleTimeout: TimeAmount(configuration.idleTimeout),
             maximumInFlight: configuration.maximumCallsInFlightPerConnection)
-        let router = self.router
+        // Every call passes the administrator check before the router sees it.
+        let router = AdministratorGate(
+            router: self.router, administrators: PeerPolicy(administratorsOf: configuration), logger: logger)
         let logger = self.logger
         let connections = self.connections
 
