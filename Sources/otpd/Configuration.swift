@@ -12,6 +12,8 @@ struct DaemonConfiguration: Sendable {
     var socketGroup: String?
     var allowedUIDs: [UInt32] = []
     var allowedGIDs: [UInt32] = []
+    var adminUIDs: [UInt32] = []
+    var adminGIDs: [UInt32] = []
     var maximumFrameBytes = 64 * 1024
     var idleTimeoutSeconds = 300
     var frameTimeoutSeconds = 10
@@ -48,8 +50,9 @@ extension DaemonConfiguration {
     /// The keys each table accepts; anything else is an error, so a typo is never ignored.
     static let knownKeys: [String: Set<String>] = [
         "server": [
-            "socket", "socket_mode", "socket_group", "allowed_uids", "allowed_gids", "max_frame_bytes",
-            "idle_timeout_seconds", "frame_timeout_seconds", "max_connections", "max_calls_in_flight", "threads",
+            "socket", "socket_mode", "socket_group", "allowed_uids", "allowed_gids", "admin_uids", "admin_gids",
+            "max_frame_bytes", "idle_timeout_seconds", "frame_timeout_seconds", "max_connections",
+            "max_calls_in_flight", "threads",
         ],
         "storage": ["database", "synchronous", "key_file"],
         "log": ["level"],
@@ -134,6 +137,8 @@ extension DaemonConfiguration {
             try r.string("socket_group") { socketGroup = $0.isEmpty ? nil : $0 }
             try r.ids("allowed_uids") { allowedUIDs = $0 }
             try r.ids("allowed_gids") { allowedGIDs = $0 }
+            try r.ids("admin_uids") { adminUIDs = $0 }
+            try r.ids("admin_gids") { adminGIDs = $0 }
             try r.int("max_frame_bytes", 256...(16 << 20)) { maximumFrameBytes = $0 }
             try r.int("idle_timeout_seconds", 1...86_400) { idleTimeoutSeconds = $0 }
             try r.int("frame_timeout_seconds", 1...3_600) { frameTimeoutSeconds = $0 }
