@@ -141,11 +141,19 @@ public final class SocketServer: Service, Sendable {
     /// live on the path or the path is something other than a socket.
     private func prepareSocketPath(_ path: String) throws {
         let lock = cotp_lock_file(path + ".lock")
+        if lock == -2 {
+            throw ListenError(description: "\(path).lock is not a regular file; refusing to use it as the lock")
+        }
         if lock < 0 {
-            if errno == EWOULDBLOCK {
+            switch errno {
+            case EWOULDBLOCK:
                 throw ListenError(description: "another otpd is running on \(path) (\(path).lock is held)")
+            case ELOOP:
+                throw ListenError(
+                    description: "\(path).lock is a symbolic link; otpd does not follow it (remove it if you did not expect it)")
+            default:
+                throw ListenError(description: "cannot lock \(path).lock: \(String(cString: strerror(errno)))")
             }
-            throw ListenError(description: "cannot lock \(path).lock: \(String(cString: strerror(errno)))")
         }
         // The descriptor stays open (and locked) until the process exits.
         var info = stat()
