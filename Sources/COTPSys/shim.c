@@ -83,8 +83,6 @@ int cotp_lock_file(const char *path) {
     return fd;
 }
 
-unsigned cotp_umask(unsigned mask) { return (unsigned)umask((mode_t)mask); }
-
 int cotp_unix_socket_is_live(const char *path) {
     struct sockaddr_un addr;
     socklen_t len;

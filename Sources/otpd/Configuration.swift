@@ -1,5 +1,6 @@
 import Foundation
 import OTPCore
+import OTPServer
 import TOMLKit
 
 /// Everything otpd can be told, with the defaults used when neither the TOML file nor a flag
@@ -244,8 +245,9 @@ extension DaemonConfiguration {
         for (name, path) in paths {
             try Self.checkWritableParent(of: path, name: name)
         }
-        guard socketPath.utf8.count < 108 else {
-            throw ConfigurationError(description: "server.socket path is too long for a Unix socket (max 107 bytes)")
+        guard socketPath.utf8.count <= SocketServer.maximumSocketPathLength else {
+            throw ConfigurationError(
+                description: "server.socket path is too long (at most \(SocketServer.maximumSocketPathLength) bytes: otpd binds it as <path>.XXXXXX/s first)")
         }
     }
 

@@ -22,4 +22,43 @@ struct HardeningTests {
         #expect(!FileManager.default.fileExists(atPath: target), "the link was not followed")
         #expect(!FileManager.default.fileExists(atPath: daemon.socket))
     }
+
+    /// The socket appears with its configured mode and group, and the private directory it was
+    /// bound in is gone.
+    @Test func theSocketFileHasItsModeAndGroupAndNothingIsLeftBeside() async throws {
+        // Root may give the file any group; another user only one of its own.
+        let gid = getuid() == 0 ? gid_t(4244) : getgid()
+        let daemon = try DaemonProcess(config: "[server]\nsocket_mode = \"0640\"\nsocket_group = \"\(gid)\"\n")
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        var info = stat()
+        #expect(lstat(daemon.socket, &info) == 0)
+        #expect(info.st_mode & S_IFMT == S_IFSOCK)
+        #expect(info.st_mode & 0o7777 == 0o640)
+        #expect(info.st_gid == gid)
+        #expect(info.st_uid == getuid())
+        #expect(try await daemon.client().health().status == "SERVING")
+        let names = try FileManager.default.contentsOfDirectory(atPath: daemon.directory.path)
+        #expect(!names.contains { $0.hasPrefix("otpd.sock.") && $0 != "otpd.sock.lock" }, "\(names)")
+        // The umask is no longer changed around bind: otpd's own files stay private.
+        for name in names where name.hasPrefix("otpd.sqlite") || name == "otpd.key" {
+            #expect(stat(daemon.directory.file(name), &info) == 0)
+            #expect(info.st_mode & 0o077 == 0, "\(name) is private")
+        }
+        #expect(stat(daemon.socket + ".lock", &info) == 0)
+        #expect(info.st_mode & 0o077 == 0)
+    }
+
+    /// A socket path too long to be bound beside itself first is a configuration error.
+    @Test func aSocketPathThatIsTooLongIsAConfigurationError() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file(String(repeating: "s", count: 95 - directory.path.utf8.count - 1))
+        #expect(path.utf8.count == 95)
+        let result = try runProgram(
+            Binaries.otpd,
+            ["--check-config", "--socket", path, "--database", directory.file("d"), "--outbox", directory.file("o")])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("server.socket path is too long (at most 94 bytes"), "\(result.stderr)")
+    }
 }

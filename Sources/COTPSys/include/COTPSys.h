@@ -30,9 +30,6 @@ int cotp_sd_notify(const char *state);
 /// not a regular file.
 int cotp_lock_file(const char *path);
 
-/// Sets the process umask and returns the previous one.
-unsigned cotp_umask(unsigned mask);
-
 /// 1 when something accepts connections on the Unix socket at `path`, 0 when nothing does
 /// (ECONNREFUSED / ENOENT), -1 with errno for other failures.
 int cotp_unix_socket_is_live(const char *path);
