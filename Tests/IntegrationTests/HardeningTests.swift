@@ -6,7 +6,7 @@ import Testing
     import Glibc
 #endif
 
-/// The socket file and its lock file.
+/// The socket file, its lock file, and configuration values that must not be accepted.
 @Suite("socket file and configuration hardening", .serialized)
 struct HardeningTests {
     /// A symlink at the lock's path is not followed: otpd refuses to start and creates nothing
@@ -60,5 +60,29 @@ struct HardeningTests {
             ["--check-config", "--socket", path, "--database", directory.file("d"), "--outbox", directory.file("o")])
         #expect(result.status == 2)
         #expect(result.stderr.contains("server.socket path is too long (at most 94 bytes"), "\(result.stderr)")
+    }
+
+    /// Delivery reports carry full phone numbers: the callback must be https.
+    @Test(arguments: [
+        "http://shop.example/otpd/twilio-status", "ftp://shop.example/x", "https:///no-host", "/otpd/twilio-status",
+        "shop.example/otpd",
+    ])
+    func aStatusCallbackURLThatIsNotHTTPSStopsOtpd(url: String) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let config = directory.file("otpd.toml")
+        try """
+        [sms]
+        sender = "twilio"
+        [[twilio]]
+        account_sid = "AC00000000000000000000000000000000"
+        from = "+15005550006"
+        status_callback_url = "\(url)"
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try runProgram(
+            Binaries.otpd,
+            ["--check-config", "--config", config, "--socket", directory.file("s"), "--database", directory.file("d")])
+        #expect(result.status == 2, "\(result.stdout)")
+        #expect(result.stderr.contains("twilio.status_callback_url must be an https:// URL"), "\(result.stderr)")
     }
 }
