@@ -193,7 +193,14 @@ extension DaemonConfiguration {
                 }
                 notifyCommand = command.isEmpty ? nil : command
             }
-            try r.strings("kinds") { (kinds) throws(ConfigurationError) in notifyKinds = Set(kinds) }
+            try r.strings("kinds") { (kinds) throws(ConfigurationError) in
+                // A misspelt kind would silently never be notified: refuse it.
+                for kind in kinds where !EventKinds.notifiable.contains(kind) {
+                    throw ConfigurationError(
+                        description: "\(r.file): notify.kinds: unknown event kind \"\(kind.prefix(100))\" (known: \(EventKinds.notifiable.sorted().joined(separator: ", ")))")
+                }
+                notifyKinds = Set(kinds)
+            }
             try r.int("timeout_seconds", 1...300) { notifyTimeoutSeconds = $0 }
         case "backup":
             try r.int("count", 5...20) { policy.backupCodeCount = $0 }

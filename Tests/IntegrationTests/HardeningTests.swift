@@ -85,4 +85,37 @@ struct HardeningTests {
         #expect(result.status == 2, "\(result.stdout)")
         #expect(result.stderr.contains("twilio.status_callback_url must be an https:// URL"), "\(result.stderr)")
     }
+
+    /// An unknown name in `[notify] kinds` stops otpd, naming the key and the value; every
+    /// kind the domain records is accepted.
+    @Test func anUnknownNotifyKindStopsOtpd() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let config = directory.file("otpd.toml")
+        func check(_ kinds: String) throws -> (status: Int32, stdout: String, stderr: String) {
+            try "[notify]\nkinds = [\(kinds)]\n".write(toFile: config, atomically: true, encoding: .utf8)
+            return try runProgram(
+                Binaries.otpd,
+                [
+                    "--check-config", "--config", config, "--socket", directory.file("s"), "--database",
+                    directory.file("d"), "--outbox", directory.file("o"),
+                ])
+        }
+        let typo = try check("\"account_locked\", \"acount_unlocked\"")
+        #expect(typo.status == 2)
+        #expect(typo.stderr.contains("notify.kinds"), "\(typo.stderr)")
+        #expect(typo.stderr.contains("\"acount_unlocked\""), "\(typo.stderr)")
+
+        let known = [
+            "phone_saved", "phone_change_requested", "phone_verified", "phone_changed", "code_sent",
+            "code_send_failed", "code_refused", "verify", "proof", "sms_delivery_failed", "totp_enrollment_started",
+            "totp_enrollment_confirm", "totp_enabled", "totp_replay_refused", "factor_disabled",
+            "preferred_method_changed", "backup_codes_generated", "backup_codes_regenerated", "backup_code_redeemed",
+            "backup_codes_low", "account_locked", "account_unlocked", "account_reset",
+        ]
+        let all = try check(known.map { "\"\($0)\"" }.joined(separator: ", "))
+        #expect(all.status == 0, "\(all.stderr)")
+        let none = try check("")
+        #expect(none.status == 0, "\(none.stderr)")
+    }
 }
