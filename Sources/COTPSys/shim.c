@@ -63,8 +63,15 @@ int cotp_sd_notify(const char *state) {
 
 int cotp_lock_file(const char *path) {
     int fd;
-    do { fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600); } while (fd < 0 && errno == EINTR);
+    /* O_NOFOLLOW: a symlink planted at the lock's path would otherwise make otpd create or
+       open (and keep open) a file of the planter's choosing; open fails with ELOOP instead. */
+    do { fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600); } while (fd < 0 && errno == EINTR);
     if (fd < 0) return -1;
+    struct stat info;
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        close(fd);
+        return -2;
+    }
     int rc;
     do { rc = flock(fd, LOCK_EX | LOCK_NB); } while (rc != 0 && errno == EINTR);
     if (rc != 0) {
@@ -75,8 +82,6 @@ int cotp_lock_file(const char *path) {
     }
     return fd;
 }
-
-unsigned cotp_umask(unsigned mask) { return (unsigned)umask((mode_t)mask); }
 
 int cotp_unix_socket_is_live(const char *path) {
     struct sockaddr_un addr;

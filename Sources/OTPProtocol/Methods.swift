@@ -24,6 +24,31 @@ public enum TwoFactorMethod: String, Sendable, CaseIterable {
 }
 
 extension TwoFactorMethod {
+    /// Whether this call needs an administrator peer (`ServerConfiguration.adminUIDs` and
+    /// `adminGIDs`) rather than any peer allowed to connect. The one list of administrative
+    /// calls: `UnlockAccount`, `ResetAccount` and `SendTestSms` always; `ListEvents` and
+    /// `ListDeliveries` when they ask across all accounts (an empty `account_id`). A listing
+    /// request that does not decode counts as administrative, so a doubtful call is refused
+    /// rather than let through.
+    ///
+    /// - Parameter payload: the call's encoded request; only the two listing calls read it.
+    public func requiresAdministrator(payload: [UInt8]) -> Bool {
+        switch self {
+        case .unlockAccount, .resetAccount, .sendTestSms:
+            return true
+        case .listEvents:
+            return (try? ListEventsRequest(serialized: payload))?.accountId.isEmpty ?? true
+        case .listDeliveries:
+            return (try? ListDeliveriesRequest(serialized: payload))?.accountId.isEmpty ?? true
+        case .health, .serverInfo, .getStatus, .setPhone, .startChallenge, .verify, .beginTotpEnrollment,
+            .confirmTotpEnrollment, .disableFactor, .generateBackupCodes, .redeemBackupCode, .setPreferredMethod,
+            .reportDelivery:
+            return false
+        }
+    }
+}
+
+extension TwoFactorMethod {
     /// The method whose wire name is exactly these UTF-8 bytes, or `nil`. Allocates nothing:
     /// the server looks up every call's method this way.
     public init?(utf8 name: UnsafeRawBufferPointer) {

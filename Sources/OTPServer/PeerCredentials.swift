@@ -14,16 +14,30 @@ public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "pid=\(pid) uid=\(uid) gid=\(gid)" }
 }
 
-/// Decides which peers may talk to the daemon (SECURITY.md §17).
+/// A set of peers by uid or by primary gid, as `SO_PEERCRED` reports them (supplementary
+/// groups are not part of `SO_PEERCRED` and do not count): who may talk to the daemon at all
+/// (SECURITY.md §17), and who may make administrator calls.
 struct PeerPolicy: Sendable {
     let uids: Set<UInt32>
     let gids: Set<UInt32>
 
+    /// The clients: `allowedUIDs` (root and the daemon's own uid when empty) and `allowedGIDs`.
     init(configuration: ServerConfiguration) {
         var uids = configuration.allowedUIDs
         if uids.isEmpty { uids = [0, getuid()] }
         self.uids = uids
         self.gids = configuration.allowedGIDs
+    }
+
+    /// The administrators: `adminUIDs` and `adminGIDs`; root and the daemon's own uid when
+    /// both are empty. An administrator must also be a client to connect at all.
+    init(administratorsOf configuration: ServerConfiguration) {
+        if configuration.adminUIDs.isEmpty && configuration.adminGIDs.isEmpty {
+            self.uids = [0, getuid()]
+        } else {
+            self.uids = configuration.adminUIDs
+        }
+        self.gids = configuration.adminGIDs
     }
 
     func allows(_ peer: PeerCredentials) -> Bool {

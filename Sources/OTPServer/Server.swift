@@ -84,7 +84,9 @@ public final class SocketServer: Service, Sendable {
             frameTimeout: TimeAmount(configuration.frameTimeout),
             idleTimeout: TimeAmount(configuration.idleTimeout),
             maximumInFlight: configuration.maximumCallsInFlightPerConnection)
-        let router = self.router
+        // Every call passes the administrator check before the router sees it.
+        let router = AdministratorGate(
+            router: self.router, administrators: PeerPolicy(administratorsOf: configuration), logger: logger)
         let logger = self.logger
         let connections = self.connections
 
@@ -122,28 +124,91 @@ public final class SocketServer: Service, Sendable {
             return try await bootstrap.withBoundSocket(descriptor).get()
         case .path(let path):
             try prepareSocketPath(path)
-            let previous = cotp_umask(0o777 & ~configuration.socketMode)
-            defer { _ = cotp_umask(previous) }
-            let channel = try await bootstrap.bind(unixDomainSocketPath: path).get()
-            guard chmod(path, mode_t(configuration.socketMode)) == 0 else {
+            return try await bindPrivately(bootstrap, at: path)
+        }
+    }
+
+    /// The bytes a socket path may have: `bindPrivately` binds at `<path>.XXXXXX/s` first,
+    /// which is 9 bytes longer and must fit in what SwiftNIO accepts for a Unix socket path
+    /// (103 bytes, the portable size of `sun_path` without its NUL).
+    public static let maximumSocketPathLength = 103 - 9
+
+    /// Binds and listens on a new socket file at `path` that has its final mode and group from
+    /// the moment it appears there.
+    ///
+    /// Why this way, on Linux: the mode of an AF_UNIX socket file comes from the umask at
+    /// `bind(2)` (`fchmod` on the unbound socket does not carry over), and there is no
+    /// `fchown` for the file through the socket, so the file can only be adjusted by path once
+    /// it exists. Changing the umask around `bind` affects every thread of the process (the
+    /// store and the hook create files meanwhile), and `chmod`/`chown` on `path` after `bind`
+    /// leave a window in which the file is reachable with the wrong group, and in which
+    /// whoever can change the directory could put a symlink there for `chown` to follow. So:
+    /// 1. `mkdtemp` makes `<path>.XXXXXX`, mode 0700, owned by otpd: no other user (root
+    ///    aside) can enter it, look up or replace anything in it.
+    /// 2. The socket is bound (and listening) as `s` inside it; nobody else can connect yet.
+    /// 3. `fchmodat`/`fchownat` (without following symlinks) set the mode and group, relative to
+    ///    a descriptor of that directory.
+    /// 4. `renameat(2)` moves it onto `path` atomically (replacing, never following, whatever
+    ///    is there), so the path shows either nothing or the finished socket; then the
+    ///    directory is removed.
+    /// The directory holding `path` must itself be writable only by trusted users (or sticky,
+    /// like /tmp), as it must be for any socket: whoever can write it can replace the socket.
+    private func bindPrivately(_ bootstrap: ServerBootstrap, at path: String) async throws -> any Channel {
+        guard path.utf8.count <= Self.maximumSocketPathLength else {
+            throw ListenError(
+                description: "socket path \(path) is too long (at most \(Self.maximumSocketPathLength) bytes: it is bound as \(path).XXXXXX/s first)")
+        }
+        var template = Array((path + ".XXXXXX").utf8CString)
+        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw ListenError(description: "cannot create a private directory beside \(path): \(String(cString: strerror(errno)))")
+        }
+        let privateDirectory = String(cString: created)
+        defer { rmdir(privateDirectory) }
+        let directory = open(privateDirectory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard directory >= 0 else {
+            throw ListenError(description: "cannot open \(privateDirectory): \(String(cString: strerror(errno)))")
+        }
+        defer { close(directory) }
+        var bound = false
+        defer { if bound { unlinkat(directory, "s", 0) } }  // still there only if something failed
+
+        let channel = try await bootstrap.bind(unixDomainSocketPath: privateDirectory + "/s").get()
+        bound = true
+        do {
+            guard fchmodat(directory, "s", mode_t(configuration.socketMode), 0) == 0 else {
                 throw ListenError(description: "cannot set mode of \(path): \(String(cString: strerror(errno)))")
             }
-            if let gid = configuration.socketGroup, chown(path, uid_t.max, gid) != 0 {
+            if let gid = configuration.socketGroup, fchownat(directory, "s", uid_t.max, gid, AT_SYMLINK_NOFOLLOW) != 0 {
                 throw ListenError(description: "cannot set group \(gid) on \(path): \(String(cString: strerror(errno)))")
             }
-            return channel
+            guard renameat(directory, "s", AT_FDCWD, path) == 0 else {
+                throw ListenError(description: "cannot move the socket to \(path): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            channel.close(promise: nil)
+            throw error
         }
+        bound = false
+        return channel
     }
 
     /// Takes the per-socket lock and removes a stale socket file; refuses when another otpd is
     /// live on the path or the path is something other than a socket.
     private func prepareSocketPath(_ path: String) throws {
         let lock = cotp_lock_file(path + ".lock")
+        if lock == -2 {
+            throw ListenError(description: "\(path).lock is not a regular file; refusing to use it as the lock")
+        }
         if lock < 0 {
-            if errno == EWOULDBLOCK {
+            switch errno {
+            case EWOULDBLOCK:
                 throw ListenError(description: "another otpd is running on \(path) (\(path).lock is held)")
+            case ELOOP:
+                throw ListenError(
+                    description: "\(path).lock is a symbolic link; otpd does not follow it (remove it if you did not expect it)")
+            default:
+                throw ListenError(description: "cannot lock \(path).lock: \(String(cString: strerror(errno)))")
             }
-            throw ListenError(description: "cannot lock \(path).lock: \(String(cString: strerror(errno)))")
         }
         // The descriptor stays open (and locked) until the process exits.
         var info = stat()

@@ -18,6 +18,15 @@ public struct ServerConfiguration: Sendable {
     public var allowedUIDs: Set<UInt32> = []
     /// Peer gids allowed to connect (in addition to the uids).
     public var allowedGIDs: Set<UInt32> = []
+    /// Peer uids allowed to make administrator calls (`UnlockAccount`, `ResetAccount`,
+    /// `SendTestSms`, and `ListEvents`/`ListDeliveries` across all accounts; see
+    /// `TwoFactorMethod.requiresAdministrator(payload:)`). When both this and `adminGIDs` are
+    /// empty: root and the daemon's own uid. An administrator must also be allowed to connect
+    /// (`allowedUIDs`/`allowedGIDs`).
+    public var adminUIDs: Set<UInt32> = []
+    /// Peer primary gids (from `SO_PEERCRED`) allowed to make administrator calls, in addition
+    /// to `adminUIDs`.
+    public var adminGIDs: Set<UInt32> = []
     /// Largest frame payload accepted from a client, in bytes (default 64 KiB).
     public var maximumFrameSize: Int = 64 * 1024
     /// A connection with nothing in flight and no bytes received for this long is closed.

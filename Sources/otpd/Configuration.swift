@@ -1,5 +1,6 @@
 import Foundation
 import OTPCore
+import OTPServer
 import TOMLKit
 
 /// Everything otpd can be told, with the defaults used when neither the TOML file nor a flag
@@ -12,6 +13,8 @@ struct DaemonConfiguration: Sendable {
     var socketGroup: String?
     var allowedUIDs: [UInt32] = []
     var allowedGIDs: [UInt32] = []
+    var adminUIDs: [UInt32] = []
+    var adminGIDs: [UInt32] = []
     var maximumFrameBytes = 64 * 1024
     var idleTimeoutSeconds = 300
     var frameTimeoutSeconds = 10
@@ -48,8 +51,9 @@ extension DaemonConfiguration {
     /// The keys each table accepts; anything else is an error, so a typo is never ignored.
     static let knownKeys: [String: Set<String>] = [
         "server": [
-            "socket", "socket_mode", "socket_group", "allowed_uids", "allowed_gids", "max_frame_bytes",
-            "idle_timeout_seconds", "frame_timeout_seconds", "max_connections", "max_calls_in_flight", "threads",
+            "socket", "socket_mode", "socket_group", "allowed_uids", "allowed_gids", "admin_uids", "admin_gids",
+            "max_frame_bytes", "idle_timeout_seconds", "frame_timeout_seconds", "max_connections",
+            "max_calls_in_flight", "threads",
         ],
         "storage": ["database", "synchronous", "key_file"],
         "log": ["level"],
@@ -135,6 +139,8 @@ extension DaemonConfiguration {
             try r.string("socket_group") { socketGroup = $0.isEmpty ? nil : $0 }
             try r.ids("allowed_uids") { allowedUIDs = $0 }
             try r.ids("allowed_gids") { allowedGIDs = $0 }
+            try r.ids("admin_uids") { adminUIDs = $0 }
+            try r.ids("admin_gids") { adminGIDs = $0 }
             try r.int("max_frame_bytes", 256...(16 << 20)) { maximumFrameBytes = $0 }
             try r.int("idle_timeout_seconds", 1...86_400) { idleTimeoutSeconds = $0 }
             try r.int("frame_timeout_seconds", 1...3_600) { frameTimeoutSeconds = $0 }
@@ -189,7 +195,14 @@ extension DaemonConfiguration {
                 }
                 notifyCommand = command.isEmpty ? nil : command
             }
-            try r.strings("kinds") { (kinds) throws(ConfigurationError) in notifyKinds = Set(kinds) }
+            try r.strings("kinds") { (kinds) throws(ConfigurationError) in
+                // A misspelt kind would silently never be notified: refuse it.
+                for kind in kinds where !EventKinds.notifiable.contains(kind) {
+                    throw ConfigurationError(
+                        description: "\(r.file): notify.kinds: unknown event kind \"\(kind.prefix(100))\" (known: \(EventKinds.notifiable.sorted().joined(separator: ", ")))")
+                }
+                notifyKinds = Set(kinds)
+            }
             try r.int("timeout_seconds", 1...300) { notifyTimeoutSeconds = $0 }
         case "backup":
             try r.int("count", 5...20) { policy.backupCodeCount = $0 }
@@ -241,8 +254,9 @@ extension DaemonConfiguration {
         for (name, path) in paths {
             try Self.checkWritableParent(of: path, name: name)
         }
-        guard socketPath.utf8.count < 108 else {
-            throw ConfigurationError(description: "server.socket path is too long for a Unix socket (max 107 bytes)")
+        guard socketPath.utf8.count <= SocketServer.maximumSocketPathLength else {
+            throw ConfigurationError(
+                description: "server.socket path is too long (at most \(SocketServer.maximumSocketPathLength) bytes: otpd binds it as <path>.XXXXXX/s first)")
         }
     }
 

@@ -215,6 +215,8 @@ struct OTPD: AsyncParsableCommand {
         }
         server.allowedUIDs = Set(configuration.allowedUIDs)
         server.allowedGIDs = Set(configuration.allowedGIDs)
+        server.adminUIDs = Set(configuration.adminUIDs)
+        server.adminGIDs = Set(configuration.adminGIDs)
         server.maximumFrameSize = configuration.maximumFrameBytes
         server.idleTimeout = .seconds(configuration.idleTimeoutSeconds)
         server.frameTimeout = .seconds(configuration.frameTimeoutSeconds)

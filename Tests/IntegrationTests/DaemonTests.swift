@@ -378,7 +378,7 @@ struct ExampleConfigurationTests {
         #expect(result.stdout.contains("configuration OK"))
         // Every key otpd knows appears in the example.
         let text = try String(contentsOfFile: example, encoding: .utf8)
-        for key in ["socket_mode", "allowed_gids", "frame_timeout_seconds", "synchronous", "key_file",
+        for key in ["socket_mode", "allowed_gids", "admin_uids", "admin_gids", "frame_timeout_seconds", "synchronous", "key_file",
                     "per_phone_per_day", "allowed_country_codes", "attempts_per_challenge", "durations_seconds",
                     "max_consecutive_failures", "issuer", "enrollment_lifetime_seconds", "proof_purposes",
                     "low_watermark", "brand", "account_sid", "auth_token_file", "messaging_service_sid",

@@ -24,12 +24,11 @@ int cotp_peer_credentials(int fd, cotp_ucred *out);
 /// 0 when NOTIFY_SOCKET is unset, -1 with errno on failure.
 int cotp_sd_notify(const char *state);
 
-/// Takes an exclusive, non-blocking flock(2) on `path` (created 0600 if missing). Returns the
-/// descriptor (kept open for the life of the process), or -1 with errno (EWOULDBLOCK: held).
+/// Takes an exclusive, non-blocking flock(2) on `path` (created 0600 if missing; opened with
+/// O_NOFOLLOW and O_CLOEXEC). Returns the descriptor (kept open for the life of the process),
+/// -1 with errno (EWOULDBLOCK: held; ELOOP: `path` is a symbolic link), or -2 when `path` is
+/// not a regular file.
 int cotp_lock_file(const char *path);
-
-/// Sets the process umask and returns the previous one.
-unsigned cotp_umask(unsigned mask);
 
 /// 1 when something accepts connections on the Unix socket at `path`, 0 when nothing does
 /// (ECONNREFUSED / ENOENT), -1 with errno for other failures.
