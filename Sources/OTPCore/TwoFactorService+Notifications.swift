@@ -8,6 +8,22 @@ public protocol EventNotifier: Sendable {
 }
 
 extension TwoFactorService {
+    /// Every audit event kind the domain records. `[notify] kinds` may name only these: an
+    /// unknown name stops otpd, since a typo must not turn a notification off without a word.
+    /// A new kind the domain writes must be added here.
+    public static let recordedKinds: Set<String> = [
+        // Phone number and codes
+        "phone_saved", "phone_change_requested", "phone_verified", "phone_changed", "code_sent", "code_send_failed",
+        "code_refused", "verify", "proof", "sms_delivery_failed", "test_sms_sent", "test_sms_failed",
+        // Authenticator
+        "totp_enrollment_started", "totp_enrollment_confirm", "totp_enabled", "totp_replay_refused",
+        // Factors and backup codes
+        "factor_disabled", "preferred_method_changed", "backup_codes_generated", "backup_codes_regenerated",
+        "backup_code_redeemed", "backup_codes_low",
+        // Lockout and administration
+        "account_locked", "account_unlocked", "account_reset",
+    ]
+
     /// The event kinds that trigger the notification hook unless configured otherwise
     /// (SECURITY §15): every factor change, backup-code use and regeneration, lockout, refused
     /// replay, and the administrator's unlock and reset.

@@ -197,9 +197,9 @@ extension DaemonConfiguration {
             }
             try r.strings("kinds") { (kinds) throws(ConfigurationError) in
                 // A misspelt kind would silently never be notified: refuse it.
-                for kind in kinds where !EventKinds.notifiable.contains(kind) {
+                for kind in kinds where !TwoFactorService.recordedKinds.contains(kind) {
                     throw ConfigurationError(
-                        description: "\(r.file): notify.kinds: unknown event kind \"\(kind.prefix(100))\" (known: \(EventKinds.notifiable.sorted().joined(separator: ", ")))")
+                        description: "\(r.file): notify.kinds: unknown event kind \"\(kind.prefix(100))\" (known: \(TwoFactorService.recordedKinds.sorted().joined(separator: ", ")))")
                 }
                 notifyKinds = Set(kinds)
             }

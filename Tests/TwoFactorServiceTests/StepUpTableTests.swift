@@ -147,6 +147,16 @@ import Testing
             }
         }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+
+        // Every kind of event these actions wrote is one `[notify] kinds` may name.
+        var kinds: Set<String> = []
+        var before: Int64?
+        repeat {
+            let page = try await f.service.listEvents(accountID: nil, pageSize: 500, beforeID: before)
+            kinds.formUnion(page.events.map(\.kind))
+            before = page.nextBeforeID
+        } while before != nil
+        #expect(kinds.subtracting(TwoFactorService.recordedKinds).isEmpty)
     }
 
     /// Ids end in a precomposed "é", so that another account's id can differ in bytes only.
