@@ -145,6 +145,8 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPCoreTests", dependencies: ["OTPCore"],
+            // The RFC 4226 and RFC 6238 test vectors, read from the source tree by the tests.
+            exclude: ["Vectors"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPStoreTests", dependencies: ["OTPStore", "OTPCore"],

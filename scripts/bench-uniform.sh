@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures whether every way a verification can fail takes the same time (SECURITY.md §13,
+# Measures whether every way a verification can fail takes the same time (docs/SECURITY.md §13,
 # issue: "uniform failure"). A tool that prints figures, not a test: the machines are noisy, so
 # each kind is compared with a wrong code measured in the same run.
 #

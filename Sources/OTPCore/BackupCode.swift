@@ -1,6 +1,6 @@
 import Foundation
 
-/// A single-use backup code, e.g. `k7mq-2xtp-9fhw-c3rd` (SECURITY §7).
+/// A single-use backup code, e.g. `k7mq-2xtp-9fhw-c3rd` (docs/SECURITY.md §7).
 ///
 /// Format: 16 characters from a 30-character lower-case alphabet, shown in 4 groups of 4
 /// separated by dashes. The alphabet, ``alphabet``, is the digits 2-9 and the letters a-z
@@ -42,7 +42,7 @@ public struct BackupCode: Sendable, CustomStringConvertible, CustomDebugStringCo
         return BackupCode(normalized: String(decoding: characters, as: UTF8.self))
     }
 
-    /// Draws `count` distinct codes (default 10, the minimum SECURITY §7 allows).
+    /// Draws `count` distinct codes (default 10, the minimum docs/SECURITY.md §7 allows).
     public static func generateSet(count: Int = 10, using random: some RandomSource) -> [BackupCode] {
         precondition(count >= 0, "count must not be negative")
         var seen: Set<String> = []

@@ -1,6 +1,6 @@
 import Crypto
 
-/// Keyed hashes of one-time codes and backup codes, for storage (SECURITY §3, §7).
+/// Keyed hashes of one-time codes and backup codes, for storage (docs/SECURITY.md §3, §7).
 ///
 /// The hash is HMAC-SHA256 under the daemon's hashing key (see ``DaemonKeys``) over a
 /// domain-separated message: a domain tag (`otpd/v1/sms-code` or `otpd/v1/backup-code`)

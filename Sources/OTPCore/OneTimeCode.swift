@@ -6,7 +6,7 @@ public struct CodeDigits: Sendable, Hashable, Comparable, CustomStringConvertibl
     public static let minimum = 6
     /// The largest length accepted.
     public static let maximum = 10
-    /// Six digits: the default for SMS codes and TOTP (SECURITY §1, §4).
+    /// Six digits: the default for SMS codes and TOTP (docs/SECURITY.md §1, §4).
     public static let six = CodeDigits(unchecked: 6)
     /// Eight digits, as in the RFC 6238 test vectors.
     public static let eight = CodeDigits(unchecked: 8)
@@ -43,7 +43,7 @@ public struct CodeDigits: Sendable, Hashable, Comparable, CustomStringConvertibl
 /// Values exist only after strict parsing or generation, so holding a `OneTimeCode` means the
 /// text is well formed. It is deliberately not `Equatable`: compare codes with
 /// ``ConstantTime`` (as ``TOTP`` and ``CodeHasher`` do). Its `description` is redacted, so
-/// interpolating a code into a log line does not leak it (SECURITY §16); use ``text`` only to
+/// interpolating a code into a log line does not leak it (docs/SECURITY.md §16); use ``text`` only to
 /// put the code into an SMS.
 public struct OneTimeCode: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// The ASCII digits of the code ('0' is 0x30).
@@ -84,7 +84,7 @@ public struct OneTimeCode: Sendable, CustomStringConvertible, CustomDebugStringC
     }
 
     /// Draws a code of `length` digits uniformly at random: each of the 10^length codes,
-    /// including those with leading zeros, is equally likely (SECURITY §1).
+    /// including those with leading zeros, is equally likely (docs/SECURITY.md §1).
     public static func generate(length: CodeDigits = .six, using random: some RandomSource) -> OneTimeCode {
         var digits: [UInt8] = []
         digits.reserveCapacity(length.count)

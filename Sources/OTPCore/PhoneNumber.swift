@@ -58,7 +58,7 @@ public enum PhoneNumberError: Error, Sendable, Hashable, CustomStringConvertible
 /// scripts.
 ///
 /// `description` is the masked form, so interpolating a number into a log line does not leak
-/// it (SECURITY §16).
+/// it (docs/SECURITY.md §16).
 public struct PhoneNumber: Sendable, Hashable, CustomStringConvertible,
     CustomDebugStringConvertible
 {

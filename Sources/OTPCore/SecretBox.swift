@@ -30,9 +30,9 @@ public struct DaemonKeys: Sendable {
     /// The required length of the master key, in bytes.
     public static let masterKeyByteCount = 32
 
-    /// Hashes codes for storage (SECURITY §3, §7).
+    /// Hashes codes for storage (docs/SECURITY.md §3, §7).
     public let hashing: CodeHasher
-    /// Encrypts TOTP secrets at rest (SECURITY §5).
+    /// Encrypts TOTP secrets at rest (docs/SECURITY.md §5).
     public let encryption: SecretBox
     /// 16 lower-case hex characters (64 bits derived from the master key) that identify the
     /// key without revealing it or the derived keys. Store it beside the data to detect a
@@ -85,7 +85,7 @@ public enum SecretBoxError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Encrypts TOTP secrets at rest with AES-256-GCM under a key kept outside the database
-/// (SECURITY §5).
+/// (docs/SECURITY.md §5).
 ///
 /// Sealed format: `version (1 byte, 1) || nonce (12) || ciphertext || tag (16)`. The nonce is
 /// random per seal. The associated data binds the ciphertext to the account id (and to the

@@ -12,7 +12,7 @@ public struct TOTPParameters: Sendable, Hashable {
     /// The time step X, in seconds; T0 is always 0 (the Unix epoch).
     public let period: Int
 
-    /// SHA1, 6 digits, 30-second step: what SECURITY §4 requires and every app supports.
+    /// SHA1, 6 digits, 30-second step: what docs/SECURITY.md §4 requires and every app supports.
     public static let standard = TOTPParameters(checked: .sha1, digits: .six, period: 30)
 
     /// Creates parameters, or returns `nil` if `period` is outside ``periodRange``.
@@ -59,7 +59,7 @@ public struct TOTP: Sendable, CustomStringConvertible, CustomDebugStringConverti
     /// The shortest secret accepted: 128 bits (RFC 4226 §4, R6). New secrets should have
     /// ``recommendedSecretBytes``.
     public static let minimumSecretBytes = 16
-    /// The length of a newly generated secret: 160 bits (RFC 4226 §4, SECURITY §4).
+    /// The length of a newly generated secret: 160 bits (RFC 4226 §4, docs/SECURITY.md §4).
     public static let recommendedSecretBytes = 20
     /// The widest verification window accepted, in steps either side of the current one.
     public static let maximumWindow = 10
@@ -102,12 +102,12 @@ public struct TOTP: Sendable, CustomStringConvertible, CustomDebugStringConverti
     /// the step it matches, or `nil`.
     ///
     /// Every step of the window is computed and compared in constant time, with no early exit
-    /// when one matches (SECURITY §8), so the time taken does not say which step matched or
+    /// when one matches (docs/SECURITY.md §8), so the time taken does not say which step matched or
     /// how much of a code was right. If the candidate matches several steps (a chance
     /// collision), the latest step is returned, which errs toward refusing replays.
     ///
     /// This function does not know which steps were used before: pass the result to
-    /// ``acceptableStep(matched:lastAccepted:)`` and record it atomically (SECURITY §6).
+    /// ``acceptableStep(matched:lastAccepted:)`` and record it atomically (docs/SECURITY.md §6).
     ///
     /// - Parameters:
     ///   - candidate: the parsed code the user typed; a code of the wrong length never matches.
@@ -134,7 +134,7 @@ public struct TOTP: Sendable, CustomStringConvertible, CustomDebugStringConverti
         return anyMatch != 0 ? matchedStep : nil
     }
 
-    /// The replay rule (RFC 6238 §5.2, SECURITY §6): a matched step is acceptable only if it is
+    /// The replay rule (RFC 6238 §5.2, docs/SECURITY.md §6): a matched step is acceptable only if it is
     /// later than the last step accepted for the account (`nil`: none accepted yet). The same
     /// step again, or an earlier one, is refused.
     public static func acceptableStep(matched: UInt64, lastAccepted: UInt64?) -> Bool {

@@ -1,6 +1,6 @@
 public import Foundation
 
-/// Every limit and setting of the domain, with the defaults of SECURITY.md. The daemon fills
+/// Every limit and setting of the domain, with the defaults of docs/SECURITY.md. The daemon fills
 /// it from its configuration; tests build their own.
 public struct TwoFactorPolicy: Sendable {
     // Codes

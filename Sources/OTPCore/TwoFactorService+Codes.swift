@@ -24,7 +24,7 @@ public struct VerifyOutcome: Sendable, Equatable {
     public var proofExpiresAt: Date?
     public var summary: AccountSummary
 
-    /// The one message for every failed verification, whatever the reason (SECURITY §13).
+    /// The one message for every failed verification, whatever the reason (docs/SECURITY.md §13).
     public static let failureMessage = "The code is not valid"
 }
 
@@ -478,7 +478,7 @@ extension TwoFactorService {
             if stored == nil {
                 // Nothing to count against: the account has no factor at all. The daemon-wide
                 // counter of such attempts takes the account row's place in the commit, so an
-                // unknown account costs what a wrong code costs (SECURITY §13; without it,
+                // unknown account costs what a wrong code costs (docs/SECURITY.md §13; without it,
                 // bench-uniform.sh measured it 13 % faster).
                 try tx.countUnknownAccountAttempt()
                 try tx.appendEvent(
@@ -502,7 +502,7 @@ extension TwoFactorService {
                     detail: "\(purpose.rawValue): \(reason)", destinationMasked: challenge?.destination.masked ?? "",
                     at: now))
             // Only the account id comes back: the account's state (its masked number, its
-            // failure count) would tell a known account from an unknown one (SECURITY.md §13).
+            // failure count) would tell a known account from an unknown one (docs/SECURITY.md §13).
             return VerifyOutcome(
                 success: false, attemptsLeft: attemptsLeft,
                 lockedUntil: isLocked(account, at: now) ? account.lockedUntil : nil,

@@ -25,7 +25,7 @@ extension TwoFactorService {
     ]
 
     /// The event kinds that trigger the notification hook unless configured otherwise
-    /// (SECURITY §15): every factor change, backup-code use and regeneration, lockout, refused
+    /// (docs/SECURITY.md §15): every factor change, backup-code use and regeneration, lockout, refused
     /// replay, and the administrator's unlock and reset.
     public static let defaultNotifiedKinds: Set<String> = [
         "phone_verified", "phone_change_requested", "phone_changed", "totp_enabled", "factor_disabled",

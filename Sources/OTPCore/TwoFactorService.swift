@@ -314,7 +314,7 @@ public final class TwoFactorService: Sendable {
     }
 
     /// Checks an authenticator code against the enabled secret and records the accepted step,
-    /// so no step is ever accepted twice (SECURITY §6). Does not touch the failure counter.
+    /// so no step is ever accepted twice (docs/SECURITY.md §6). Does not touch the failure counter.
     func checkTOTP(_ input: String, account: inout AccountRecord, now: Date, in tx: any StoreTransaction) throws
         -> TOTPCheck
     {

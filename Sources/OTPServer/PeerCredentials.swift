@@ -16,7 +16,7 @@ public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
 
 /// A set of peers by uid or by primary gid, as `SO_PEERCRED` reports them (supplementary
 /// groups are not part of `SO_PEERCRED` and do not count): who may talk to the daemon at all
-/// (SECURITY.md §17), and who may make administrator calls.
+/// (docs/SECURITY.md §17), and who may make administrator calls.
 struct PeerPolicy: Sendable {
     let uids: Set<UInt32>
     let gids: Set<UInt32>

@@ -1,6 +1,6 @@
 internal import CSQLite
 
-/// A storage failure, sorted so callers can fail closed with a clear status (SECURITY.md §19).
+/// A storage failure, sorted so callers can fail closed with a clear status (docs/SECURITY.md §19).
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
         /// The database is locked by another process for longer than the busy timeout.

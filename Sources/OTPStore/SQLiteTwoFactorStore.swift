@@ -8,7 +8,7 @@ public import OTPCore
 ///   and the call returns only after the commit that holds its changes is durable.
 /// - If the body throws, or if any storage operation inside it failed (even one the body caught
 ///   and ignored), none of the body's changes are kept and the call throws (fail closed,
-///   SECURITY §19).
+///   docs/SECURITY.md §19).
 /// - A stored row that cannot be turned back into a record (a phone number that no longer
 ///   parses, an unknown purpose, a value out of range) throws `StoreError` of kind `.corrupt`;
 ///   it is never skipped or guessed at.
@@ -429,7 +429,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
         }
     }
 
-    /// One conditional update; true only when it changed exactly one row (SECURITY §7).
+    /// One conditional update; true only when it changed exactly one row (docs/SECURITY.md §7).
     func consumeBackupCode(accountID: String, hash: [UInt8], at: Date) throws(StoreError) -> Bool {
         try perform { db throws(StoreError) in
             guard !hash.isEmpty else { return false }

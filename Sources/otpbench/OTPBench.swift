@@ -111,7 +111,7 @@ struct OTPBench: AsyncParsableCommand {
     }
 
     /// One request per account for each way a verification can fail; all must look the same
-    /// to the caller (SECURITY §13), in answer and in time.
+    /// to the caller (docs/SECURITY.md §13), in answer and in time.
     private func writeKinds(_ challenges: [String], codes: [String: String], to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var kinds: [String: [String]] = [:]

@@ -39,7 +39,7 @@ struct Pruner: Service {
     }
 }
 
-/// The notification hook (SECURITY §15): hands every new event of the configured kinds to
+/// The notification hook (docs/SECURITY.md §15): hands every new event of the configured kinds to
 /// `notifier`, in order, at least once. Polls every 2 s; after a failure it waits longer each
 /// time (up to a minute) and offers the same event again, so nothing is skipped.
 struct NotificationHook: Service {

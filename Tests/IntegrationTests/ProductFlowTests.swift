@@ -170,7 +170,7 @@ struct ProductFlowTests {
         await client.close()
     }
 
-    /// SECURITY: parallel guesses on many challenges all count; the lock holds for the right code.
+    /// docs/SECURITY.md §10: parallel guesses on many challenges all count; the lock holds for the right code.
     @Test func twoHundredConcurrentWrongGuessesOverFiftyChallenges() async throws {
         let daemon = try DaemonProcess(config: Self.relaxedSMS)
         try await daemon.start()

@@ -5,7 +5,7 @@ import Testing
 struct HOTPTests {
     static let secret = Array("12345678901234567890".utf8)
 
-    @Test("RFC 4226 Appendix D vectors from shared/vectors")
+    @Test("RFC 4226 Appendix D vectors from Tests/OTPCoreTests/Vectors")
     func rfc4226Vectors() throws {
         let rows = try Vectors.rows("rfc4226-hotp.tsv")
         #expect(rows.count == 10)

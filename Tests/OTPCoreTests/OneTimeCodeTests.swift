@@ -3,7 +3,7 @@ import Testing
 
 @Suite("OneTimeCode")
 struct OneTimeCodeTests {
-    /// Every kind of bad input SECURITY §9 names, and a few more; all must be refused.
+    /// Every kind of bad input docs/SECURITY.md §9 names, and a few more; all must be refused.
     static let badInputs: [String] = [
         "+123456", "-123456", " 123456", "123456 ", "12 3456", "123 456", "\t123456", "123456\n",
         "１２３４５６",  // full-width digits
@@ -18,7 +18,7 @@ struct OneTimeCodeTests {
         "123-456", "+12345", "①②③④⑤⑥", "123456\u{200B}", "\u{FEFF}123456", "12345\u{0661}",
     ]
 
-    @Test("SECURITY §9 bad inputs are all refused", arguments: badInputs)
+    @Test("docs/SECURITY.md §9 bad inputs are all refused", arguments: badInputs)
     func refused(input: String) {
         #expect(OneTimeCode(parsing: input, length: .six) == nil)
     }

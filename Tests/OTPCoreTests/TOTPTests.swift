@@ -17,7 +17,7 @@ struct TOTPTests {
 
     static let secret = Array("12345678901234567890".utf8)
 
-    @Test("RFC 6238 Appendix B vectors from shared/vectors, including t = 20000000000")
+    @Test("RFC 6238 Appendix B vectors from Tests/OTPCoreTests/Vectors, including t = 20000000000")
     func rfc6238Vectors() throws {
         let rows = try Vectors.rows("rfc6238-totp.tsv")
         #expect(rows.count == 18)

@@ -76,13 +76,12 @@ final class ManualClock: OTPClock {
 }
 
 enum Vectors {
-    /// `<repo>/../shared/vectors/<name>`, the repository found from this file's path.
+    /// `Tests/OTPCoreTests/Vectors/<name>`: the RFCs' published vectors, kept in the
+    /// repository beside this file, found from this file's path.
     static func url(_ name: String, filePath: String = #filePath) -> URL {
         URL(fileURLWithPath: filePath)
             .deletingLastPathComponent()  // OTPCoreTests
-            .deletingLastPathComponent()  // Tests
-            .deletingLastPathComponent()  // repository root
-            .appendingPathComponent("../shared/vectors/\(name)")
+            .appendingPathComponent("Vectors/\(name)")
             .standardizedFileURL
     }
 
@@ -91,7 +90,7 @@ enum Vectors {
         let url = url(name)
         try #require(
             FileManager.default.fileExists(atPath: url.path),
-            "test vector file missing: \(url.path); shared/ must sit beside the repository")
+            "test vector file missing: \(url.path)")
         let text = try String(contentsOf: url, encoding: .utf8)
         let rows =
             text.split(whereSeparator: \.isNewline)

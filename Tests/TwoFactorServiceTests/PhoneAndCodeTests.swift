@@ -139,7 +139,7 @@ struct PhoneAndCodeTests {
         #expect(!(try await f.service.verify(accountID: "a", purpose: .login, code: login.code, challengeID: login.id).success))
     }
 
-    /// SECURITY §9: all refused the same way, all counted.
+    /// docs/SECURITY.md §9: all refused the same way, all counted.
     @Test func malformedCodesAreFailedAttempts() async throws {
         let f = try Fixture { $0.lockThreshold = 100; $0.attemptsPerChallenge = 20 }
         defer { f.tearDown() }
@@ -234,7 +234,7 @@ struct BrokenStore: TwoFactorStore {
 
 @Suite("storage failures")
 struct StorageFailureTests {
-    /// SECURITY §19: a storage error refuses the request; it never grants access.
+    /// docs/SECURITY.md §19: a storage error refuses the request; it never grants access.
     @Test func storageErrorsFailClosed() async throws {
         let service = try TwoFactorService(
             store: BrokenStore(), sender: RecordingSender(), keys: try DaemonKeys(masterKey: Array(1...32)),
