@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the committed protobuf-c code in Sources/COTPProto from proto/otp/v1/*.proto,
 # plus descriptors.c/.h: one C function per message returning its descriptor's address
-# (Swift must never take the address of an imported C `const`: that yields a temporary copy).
-# Usage: scripts/generate-proto.sh [OUTPUT_DIR]   (default: Sources/COTPProto)
+# (Swift must never take the address of an imported C `const`: that yields a temporary copy);
+# then runs scripts/generate-from-proto.py for the Swift code made from the same files.
+# Usage: scripts/generate-proto.sh [OUTPUT_DIR]   (default: Sources/COTPProto; with OUTPUT_DIR,
+#        only the C code is written, there)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/Sources/COTPProto}
@@ -37,4 +39,5 @@ descs=$(grep -ho 'extern const ProtobufCMessageDescriptor [a-z0-9_]*__descriptor
 } > "$out/descriptors.c"
 printf 'module COTPProto {\n    header "COTPProto.h"\n    export *\n}\n' > "$out/include/module.modulemap"
 echo "generated into $out: $(echo "$descs" | wc -l) message descriptors"
-if [ $# -eq 0 ]; then python3 "$root/scripts/generate-swift-messages.py"; fi
+# Without OUTPUT_DIR: also the Swift code made from the same files (see the script).
+if [ $# -eq 0 ]; then python3 "$root/scripts/generate-from-proto.py"; fi

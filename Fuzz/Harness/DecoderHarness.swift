@@ -140,6 +140,8 @@ public enum DecoderHarness {
         let verify = request(
             .verify, VerifyRequest(accountId: "admin-7", purpose: .login, code: "123456", challengeId: "c-1"), callId: 2)
         let setPhone = request(.setPhone, SetPhoneRequest(accountId: "ädmin ✓", phoneNumber: "+1 415 555 0100"), callId: 3)
+        let proof = Proof(kind: .totpCode("1"))
+        let withProof = request(.setPhone, SetPhoneRequest(accountId: "a", phoneNumber: "+1 555", proof: proof), callId: 4)
         let response = Response(callId: 9, status: Status(code: 5, message: "not found"), payload: []).serialized()
         return [
             ("health-frame", Frame.encode(health)),
@@ -151,6 +153,7 @@ public enum DecoderHarness {
             ("truncated", Array(Frame.encode(verify).dropLast(3))),
             ("response-frame", Frame.encode(response)),
             ("bare-request", verify),
+            ("proof-frame", Frame.encode(withProof)),
         ]
     }
 }

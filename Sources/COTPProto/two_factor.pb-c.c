@@ -1910,11 +1910,11 @@ static const ProtobufCFieldDescriptor otp__v1__proof__field_descriptors[3] =
     1,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Proof, kind_case),
     offsetof(Otp__V1__Proof, token),
     NULL,
     &protobuf_c_empty_string,
-    0,             /* flags */
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
@@ -1922,11 +1922,11 @@ static const ProtobufCFieldDescriptor otp__v1__proof__field_descriptors[3] =
     2,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Proof, kind_case),
     offsetof(Otp__V1__Proof, totp_code),
     NULL,
     &protobuf_c_empty_string,
-    0,             /* flags */
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
@@ -1934,11 +1934,11 @@ static const ProtobufCFieldDescriptor otp__v1__proof__field_descriptors[3] =
     3,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
+    offsetof(Otp__V1__Proof, kind_case),
     offsetof(Otp__V1__Proof, backup_code),
     NULL,
     &protobuf_c_empty_string,
-    0,             /* flags */
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };

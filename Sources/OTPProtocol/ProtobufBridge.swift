@@ -64,6 +64,10 @@ enum FieldValue: Sendable, Equatable {
 public struct FieldReader: Sendable, Equatable {
     var values: [UInt32: FieldValue] = [:]
 
+    /// Whether field `number` of a `oneof` is the one set (it may hold its default value).
+    /// Only the field a oneof's case names is read, so at most one of its fields is present.
+    public func has(_ number: UInt32) -> Bool { values[number] != nil }
+
     /// A string field ("" when absent).
     public func string(_ number: UInt32) -> String {
         if case .string(let value) = values[number] { return value }
@@ -159,6 +163,19 @@ public struct FieldWriter: Sendable {
     public mutating func set(_ number: UInt32, _ value: [String]) {
         if !value.isEmpty { values[number] = .repeated(value.map { .string($0) }) }
     }
+    /// Writes field `number` of a `oneof`. Unlike a plain proto3 field it is sent even when it
+    /// holds its default value (`""`, `0`): that this field is the one set is itself the value.
+    public mutating func setOneof(_ number: UInt32, _ value: String) { values[number] = .string(value) }
+    public mutating func setOneof(_ number: UInt32, _ value: [UInt8]) { values[number] = .bytes(value) }
+    public mutating func setOneof(_ number: UInt32, _ value: UInt64) { values[number] = .uint(value) }
+    public mutating func setOneof(_ number: UInt32, _ value: UInt32) { values[number] = .uint(UInt64(value)) }
+    public mutating func setOneof(_ number: UInt32, _ value: Int64) { values[number] = .int(value) }
+    public mutating func setOneof(_ number: UInt32, _ value: Int32) { values[number] = .int(Int64(value)) }
+    public mutating func setOneof(_ number: UInt32, _ value: Bool) { values[number] = .bool(value) }
+    public mutating func setOneof<E: RawRepresentable>(_ number: UInt32, _ value: E) where E.RawValue == Int32 {
+        setOneof(number, value.rawValue)
+    }
+    public mutating func setOneof<M: WireMessage>(_ number: UInt32, _ value: M) { set(number, value) }
     public mutating func set<M: WireMessage>(_ number: UInt32, _ value: [M]) {
         guard !value.isEmpty else { return }
         values[number] = .repeated(
@@ -304,7 +321,12 @@ enum ProtobufBridge {
             let field = fields + i
             let number = field.pointee.id
             let slot = message + Int(field.pointee.offset)
-            if field.pointee.label == PROTOBUF_C_LABEL_REPEATED {
+            if field.pointee.flags & PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue != 0 {
+                // The fields of a oneof share one union; only the one its case names is valid.
+                let selected = (message + Int(field.pointee.quantifier_offset)).load(as: UInt32.self)
+                guard selected == number, let value = readScalar(slot, field) else { continue }
+                reader.values[number] = value
+            } else if field.pointee.label == PROTOBUF_C_LABEL_REPEATED {
                 let count = (message + Int(field.pointee.quantifier_offset)).load(as: Int.self)
                 guard count > 0, let array = slot.load(as: UnsafeRawPointer?.self) else { continue }
                 let stride = elementSize(field.pointee.type)
@@ -407,6 +429,10 @@ enum ProtobufBridge {
                 slot.storeBytes(of: UnsafeRawPointer(array), as: UnsafeRawPointer.self)
             } else {
                 writeScalar(value, slot, field, &arena)
+                if field.pointee.flags & PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue != 0 {
+                    // protobuf-c packs a oneof's field only when the case names it.
+                    (message + Int(field.pointee.quantifier_offset)).storeBytes(of: number, as: UInt32.self)
+                }
             }
         }
         return message

@@ -195,17 +195,15 @@ extension RPCError {
 }
 
 extension ProofInput {
+    /// The proof the `oneof kind` holds; none, or an empty one, is `invalidArgument`.
     init(_ proof: Proof) throws(RPCError) {
-        let set = [proof.token, proof.totpCode, proof.backupCode].filter { !$0.isEmpty }.count
-        guard set == 1 else {
-            throw RPCError(code: .invalidArgument, message: "proof: set exactly one of token, totp_code, backup_code")
-        }
-        if !proof.token.isEmpty {
-            self = .token(proof.token)
-        } else if !proof.totpCode.isEmpty {
-            self = .totpCode(proof.totpCode)
-        } else {
-            self = .backupCode(proof.backupCode)
+        switch proof.kind {
+        case .token(let token) where !token.isEmpty: self = .token(token)
+        case .totpCode(let code) where !code.isEmpty: self = .totpCode(code)
+        case .backupCode(let code) where !code.isEmpty: self = .backupCode(code)
+        case .token, .totpCode, .backupCode, nil:
+            throw RPCError(
+                code: .invalidArgument, message: "proof: set one of token, totp_code, backup_code, not empty")
         }
     }
 }

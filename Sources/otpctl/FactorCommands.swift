@@ -38,9 +38,9 @@ struct ProofOptions: ParsableArguments {
 
     /// The proof to send, nil when none was given.
     var proof: Proof? {
-        if let proofToken { return Proof(token: proofToken) }
-        if let totpCode { return Proof(totpCode: totpCode) }
-        if let backupCode { return Proof(backupCode: backupCode) }
+        if let proofToken { return Proof(kind: .token(proofToken)) }
+        if let totpCode { return Proof(kind: .totpCode(totpCode)) }
+        if let backupCode { return Proof(kind: .backupCode(backupCode)) }
         return nil
     }
 

@@ -9,7 +9,7 @@ struct BackupCodeTests {
     private func enrolled(_ daemon: DaemonProcess, _ client: OTPClient, _ account: String) async throws -> [String] {
         let verified = try await daemon.enrollPhone(client, account)
         return try await client.generateBackupCodes(
-            GenerateBackupCodesRequest(accountId: account, proof: Proof(token: verified.proofToken))
+            GenerateBackupCodesRequest(accountId: account, proof: Proof(kind: .token(verified.proofToken)))
         ).codes
     }
 
@@ -20,7 +20,7 @@ struct BackupCodeTests {
             VerifyRequest(
                 accountId: account, purpose: .manageFactors, code: try daemon.code(for: challenge.challengeId),
                 challengeId: challenge.challengeId))
-        return Proof(token: verified.proofToken)
+        return Proof(kind: .token(verified.proofToken))
     }
 
     @Test func sixtyFourConcurrentRedemptionsOfOneCodeGiveExactlyOneSuccess() async throws {

@@ -106,7 +106,7 @@ struct ProductFlowTests {
 
         // Backup codes right after set-up, within the enrolment's proof.
         let backup = try await client.generateBackupCodes(
-            GenerateBackupCodesRequest(accountId: account, proof: Proof(token: verified.proofToken)))
+            GenerateBackupCodesRequest(accountId: account, proof: Proof(kind: .token(verified.proofToken))))
         #expect(backup.codes.count == 10)
 
         // Login with an SMS code.
@@ -125,7 +125,7 @@ struct ProductFlowTests {
                 accountId: account, purpose: .manageFactors, code: try daemon.code(for: manage.challengeId),
                 challengeId: manage.challengeId))
         let enrollment = try await client.beginTotpEnrollment(
-            BeginTotpEnrollmentRequest(accountId: account, proof: Proof(token: manageProof.proofToken)))
+            BeginTotpEnrollmentRequest(accountId: account, proof: Proof(kind: .token(manageProof.proofToken))))
         #expect(enrollment.otpauthUri.hasPrefix("otpauth://totp/"))
         let confirmed = try await client.confirmTotpEnrollment(
             ConfirmTotpEnrollmentRequest(accountId: account, code: try totpCode(enrollment.secretBase32)))
@@ -144,7 +144,8 @@ struct ProductFlowTests {
                 accountId: account, purpose: .changePhone, code: try daemon.code(for: change.challengeId),
                 challengeId: change.challengeId))
         let pending = try await client.setPhone(
-            SetPhoneRequest(accountId: account, phoneNumber: "+44 7700 900123", proof: Proof(token: proof.proofToken)))
+            SetPhoneRequest(
+                accountId: account, phoneNumber: "+44 7700 900123", proof: Proof(kind: .token(proof.proofToken))))
         #expect(pending.pending)
         #expect(pending.status?.pendingPhoneMasked == "+44******0123")
 
@@ -232,7 +233,7 @@ struct ProductFlowTests {
                 accountId: "a", purpose: .verifyPhone, code: try daemon.code(for: enrol.challengeId),
                 challengeId: enrol.challengeId))
         let backup = try await client.generateBackupCodes(
-            GenerateBackupCodesRequest(accountId: "a", proof: Proof(token: verified.proofToken)))
+            GenerateBackupCodesRequest(accountId: "a", proof: Proof(kind: .token(verified.proofToken))))
         let pendingLogin = try await client.startChallenge(StartChallengeRequest(accountId: "a", purpose: .login))
         let loginCode = try daemon.code(for: pendingLogin.challengeId)
         let manage = try await client.startChallenge(StartChallengeRequest(accountId: "a", purpose: .manageFactors))
@@ -241,7 +242,7 @@ struct ProductFlowTests {
                 accountId: "a", purpose: .manageFactors, code: try daemon.code(for: manage.challengeId),
                 challengeId: manage.challengeId))
         let enrollment = try await client.beginTotpEnrollment(
-            BeginTotpEnrollmentRequest(accountId: "a", proof: Proof(token: manageProof.proofToken)))
+            BeginTotpEnrollmentRequest(accountId: "a", proof: Proof(kind: .token(manageProof.proofToken))))
         #expect(try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: backup.codes[0])).success)
         await client.close()
 

@@ -36,7 +36,7 @@ struct StepUpAttackTests {
             ConfirmTotpEnrollmentRequest(accountId: account, code: try totpCode(enrollment.secretBase32)))
         #expect(confirmed.success)
         let ownerCodes = try await client.generateBackupCodes(
-            GenerateBackupCodesRequest(accountId: account, proof: Proof(token: confirmed.proofToken))
+            GenerateBackupCodesRequest(accountId: account, proof: Proof(kind: .token(confirmed.proofToken)))
         ).codes
 
         // The attacker, step by step.
@@ -61,8 +61,17 @@ struct StepUpAttackTests {
         #expect(
             await refusal {
                 _ = try await client.setPhone(
-                    SetPhoneRequest(accountId: account, phoneNumber: attackerNumber, proof: Proof(token: "pf_guess")))
+                    SetPhoneRequest(
+                        accountId: account, phoneNumber: attackerNumber, proof: Proof(kind: .token("pf_guess"))))
             } == .permissionDenied)
+        // A Proof with no kind set, or an empty one, is no proof: refused before the service.
+        for proof in [Proof(), Proof(kind: .token("")), Proof(kind: .totpCode("")), Proof(kind: .backupCode(""))] {
+            #expect(
+                await refusal {
+                    _ = try await client.setPhone(
+                        SetPhoneRequest(accountId: account, phoneNumber: attackerNumber, proof: proof))
+                } == .invalidArgument, "\(proof)")
+        }
 
         let status = try await client.getStatus(GetStatusRequest(accountId: account))
         #expect(status.phoneMasked.isEmpty && status.pendingPhoneMasked.isEmpty)
@@ -76,7 +85,7 @@ struct StepUpAttackTests {
         let saved = try await client.setPhone(
             SetPhoneRequest(
                 accountId: account, phoneNumber: "+15551234567",
-                proof: Proof(totpCode: try totpCode(enrollment.secretBase32))))
+                proof: Proof(kind: .totpCode(try totpCode(enrollment.secretBase32)))))
         #expect(!saved.pending)
         let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
         let verified = try await client.verify(
@@ -119,7 +128,7 @@ struct StepUpAttackTests {
         // The owner's own first set works with the enrolment proof; the owner can still add an
         // authenticator later with a proof.
         let codes = try await client.generateBackupCodes(
-            GenerateBackupCodesRequest(accountId: account, proof: Proof(token: enrolled.proofToken))
+            GenerateBackupCodesRequest(accountId: account, proof: Proof(kind: .token(enrolled.proofToken)))
         ).codes
         #expect(codes.count == 10)
     }

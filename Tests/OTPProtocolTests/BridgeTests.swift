@@ -16,14 +16,19 @@ struct BridgeTests {
         #expect(try HealthRequest(serialized: []) == HealthRequest())
     }
 
-    /// Every message of the contract, filled with non-default values, survives a round trip.
+    /// Every message of the contract, filled with non-default values, survives a round trip;
+    /// every type of `allWireMessageTypes` has a sample here (a new message needs one).
     @Test func everyMessageRoundTrips() throws {
         let status = AccountStatus(
             accountId: "acct-ü", phoneMasked: "+1******4567", phoneVerified: true, pendingPhoneMasked: "+4******0000",
             smsEnabled: true, totpEnabled: true, backupCodesRemaining: 7, preferredMethod: .totp, setupRequired: true,
             locked: true, lockedUntil: -5, consecutiveFailures: 3)
-        let proof = Proof(token: "t", totpCode: "123456", backupCode: "abcd")
+        let proof = Proof(kind: .totpCode("123456"))
         let event = Event(id: 1, accountId: "a", kind: "k", outcome: "o", detail: "d", destinationMasked: "m", atMs: 99)
+        let parameter = FormParameter(name: "MessageStatus", value: "delivered")
+        let delivery = Delivery(
+            id: 1, accountId: "a", challengeId: "c", purpose: "login", destinationMasked: "m", provider: "twilio",
+            messageSid: "SM1", status: "sent", errorCode: -30_003, attempts: 2, createdAt: 3, updatedAt: 4)
         let messages: [any WireMessage] = [
             Request(callId: 1, method: "m", deadlineMs: 2, payload: [3]),
             Response(callId: 1, status: Status(code: 8, message: "slow down"), payload: [1]),
@@ -41,25 +46,51 @@ struct BridgeTests {
             VerifyResponse(
                 success: true, factor: .sms, attemptsLeft: 4, lockedUntil: 5, proofToken: "p", proofExpiresAt: 6,
                 status: status),
-            BeginTotpEnrollmentRequest(accountId: "a", proof: proof),
+            BeginTotpEnrollmentRequest(accountId: "a", proof: proof, label: "shop"),
             BeginTotpEnrollmentResponse(secretBase32: "ABC", otpauthUri: "otpauth://totp/x", expiresAt: 3),
             ConfirmTotpEnrollmentRequest(accountId: "a", code: "1"),
-            ConfirmTotpEnrollmentResponse(success: true, status: status),
+            ConfirmTotpEnrollmentResponse(success: true, status: status, proofToken: "p", proofExpiresAt: 2),
             DisableFactorRequest(accountId: "a", factor: .totp, proof: proof), DisableFactorResponse(status: status),
             GenerateBackupCodesRequest(accountId: "a", proof: proof),
             GenerateBackupCodesResponse(codes: ["a", "", "ü"], generatedAt: 4),
             RedeemBackupCodeRequest(accountId: "a", code: "c"),
             RedeemBackupCodeResponse(success: true, remaining: 3, low: true, lockedUntil: 1),
-            SetPreferredMethodRequest(accountId: "a", method: .sms), SetPreferredMethodResponse(status: status),
+            SetPreferredMethodRequest(accountId: "a", method: .sms, proof: proof),
+            SetPreferredMethodResponse(status: status),
             event, ListEventsRequest(accountId: "a", pageSize: 5, beforeId: 9),
             ListEventsResponse(events: [event, event], nextBeforeId: 3),
             UnlockAccountRequest(accountId: "a", actor: "admin", reason: "phone lost"),
             UnlockAccountResponse(status: status), ResetAccountRequest(accountId: "a", actor: "b", reason: "c"),
-            ResetAccountResponse(status: status),
+            ResetAccountResponse(status: status), parameter,
+            ReportDeliveryRequest(url: "https://shop/cb?x=1", parameters: [parameter, parameter], signature: "s"),
+            ReportDeliveryResponse(updated: true, messageSid: "SM1", status: "delivered"), delivery,
+            ListDeliveriesRequest(accountId: "a", pageSize: 5, beforeId: 9),
+            ListDeliveriesResponse(deliveries: [delivery], nextBeforeId: 1),
+            SendTestSmsRequest(phoneNumber: "+15551234567"),
+            SendTestSmsResponse(provider: "twilio", messageSid: "SM2", status: "queued", attempts: 1),
         ]
         for message in messages {
             try roundTrip(message)
         }
+        let sampled = Set(messages.map { ObjectIdentifier(type(of: $0)) })
+        for type in allWireMessageTypes {
+            #expect(sampled.contains(ObjectIdentifier(type)), "no sample of \(type.schema.name)")
+        }
+    }
+
+    /// `Proof`'s `oneof kind`: each case round-trips, also when its value is empty (set is not
+    /// the same as absent), none set is `nil`, and of several on the wire the last one wins.
+    @Test func proofOneofRoundTrips() throws {
+        for kind: Proof.Kind? in [.token("pf_1"), .totpCode("123456"), .backupCode("abcd-efgh"), .token(""), nil] {
+            try roundTrip(SetPhoneRequest(accountId: "a", proof: Proof(kind: kind)))
+            #expect(try Proof(serialized: Proof(kind: kind).serialized()).kind == kind)
+        }
+        #expect(Proof().serialized() == [])
+        #expect(Proof(kind: .token("")).serialized() == [0x0A, 0x00], "an empty token is still sent")
+        #expect(Proof(kind: .backupCode("b")).serialized() == [0x1A, 0x01, 0x62], "field 3, same number as before")
+        #expect(try Proof(serialized: [0x0A, 0x01, 0x61, 0x12, 0x01, 0x62]).kind == .totpCode("b"))
+        #expect(try Proof(serialized: [0x12, 0x00]).kind == .totpCode(""))
+        #expect(throws: RPCError.self) { try Proof(serialized: [0x12, 0x02, 0x61, 0x00]) }
     }
 
     private func roundTrip<M: WireMessage>(_ message: M) throws {

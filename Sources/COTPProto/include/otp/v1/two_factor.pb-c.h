@@ -117,30 +117,42 @@ struct  Otp__V1__ErrorDetail
     , 0, 0 }
 
 
+typedef enum {
+  OTP__V1__PROOF__KIND__NOT_SET = 0,
+  OTP__V1__PROOF__KIND_TOKEN = 1,
+  OTP__V1__PROOF__KIND_TOTP_CODE = 2,
+  OTP__V1__PROOF__KIND_BACKUP_CODE = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(OTP__V1__PROOF__KIND__CASE)
+} Otp__V1__Proof__KindCase;
+
 /*
  * Proof of a current factor. Once an account has any active factor (a verified number, an
  * authenticator, unused backup codes), every change to its factors needs one: the step-up
- * table in docs/SECURITY.md says which purpose and which kinds count. Exactly one field is set.
+ * table in docs/SECURITY.md says which purpose and which kinds count. Exactly one kind is
+ * set, and it is not empty (a Proof with none is INVALID_ARGUMENT).
  */
 struct  Otp__V1__Proof
 {
   ProtobufCMessage base;
-  /*
-   * The proof_token from a successful Verify of the action's purpose (single use).
-   */
-  char *token;
-  /*
-   * A current authenticator code (interchangeable with an SMS code).
-   */
-  char *totp_code;
-  /*
-   * An unused backup code (consumed), where the configuration allows it for the action.
-   */
-  char *backup_code;
+  Otp__V1__Proof__KindCase kind_case;
+  union {
+    /*
+     * The proof_token from a successful Verify of the action's purpose (single use).
+     */
+    char *token;
+    /*
+     * A current authenticator code (interchangeable with an SMS code).
+     */
+    char *totp_code;
+    /*
+     * An unused backup code (consumed), where the configuration allows it for the action.
+     */
+    char *backup_code;
+  };
 };
 #define OTP__V1__PROOF__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__proof__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , OTP__V1__PROOF__KIND__NOT_SET, {0} }
 
 
 struct  Otp__V1__HealthRequest

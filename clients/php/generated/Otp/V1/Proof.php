@@ -11,30 +11,14 @@ use Google\Protobuf\Internal\GPBUtil;
 /**
  * Proof of a current factor. Once an account has any active factor (a verified number, an
  * authenticator, unused backup codes), every change to its factors needs one: the step-up
- * table in docs/SECURITY.md says which purpose and which kinds count. Exactly one field is set.
+ * table in docs/SECURITY.md says which purpose and which kinds count. Exactly one kind is
+ * set, and it is not empty (a Proof with none is INVALID_ARGUMENT).
  *
  * Generated from protobuf message <code>otp.v1.Proof</code>
  */
 class Proof extends \Google\Protobuf\Internal\Message
 {
-    /**
-     * The proof_token from a successful Verify of the action's purpose (single use).
-     *
-     * Generated from protobuf field <code>string token = 1;</code>
-     */
-    protected $token = '';
-    /**
-     * A current authenticator code (interchangeable with an SMS code).
-     *
-     * Generated from protobuf field <code>string totp_code = 2;</code>
-     */
-    protected $totp_code = '';
-    /**
-     * An unused backup code (consumed), where the configuration allows it for the action.
-     *
-     * Generated from protobuf field <code>string backup_code = 3;</code>
-     */
-    protected $backup_code = '';
+    protected $kind;
 
     /**
      * Constructor.
@@ -63,7 +47,12 @@ class Proof extends \Google\Protobuf\Internal\Message
      */
     public function getToken()
     {
-        return $this->token;
+        return $this->readOneof(1);
+    }
+
+    public function hasToken()
+    {
+        return $this->hasOneof(1);
     }
 
     /**
@@ -76,7 +65,7 @@ class Proof extends \Google\Protobuf\Internal\Message
     public function setToken($var)
     {
         GPBUtil::checkString($var, True);
-        $this->token = $var;
+        $this->writeOneof(1, $var);
 
         return $this;
     }
@@ -89,7 +78,12 @@ class Proof extends \Google\Protobuf\Internal\Message
      */
     public function getTotpCode()
     {
-        return $this->totp_code;
+        return $this->readOneof(2);
+    }
+
+    public function hasTotpCode()
+    {
+        return $this->hasOneof(2);
     }
 
     /**
@@ -102,7 +96,7 @@ class Proof extends \Google\Protobuf\Internal\Message
     public function setTotpCode($var)
     {
         GPBUtil::checkString($var, True);
-        $this->totp_code = $var;
+        $this->writeOneof(2, $var);
 
         return $this;
     }
@@ -115,7 +109,12 @@ class Proof extends \Google\Protobuf\Internal\Message
      */
     public function getBackupCode()
     {
-        return $this->backup_code;
+        return $this->readOneof(3);
+    }
+
+    public function hasBackupCode()
+    {
+        return $this->hasOneof(3);
     }
 
     /**
@@ -128,9 +127,17 @@ class Proof extends \Google\Protobuf\Internal\Message
     public function setBackupCode($var)
     {
         GPBUtil::checkString($var, True);
-        $this->backup_code = $var;
+        $this->writeOneof(3, $var);
 
         return $this;
+    }
+
+    /**
+     * @return string
+     */
+    public function getKind()
+    {
+        return $this->whichOneof("kind");
     }
 
 }
