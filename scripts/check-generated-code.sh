@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails when any committed generated file differs from what proto/ makes now (CI runs this):
 #   Sources/COTPProto/                  protoc-c output and descriptor accessors (generate-proto.sh)
-#   Sources/OTPProtocol/Messages.generated.swift
+#   Sources/OTPProtocol/*.generated.swift, Sources/OTPServer/*.generated.swift,
+#   Sources/OTPClient/*.generated.swift, clients/php/src/GeneratedMethods.php
 #                                       generate-from-proto.py (which also fails on a file marked
 #                                       as its output that it does not make)
 #   clients/php/generated/              protoc --php_out (generate-php.sh)

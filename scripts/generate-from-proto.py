@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Generates the Swift code that follows from proto/otp/v1/*.proto (the protobuf-c C code is
-protoc-c's, see generate-proto.sh; the PHP message classes protoc's, see generate-php.sh).
-Every file it writes is listed in OUTPUTS below:
+"""Generates the Swift and PHP code that follows from proto/otp/v1/*.proto (the protobuf-c C
+code is protoc-c's, see generate-proto.sh; the PHP message classes protoc's, see
+generate-php.sh). Every file it writes is listed in OUTPUTS below:
 
 - Sources/OTPProtocol/Messages.generated.swift: one Swift value type per message (a `oneof`
   becomes an optional Swift enum), one Swift enum per protobuf enum; each message converts
   through the protobuf-c bridge (ProtobufBridge.swift) with its descriptor accessor.
+- Sources/OTPProtocol/Methods.generated.swift: the `TwoFactorMethod` enum (wire names) and the
+  typed `MethodDescriptor` of every RPC of `service TwoFactor`.
+- Sources/OTPServer/TwoFactorHandler.generated.swift: the server's handler protocol, one
+  requirement per RPC, and the dispatch from a method to its requirement.
+- Sources/OTPClient/OTPClient+Methods.generated.swift: one client method per RPC.
+- clients/php/src/GeneratedMethods.php: the PHP client's methods, one per RPC (a trait).
 
 Handles the proto3 subset the contract uses: scalar, string, bytes, enum, message and repeated
-fields, oneof (of non-repeated fields); no maps, no nested types. The service is parsed and
-checked (its messages must exist) but not generated yet. Doc comments come from the comment
-lines right above a message, enum, rpc or oneof field.
+fields, oneof (of non-repeated fields), one service of unary RPCs; no maps, no nested types,
+no streams. Doc comments come from the comment lines right above a message, enum, rpc or
+oneof field.
 
 Usage: generate-from-proto.py            write every output
        generate-from-proto.py --check    write nothing; fail (exit 1, with a diff) when a
@@ -354,10 +360,182 @@ def message_swift(message):
     return lines
 
 
+# ---- The service: Swift ------------------------------------------------------------------------
+
+def wire_name(rpc):
+    return f"/otp.v1.{SERVICE}/{rpc.name}"
+
+
+def rpc_doc(rpc):
+    return rpc.doc or [f"Calls `{wire_name(rpc)}`."]
+
+
+def takes_no_request(rpc):
+    """An empty request message is no argument of the client methods."""
+    return not next(m for m in messages if m.name == rpc.request).fields
+
+
+def wrapped(head, tail):
+    """`head tail` as one line when it fits in 120 columns, else `tail` on a line of its own,
+    indented one level deeper than `head`."""
+    if len(f"{head} {tail}") <= 120:
+        return [f"{head} {tail}"]
+    return [head, " " * (len(head) - len(head.lstrip()) + 4) + tail]
+
+
+def swift_signature(indent, head, effects, result):
+    """A function declaration's first lines, wrapped as swift-format does at 120 columns."""
+    one = f"{indent}{head} {effects} -> {result} {{"
+    if len(one) <= 120:
+        return [one]
+    if len(f"{indent}{head} {effects}") <= 120:
+        return [f"{indent}{head} {effects}", f"{indent}    -> {result}", f"{indent}{{"]
+    return [f"{indent}{head}", f"{indent}    {effects} -> {result}", f"{indent}{{"]
+
+
+def each_rpc(body):
+    """The lines `body(rpc)` makes for every RPC, each under the RPC's doc comment, a blank line
+    between two."""
+    lines = []
+    for i, rpc in enumerate(rpcs):
+        lines += ([""] if i else []) + swift_doc(rpc_doc(rpc), "    ") + body(rpc)
+    return lines
+
+
+def methods_swift():
+    lines = [f"// {MARK}", ""]
+    lines.append(f"/// The RPCs of the `otp.v1.{SERVICE}` service, by their wire method name.")
+    lines.append(f"public enum {SERVICE}Method: String, Sendable, CaseIterable {{")
+    for rpc in rpcs:
+        lines.append(f'    case {lower_first(rpc.name)} = "{wire_name(rpc)}"')
+    lines.append("")
+    lines.append("    /// The short RPC name, e.g. `Verify`.")
+    lines.append("    public var name: String {")
+    lines.append("        switch self {")
+    for rpc in rpcs:
+        lines.append(f'        case .{lower_first(rpc.name)}: "{rpc.name}"')
+    lines.append("        }")
+    lines.append("    }")
+    lines.append("}")
+    lines.append("")
+    lines.append(f"/// The typed descriptor of every RPC of `otp.v1.{SERVICE}`: its method, the message it takes")
+    lines.append("/// and the message it answers. The client's methods and the server's dispatch are made from these.")
+    lines.append(f"public enum {SERVICE} {{")
+
+    lines += each_rpc(lambda rpc: wrapped(
+        f"    public static let {lower_first(rpc.name)} =",
+        f"MethodDescriptor<{rpc.request}, {rpc.response}>(.{lower_first(rpc.name)})"))
+    lines.append("}")
+    return lines
+
+
+def handler_swift():
+    lines = [f"// {MARK}", "", "public import OTPProtocol", ""]
+    lines.append(f"/// The server side of `otp.v1.{SERVICE}`: one requirement per RPC, each given the decoded")
+    lines.append("/// request and the call's context and returning the response to encode; a thrown `RPCError` is")
+    lines.append("/// the call's status. `dispatch(_:_:)` routes a call to its requirement.")
+    lines.append(f"public protocol {SERVICE}Handler: Sendable {{")
+
+    lines += each_rpc(lambda rpc: wrapped(
+        f"    func {lower_first(rpc.name)}(_ request: {rpc.request}, context: CallContext)",
+        f"async throws(RPCError) -> {rpc.response}"))
+    lines.append("}")
+    lines.append("")
+    lines.append(f"extension {SERVICE}Handler {{")
+    lines.append("    /// Answers one call of `context.method`: decodes `payload` as the method's request, calls")
+    lines.append("    /// the handler's requirement for it, and encodes the response.")
+    lines.append("    public func dispatch(_ payload: [UInt8], _ context: CallContext) async throws(RPCError) -> [UInt8] {")
+    lines.append("        switch context.method {")
+    for rpc in rpcs:
+        name = lower_first(rpc.name)
+        lines.append(f"        case .{name}:")
+        lines.append(f"            try await {SERVICE}.{name}.serve(payload, context, {name}(_:context:))")
+    lines.append("        }")
+    lines.append("    }")
+    lines.append("}")
+    return lines
+
+
+def client_swift():
+    lines = [f"// {MARK}", ""]
+    lines.append(f"/// One typed method per RPC of `otp.v1.{SERVICE}`.")
+    lines.append("extension OTPClient {")
+
+    def method(rpc):
+        name = lower_first(rpc.name)
+        if takes_no_request(rpc):
+            head = f"public func {name}(deadline: Duration? = nil)"
+            request = f"{rpc.request}()"
+        else:
+            head = f"public func {name}(_ request: {rpc.request}, deadline: Duration? = nil)"
+            request = "request"
+        return swift_signature("    ", head, "async throws(RPCError)", rpc.response) + [
+            f"        try await call({SERVICE}.{name}, {request}, deadline: deadline)", "    }"]
+
+    lines += each_rpc(method)
+    lines.append("}")
+    return lines
+
+
+# ---- The service: PHP -------------------------------------------------------------------------
+
+def php_doc(doc, indent="    "):
+    if len(doc) == 1 and len(f"{indent}/** {doc[0]} */") <= 120:
+        return [f"{indent}/** {doc[0]} */"]
+    return [f"{indent}/**"] + [f"{indent} * {line}".rstrip() for line in doc] + [f"{indent} */"]
+
+
+def php_methods():
+    classes = sorted({t for rpc in rpcs for t in (rpc.request, rpc.response)})
+    lines = ["<?php", "", f"// {MARK}", "", "declare(strict_types=1);", "", "namespace Otpd\\Client;", ""]
+    lines.append("use Google\\Protobuf\\Internal\\Message;")
+    lines += [f"use Otp\\V1\\{name};" for name in classes]
+    lines.append("")
+    lines += php_doc([
+        f"One method per RPC of the otp.v1.{SERVICE} service, named as in the service (lower camel case),",
+        "taking the request message (optional when it has no fields) and an optional timeout in",
+        "seconds, and returning the response message. Used by Client.",
+    ], "")
+    lines.append("trait GeneratedMethods")
+    lines.append("{")
+    for rpc in rpcs:
+        lines += php_doc(rpc_doc(rpc))
+        name = lower_first(rpc.name)
+        if takes_no_request(rpc):
+            parameter = f"?{rpc.request} $request = null"
+            request = f"$request ?? new {rpc.request}()"
+        else:
+            parameter = f"{rpc.request} $request"
+            request = "$request"
+        one = f"    public function {name}({parameter}, ?float $timeout = null): {rpc.response}"
+        if len(one) <= 120:
+            lines += [one, "    {"]
+        else:
+            lines += [f"    public function {name}(", f"        {parameter},", "        ?float $timeout = null,",
+                      f"    ): {rpc.response} {{"]
+        lines.append(f"        return $this->invoke('{rpc.name}', {request}, {rpc.response}::class, $timeout);")
+        lines.append("    }")
+        lines.append("")
+    lines.append("    /**")
+    lines.append("     * Sends one call of the RPC named $rpc and decodes its answer as $responseClass (Client).")
+    lines.append("     *")
+    lines.append("     * @template T of Message")
+    lines.append("     * @param class-string<T> $responseClass")
+    lines.append("     * @return T")
+    lines.append("     */")
+    lines.append("    abstract private function invoke(string $rpc, Message $request, string $responseClass, ?float $timeout): Message;")
+    lines.append("}")
+    return lines
+
+
 # ---- Outputs ----------------------------------------------------------------------------------
 
 OUTPUTS = {
     "Sources/OTPProtocol/Messages.generated.swift": messages_swift,
+    "Sources/OTPProtocol/Methods.generated.swift": methods_swift,
+    "Sources/OTPServer/TwoFactorHandler.generated.swift": handler_swift,
+    "Sources/OTPClient/OTPClient+Methods.generated.swift": client_swift,
+    "clients/php/src/GeneratedMethods.php": php_methods,
 }
 
 

@@ -2,7 +2,7 @@
 # Regenerates the committed protobuf-c code in Sources/COTPProto from proto/otp/v1/*.proto,
 # plus descriptors.c/.h: one C function per message returning its descriptor's address
 # (Swift must never take the address of an imported C `const`: that yields a temporary copy);
-# then runs scripts/generate-from-proto.py for the Swift code made from the same files.
+# then runs scripts/generate-from-proto.py for the Swift and PHP code made from the same files.
 # Usage: scripts/generate-proto.sh [OUTPUT_DIR]   (default: Sources/COTPProto; with OUTPUT_DIR,
 #        only the C code is written, there)
 set -euo pipefail
@@ -39,5 +39,6 @@ descs=$(grep -ho 'extern const ProtobufCMessageDescriptor [a-z0-9_]*__descriptor
 } > "$out/descriptors.c"
 printf 'module COTPProto {\n    header "COTPProto.h"\n    export *\n}\n' > "$out/include/module.modulemap"
 echo "generated into $out: $(echo "$descs" | wc -l) message descriptors"
-# Without OUTPUT_DIR: also the Swift code made from the same files (see the script).
+# Without OUTPUT_DIR: also the Swift message types, the method table, the server's handler
+# protocol, the Swift client's methods and the PHP client's methods (see the script).
 if [ $# -eq 0 ]; then python3 "$root/scripts/generate-from-proto.py"; fi

@@ -42,17 +42,18 @@ public final class OTPClient: Sendable {
         }
     }
 
-    /// Sends one call and waits for its answer.
+    /// Sends one call of `method` (a descriptor from `TwoFactor`, e.g. `TwoFactor.verify`) and
+    /// waits for its answer. The generated methods (`verify(_:deadline:)`, ...) call this.
     ///
     /// - Parameter deadline: how long the daemon (and this client) may take; `nil` uses
     ///   `defaultDeadline`.
     /// - Throws: `RPCError` with the daemon's status, `UNAVAILABLE` when the daemon cannot be
     ///   reached, `DEADLINE_EXCEEDED` when no answer came in time.
-    public func call<Req: WireMessage, Res: WireMessage>(
-        _ method: TwoFactorMethod, _ request: Req, as response: Res.Type = Res.self, deadline: Duration? = nil
-    ) async throws(RPCError) -> Res {
-        let payload = try await callRaw(method.rawValue, payload: request.serialized(), deadline: deadline)
-        return try Res(serialized: payload)
+    public func call<Input, Output>(
+        _ method: MethodDescriptor<Input, Output>, _ request: Input, deadline: Duration? = nil
+    ) async throws(RPCError) -> Output {
+        let payload = try await callRaw(method.method.rawValue, payload: request.serialized(), deadline: deadline)
+        return try Output(serialized: payload)
     }
 
     /// Sends a call to any method name with a raw payload (for tests and diagnostics).

@@ -1,26 +1,18 @@
-/// The RPCs of the `otp.v1.TwoFactor` service, by their wire method name.
-public enum TwoFactorMethod: String, Sendable, CaseIterable {
-    case health = "/otp.v1.TwoFactor/Health"
-    case serverInfo = "/otp.v1.TwoFactor/ServerInfo"
-    case getStatus = "/otp.v1.TwoFactor/GetStatus"
-    case setPhone = "/otp.v1.TwoFactor/SetPhone"
-    case startChallenge = "/otp.v1.TwoFactor/StartChallenge"
-    case verify = "/otp.v1.TwoFactor/Verify"
-    case beginTotpEnrollment = "/otp.v1.TwoFactor/BeginTotpEnrollment"
-    case confirmTotpEnrollment = "/otp.v1.TwoFactor/ConfirmTotpEnrollment"
-    case disableFactor = "/otp.v1.TwoFactor/DisableFactor"
-    case generateBackupCodes = "/otp.v1.TwoFactor/GenerateBackupCodes"
-    case redeemBackupCode = "/otp.v1.TwoFactor/RedeemBackupCode"
-    case setPreferredMethod = "/otp.v1.TwoFactor/SetPreferredMethod"
-    case listEvents = "/otp.v1.TwoFactor/ListEvents"
-    case unlockAccount = "/otp.v1.TwoFactor/UnlockAccount"
-    case resetAccount = "/otp.v1.TwoFactor/ResetAccount"
-    case reportDelivery = "/otp.v1.TwoFactor/ReportDelivery"
-    case listDeliveries = "/otp.v1.TwoFactor/ListDeliveries"
-    case sendTestSms = "/otp.v1.TwoFactor/SendTestSms"
+// The method table itself (`TwoFactorMethod`, the typed descriptors in `TwoFactor`) is
+// generated from the service in proto/otp/v1/two_factor.proto: Methods.generated.swift.
 
-    /// The short RPC name, e.g. `Verify`.
-    public var name: String { String(rawValue.split(separator: "/").last!) }
+/// One RPC with the message types it takes and answers, in the style of grpc-swift's method
+/// descriptors. The generated `TwoFactor` namespace holds one per RPC (`TwoFactor.verify` is a
+/// `MethodDescriptor<VerifyRequest, VerifyResponse>`); only generated code makes them, so a
+/// descriptor's types are always its method's.
+public struct MethodDescriptor<Input: WireMessage, Output: WireMessage>: Sendable {
+    /// The method: its wire name, and what the untyped paths (the server's method lookup, the
+    /// administrator check) know it by.
+    public let method: TwoFactorMethod
+
+    init(_ method: TwoFactorMethod) {
+        self.method = method
+    }
 }
 
 extension TwoFactorMethod {

@@ -28,7 +28,9 @@ public struct DaemonFacts: Sendable {
 }
 
 /// Routes the `otp.v1.TwoFactor` methods: `Health` and `ServerInfo` on the event loop, every
-/// other method to the domain service, translating between wire messages and domain values.
+/// other method through the generated `TwoFactorHandler.dispatch(_:_:)` to its handler method
+/// (TwoFactorRouter+Handler.swift), which calls the domain service, translating between wire
+/// messages and domain values.
 public struct TwoFactorRouter: CallRouter {
     private let facts: DaemonFacts
     private let statistics: ConnectionStatistics
@@ -52,37 +54,30 @@ public struct TwoFactorRouter: CallRouter {
             }
             return .success(Self.serving)
         case .serverInfo:
-            return Self.run(payload) { (_: ServerInfoRequest) in
-                let uptime = ContinuousClock.now - facts.startedAt
-                return ServerInfoResponse(
-                    version: facts.version, uptimeSeconds: UInt64(max(0, uptime.components.seconds)),
-                    databasePath: facts.databasePath, schemaVersion: facts.schemaVersion,
-                    connections: UInt32(statistics.count), maxConnections: UInt32(facts.maximumConnections),
-                    smsSender: facts.smsSender, startedAt: facts.startedAtUnix)
-            }
+            return TwoFactor.serverInfo.serveInline(payload) { _ in currentServerInfo() }
         default:
             return nil
         }
     }
 
-    /// The `Health` answer never changes while the daemon serves: encoded once.
-    private static let serving = HealthResponse(status: "SERVING").serialized()
+    /// The `Health` answer: it never changes while the daemon serves.
+    static let servingResponse = HealthResponse(status: "SERVING")
+    /// The same, encoded once for the inline path.
+    private static let serving = servingResponse.serialized()
+
+    /// The `ServerInfo` answer, made on the event loop (it needs no I/O).
+    func currentServerInfo() -> ServerInfoResponse {
+        let uptime = ContinuousClock.now - facts.startedAt
+        return ServerInfoResponse(
+            version: facts.version, uptimeSeconds: UInt64(max(0, uptime.components.seconds)),
+            databasePath: facts.databasePath, schemaVersion: facts.schemaVersion,
+            connections: UInt32(statistics.count), maxConnections: UInt32(facts.maximumConnections),
+            smsSender: facts.smsSender, startedAt: facts.startedAtUnix)
+    }
 
     public func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
         do throws(RPCError) {
             return .success(try await dispatch(payload, context))
-        } catch {
-            return .failure(error)
-        }
-    }
-
-    /// Decodes the request, runs `body`, encodes the answer; errors become the call's status.
-    static func run<Req: WireMessage, Res: WireMessage>(
-        _ payload: [UInt8], _ body: (Req) throws(RPCError) -> Res
-    ) -> Result<[UInt8], RPCError> {
-        do throws(RPCError) {
-            let request = try Req(serialized: payload)
-            return .success(try body(request).serialized())
         } catch {
             return .failure(error)
         }

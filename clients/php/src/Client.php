@@ -6,43 +6,15 @@ namespace Otpd\Client;
 
 use Google\Protobuf\Internal\Message;
 use Otp\V1\AccountStatus;
-use Otp\V1\BeginTotpEnrollmentRequest;
-use Otp\V1\BeginTotpEnrollmentResponse;
-use Otp\V1\ConfirmTotpEnrollmentRequest;
-use Otp\V1\ConfirmTotpEnrollmentResponse;
-use Otp\V1\DisableFactorRequest;
-use Otp\V1\DisableFactorResponse;
 use Otp\V1\ErrorDetail;
-use Otp\V1\GenerateBackupCodesRequest;
-use Otp\V1\GenerateBackupCodesResponse;
 use Otp\V1\GetStatusRequest;
-use Otp\V1\HealthRequest;
-use Otp\V1\HealthResponse;
-use Otp\V1\ListDeliveriesRequest;
-use Otp\V1\ListDeliveriesResponse;
-use Otp\V1\ListEventsRequest;
-use Otp\V1\ListEventsResponse;
 use Otp\V1\Proof;
-use Otp\V1\RedeemBackupCodeRequest;
-use Otp\V1\RedeemBackupCodeResponse;
-use Otp\V1\ReportDeliveryRequest;
-use Otp\V1\ReportDeliveryResponse;
 use Otp\V1\Request;
-use Otp\V1\ResetAccountRequest;
-use Otp\V1\ResetAccountResponse;
 use Otp\V1\Response;
-use Otp\V1\SendTestSmsRequest;
-use Otp\V1\SendTestSmsResponse;
-use Otp\V1\ServerInfoRequest;
-use Otp\V1\ServerInfoResponse;
 use Otp\V1\SetPhoneRequest;
 use Otp\V1\SetPhoneResponse;
-use Otp\V1\SetPreferredMethodRequest;
-use Otp\V1\SetPreferredMethodResponse;
 use Otp\V1\StartChallengeRequest;
 use Otp\V1\StartChallengeResponse;
-use Otp\V1\UnlockAccountRequest;
-use Otp\V1\UnlockAccountResponse;
 use Otp\V1\VerifyRequest;
 use Otp\V1\VerifyResponse;
 use Otpd\Client\Exception\DeadlineExceededException;
@@ -68,6 +40,9 @@ use Otpd\Client\Exception\UnavailableException;
  */
 final class Client
 {
+    // One method per RPC, generated from proto/otp/v1/two_factor.proto: GeneratedMethods.php.
+    use GeneratedMethods;
+
     /** Where otpd listens under systemd (otpd.socket). */
     public const DEFAULT_SOCKET = '/run/otpd/otpd.sock';
     /** The largest response accepted by default, the daemon's default frame maximum. */
@@ -128,122 +103,6 @@ final class Client
             @fclose($this->stream);
             $this->stream = null;
         }
-    }
-
-    // ---- One method per RPC, as in proto/otp/v1/two_factor.proto -------------------------
-
-    /** Liveness: status "SERVING" while the daemon accepts calls. */
-    public function health(?HealthRequest $request = null, ?float $timeout = null): HealthResponse
-    {
-        return $this->invoke('Health', $request ?? new HealthRequest(), HealthResponse::class, $timeout);
-    }
-
-    /** Version, uptime, database path and schema version, connection count. */
-    public function serverInfo(?ServerInfoRequest $request = null, ?float $timeout = null): ServerInfoResponse
-    {
-        return $this->invoke('ServerInfo', $request ?? new ServerInfoRequest(), ServerInfoResponse::class, $timeout);
-    }
-
-    /** What the profile page shows for one account; an unknown account is a valid empty one. */
-    public function getStatus(GetStatusRequest $request, ?float $timeout = null): AccountStatus
-    {
-        return $this->invoke('GetStatus', $request, AccountStatus::class, $timeout);
-    }
-
-    /** Saves a number ("not verified"), or proposes a new one (with a proof) when one is verified. */
-    public function setPhone(SetPhoneRequest $request, ?float $timeout = null): SetPhoneResponse
-    {
-        return $this->invoke('SetPhone', $request, SetPhoneResponse::class, $timeout);
-    }
-
-    /** Creates a challenge and texts its code. */
-    public function startChallenge(StartChallengeRequest $request, ?float $timeout = null): StartChallengeResponse
-    {
-        return $this->invoke('StartChallenge', $request, StartChallengeResponse::class, $timeout);
-    }
-
-    /** Checks an SMS or authenticator code for a purpose; a wrong code answers success = false. */
-    public function verify(VerifyRequest $request, ?float $timeout = null): VerifyResponse
-    {
-        return $this->invoke('Verify', $request, VerifyResponse::class, $timeout);
-    }
-
-    public function beginTotpEnrollment(
-        BeginTotpEnrollmentRequest $request,
-        ?float $timeout = null,
-    ): BeginTotpEnrollmentResponse {
-        return $this->invoke('BeginTotpEnrollment', $request, BeginTotpEnrollmentResponse::class, $timeout);
-    }
-
-    public function confirmTotpEnrollment(
-        ConfirmTotpEnrollmentRequest $request,
-        ?float $timeout = null,
-    ): ConfirmTotpEnrollmentResponse {
-        return $this->invoke('ConfirmTotpEnrollment', $request, ConfirmTotpEnrollmentResponse::class, $timeout);
-    }
-
-    public function disableFactor(DisableFactorRequest $request, ?float $timeout = null): DisableFactorResponse
-    {
-        return $this->invoke('DisableFactor', $request, DisableFactorResponse::class, $timeout);
-    }
-
-    /** A new set of backup codes (shown once); the old set stops working. */
-    public function generateBackupCodes(
-        GenerateBackupCodesRequest $request,
-        ?float $timeout = null,
-    ): GenerateBackupCodesResponse {
-        return $this->invoke('GenerateBackupCodes', $request, GenerateBackupCodesResponse::class, $timeout);
-    }
-
-    /** Uses up one backup code; a wrong or used code answers success = false. */
-    public function redeemBackupCode(
-        RedeemBackupCodeRequest $request,
-        ?float $timeout = null,
-    ): RedeemBackupCodeResponse {
-        return $this->invoke('RedeemBackupCode', $request, RedeemBackupCodeResponse::class, $timeout);
-    }
-
-    public function setPreferredMethod(
-        SetPreferredMethodRequest $request,
-        ?float $timeout = null,
-    ): SetPreferredMethodResponse {
-        return $this->invoke('SetPreferredMethod', $request, SetPreferredMethodResponse::class, $timeout);
-    }
-
-    /** Audit events, newest first, paged. */
-    public function listEvents(ListEventsRequest $request, ?float $timeout = null): ListEventsResponse
-    {
-        return $this->invoke('ListEvents', $request, ListEventsResponse::class, $timeout);
-    }
-
-    /** Administrator: clears a lockout and the failure counter. */
-    public function unlockAccount(UnlockAccountRequest $request, ?float $timeout = null): UnlockAccountResponse
-    {
-        return $this->invoke('UnlockAccount', $request, UnlockAccountResponse::class, $timeout);
-    }
-
-    /** Administrator: removes every factor, challenge and code of an account (events are kept). */
-    public function resetAccount(ResetAccountRequest $request, ?float $timeout = null): ResetAccountResponse
-    {
-        return $this->invoke('ResetAccount', $request, ResetAccountResponse::class, $timeout);
-    }
-
-    /** Forwards a Twilio status callback (the URL called, its form fields, X-Twilio-Signature). */
-    public function reportDelivery(ReportDeliveryRequest $request, ?float $timeout = null): ReportDeliveryResponse
-    {
-        return $this->invoke('ReportDelivery', $request, ReportDeliveryResponse::class, $timeout);
-    }
-
-    /** The delivery log, newest first, paged. */
-    public function listDeliveries(ListDeliveriesRequest $request, ?float $timeout = null): ListDeliveriesResponse
-    {
-        return $this->invoke('ListDeliveries', $request, ListDeliveriesResponse::class, $timeout);
-    }
-
-    /** Administrator: sends a test text through the configured sender. */
-    public function sendTestSms(SendTestSmsRequest $request, ?float $timeout = null): SendTestSmsResponse
-    {
-        return $this->invoke('SendTestSms', $request, SendTestSmsResponse::class, $timeout);
     }
 
     // ---- Thin conveniences for the shop's pages ---------------------------------------------
