@@ -345,7 +345,7 @@ extension Event {
 
 extension Optional where Wrapped == Date {
     /// Unix seconds, 0 for none (and for "until an administrator unlocks": the far future is
-    /// sent as the largest time the wire can carry).
+    /// sent as `WireTime.lockedUntilAdministratorUnlocks`).
     var unixSeconds: Int64 {
         guard let date = self else { return 0 }
         return date.unixSeconds
@@ -354,7 +354,7 @@ extension Optional where Wrapped == Date {
 
 extension Date {
     var unixSeconds: Int64 {
-        if self == .distantFuture { return Int64(Int32.max) }
+        if self == .distantFuture { return WireTime.lockedUntilAdministratorUnlocks }
         return Int64(timeIntervalSince1970.rounded(.up))
     }
 }

@@ -37,7 +37,7 @@ enum JSONOutput {
 /// and the audit trail line up.
 enum TimeText {
     /// What otpd sends as `locked_until` when only an administrator can end the lock.
-    static let untilUnlocked = Int64(Int32.max)
+    static let untilUnlocked = WireTime.lockedUntilAdministratorUnlocks
 
     /// `2026-11-27T10:00:00Z`.
     static func iso(_ unixSeconds: Int64) -> String {

@@ -108,7 +108,8 @@ struct  Otp__V1__ErrorDetail
    */
   uint32_t retry_after_seconds;
   /*
-   * Set when the account is locked: when the lock ends.
+   * Set when the account is locked: when the lock ends. 2147483647 (2^31 - 1): until an
+   * administrator unlocks it (UnlockAccount); the lock has no end time.
    */
   int64_t locked_until;
 };
@@ -235,6 +236,9 @@ struct  Otp__V1__AccountStatus
    */
   protobuf_c_boolean setup_required;
   protobuf_c_boolean locked;
+  /*
+   * when locked: when the lock ends; 2147483647: until an administrator unlocks it
+   */
   int64_t locked_until;
   uint32_t consecutive_failures;
 };
@@ -329,7 +333,7 @@ struct  Otp__V1__VerifyResponse
    */
   uint32_t attempts_left;
   /*
-   * on failure: set when the account is locked
+   * on failure: set when the account is locked; 2147483647: until unlocked
    */
   int64_t locked_until;
   /*
@@ -486,6 +490,9 @@ struct  Otp__V1__RedeemBackupCodeResponse
    * on success: 3 or fewer left, prompt the user to make a new set
    */
   protobuf_c_boolean low;
+  /*
+   * on failure: set when the account is locked; 2147483647: until unlocked
+   */
   int64_t locked_until;
 };
 #define OTP__V1__REDEEM_BACKUP_CODE_RESPONSE__INIT \

@@ -60,6 +60,8 @@ class AccountStatus extends \Google\Protobuf\Internal\Message
      */
     protected $locked = false;
     /**
+     * when locked: when the lock ends; 2147483647: until an administrator unlocks it
+     *
      * Generated from protobuf field <code>int64 locked_until = 11;</code>
      */
     protected $locked_until = 0;
@@ -88,6 +90,7 @@ class AccountStatus extends \Google\Protobuf\Internal\Message
      *           no second factor is on yet (first login)
      *     @type bool $locked
      *     @type int|string $locked_until
+     *           when locked: when the lock ends; 2147483647: until an administrator unlocks it
      *     @type int $consecutive_failures
      * }
      */
@@ -329,6 +332,8 @@ class AccountStatus extends \Google\Protobuf\Internal\Message
     }
 
     /**
+     * when locked: when the lock ends; 2147483647: until an administrator unlocks it
+     *
      * Generated from protobuf field <code>int64 locked_until = 11;</code>
      * @return int|string
      */
@@ -338,6 +343,8 @@ class AccountStatus extends \Google\Protobuf\Internal\Message
     }
 
     /**
+     * when locked: when the lock ends; 2147483647: until an administrator unlocks it
+     *
      * Generated from protobuf field <code>int64 locked_until = 11;</code>
      * @param int|string $var
      * @return $this

@@ -22,7 +22,8 @@ class ErrorDetail extends \Google\Protobuf\Internal\Message
      */
     protected $retry_after_seconds = 0;
     /**
-     * Set when the account is locked: when the lock ends.
+     * Set when the account is locked: when the lock ends. 2147483647 (2^31 - 1): until an
+     * administrator unlocks it (UnlockAccount); the lock has no end time.
      *
      * Generated from protobuf field <code>int64 locked_until = 2;</code>
      */
@@ -37,7 +38,8 @@ class ErrorDetail extends \Google\Protobuf\Internal\Message
      *     @type int $retry_after_seconds
      *           RESOURCE_EXHAUSTED: seconds until the same call can succeed.
      *     @type int|string $locked_until
-     *           Set when the account is locked: when the lock ends.
+     *           Set when the account is locked: when the lock ends. 2147483647 (2^31 - 1): until an
+     *           administrator unlocks it (UnlockAccount); the lock has no end time.
      * }
      */
     public function __construct($data = NULL) {
@@ -72,7 +74,8 @@ class ErrorDetail extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * Set when the account is locked: when the lock ends.
+     * Set when the account is locked: when the lock ends. 2147483647 (2^31 - 1): until an
+     * administrator unlocks it (UnlockAccount); the lock has no end time.
      *
      * Generated from protobuf field <code>int64 locked_until = 2;</code>
      * @return int|string
@@ -83,7 +86,8 @@ class ErrorDetail extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * Set when the account is locked: when the lock ends.
+     * Set when the account is locked: when the lock ends. 2147483647 (2^31 - 1): until an
+     * administrator unlocks it (UnlockAccount); the lock has no end time.
      *
      * Generated from protobuf field <code>int64 locked_until = 2;</code>
      * @param int|string $var

@@ -30,6 +30,8 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
      */
     protected $low = false;
     /**
+     * on failure: set when the account is locked; 2147483647: until unlocked
+     *
      * Generated from protobuf field <code>int64 locked_until = 4;</code>
      */
     protected $locked_until = 0;
@@ -46,6 +48,7 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
      *     @type bool $low
      *           on success: 3 or fewer left, prompt the user to make a new set
      *     @type int|string $locked_until
+     *           on failure: set when the account is locked; 2147483647: until unlocked
      * }
      */
     public function __construct($data = NULL) {
@@ -128,6 +131,8 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
+     * on failure: set when the account is locked; 2147483647: until unlocked
+     *
      * Generated from protobuf field <code>int64 locked_until = 4;</code>
      * @return int|string
      */
@@ -137,6 +142,8 @@ class RedeemBackupCodeResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
+     * on failure: set when the account is locked; 2147483647: until unlocked
+     *
      * Generated from protobuf field <code>int64 locked_until = 4;</code>
      * @param int|string $var
      * @return $this

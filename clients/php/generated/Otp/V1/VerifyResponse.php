@@ -30,7 +30,7 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
      */
     protected $attempts_left = 0;
     /**
-     * on failure: set when the account is locked
+     * on failure: set when the account is locked; 2147483647: until unlocked
      *
      * Generated from protobuf field <code>int64 locked_until = 4;</code>
      */
@@ -68,7 +68,7 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
      *     @type int $attempts_left
      *           on failure: attempts left in this challenge, when known
      *     @type int|string $locked_until
-     *           on failure: set when the account is locked
+     *           on failure: set when the account is locked; 2147483647: until unlocked
      *     @type string $proof_token
      *           On success for change_phone, disable_factor and manage_factors: a single-use proof for
      *           that action. On success for verify_phone of an account that had no active factor before
@@ -160,7 +160,7 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * on failure: set when the account is locked
+     * on failure: set when the account is locked; 2147483647: until unlocked
      *
      * Generated from protobuf field <code>int64 locked_until = 4;</code>
      * @return int|string
@@ -171,7 +171,7 @@ class VerifyResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * on failure: set when the account is locked
+     * on failure: set when the account is locked; 2147483647: until unlocked
      *
      * Generated from protobuf field <code>int64 locked_until = 4;</code>
      * @param int|string $var
