@@ -71,19 +71,17 @@ extension TwoFactorService {
                     return .failure(TwoFactorError(.alreadyExists, "This phone number is already verified"))
                 }
                 account.pendingPhone = phone
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: accountID, kind: "phone_change_requested", outcome: "pending",
-                        detail: "proof: \(proved?.rawValue ?? "none")", destinationMasked: phone.masked, at: now))
+                try self.audit(
+                    .phoneChangeRequested, .pending, account: accountID, detail: "proof: \(proved?.rawValue ?? "none")",
+                    destination: phone.masked, at: now, in: tx)
             } else {
                 account.phone = phone
                 account.phoneVerified = false
                 account.pendingPhone = nil
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: accountID, kind: "phone_saved", outcome: "not_verified",
-                        detail: proved.map { "proof: \($0.rawValue)" } ?? "first factor", destinationMasked: phone.masked,
-                        at: now))
+                try self.audit(
+                    .phoneSaved, .notVerified, account: accountID,
+                    detail: proved.map { "proof: \($0.rawValue)" } ?? "first factor", destination: phone.masked,
+                    at: now, in: tx)
             }
             // Codes already sent to an earlier unverified or pending number stop working.
             try tx.voidActiveChallenges(accountID: accountID, purpose: .verifyPhone)
@@ -140,7 +138,7 @@ extension TwoFactorService {
             result, to: prepared.destination,
             SentText(
                 accountID: accountID, challengeID: prepared.ticket.challengeID, purpose: purpose.rawValue,
-                sentKind: "code_sent", failedKind: "code_send_failed"))
+                sentKind: .codeSent, failedKind: .codeSendFailed))
         return prepared.ticket
     }
 
@@ -151,8 +149,8 @@ extension TwoFactorService {
         /// Its challenge (a code) or test id; a failed send voids a challenge of this id.
         var challengeID: String
         var purpose: String
-        var sentKind: String
-        var failedKind: String
+        var sentKind: EventKind
+        var failedKind: EventKind
         var detail = ""
         /// Say what is wrong with the sender's configuration (to an administrator) instead of
         /// "try again later" (to a user).
@@ -177,10 +175,9 @@ extension TwoFactorService {
                         accountID: text.accountID, challengeID: text.challengeID, purpose: text.purpose,
                         destinationMasked: masked, provider: receipt.provider, messageSID: receipt.messageID,
                         status: receipt.status, errorCode: nil, attempts: receipt.attempts, createdAt: now, updatedAt: now))
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: text.accountID, kind: text.sentKind, outcome: "accepted",
-                        detail: "\(text.purpose) via \(receipt.provider)\(suffix)", destinationMasked: masked, at: now))
+                try self.audit(
+                    text.sentKind, .accepted, account: text.accountID,
+                    detail: "\(text.purpose) via \(receipt.provider)\(suffix)", destination: masked, at: now, in: tx)
                 return .success(())
             }
             return receipt
@@ -198,10 +195,9 @@ extension TwoFactorService {
                 if sendError.kind == .undeliverable {
                     try tx.markUndeliverable(phone: destination, errorCode: sendError.providerCode, at: now)
                 }
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: text.accountID, kind: text.failedKind, outcome: "failed",
-                        detail: "\(text.purpose): \(sendError)\(suffix)", destinationMasked: masked, at: now))
+                try self.audit(
+                    text.failedKind, .failed, account: text.accountID, detail: "\(text.purpose): \(sendError)\(suffix)",
+                    destination: masked, at: now, in: tx)
                 return .success(())
             }
             switch sendError.kind {
@@ -264,22 +260,20 @@ extension TwoFactorService {
         }
         // A number the provider called unreachable in the last day is not paid for again.
         if let known = try tx.undeliverable(phone: destination), known.at > now.addingTimeInterval(-86_400) {
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: "code_refused", outcome: "undeliverable",
-                    detail: "\(purpose.rawValue): the provider refused this number"
-                        + (known.errorCode.map { " (error \($0))" } ?? "") + " within the last day",
-                    destinationMasked: destination.masked, at: now))
+            try audit(
+                .codeRefused, .undeliverable, account: accountID,
+                detail: "\(purpose.rawValue): the provider refused this number"
+                    + (known.errorCode.map { " (error \($0))" } ?? "") + " within the last day",
+                destination: destination.masked, at: now, in: tx)
             return .failure(TwoFactorError(.failedPrecondition, "This phone number cannot receive text messages"))
         }
         if let refusal = try checkBudgets(
             SMSBudgetRequest(accountID: accountID, purpose: purpose), phone: destination, now: now, in: tx)
         {
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: "code_refused", outcome: "rate_limited",
-                    detail: "\(purpose.rawValue): \(refusal.logDetail ?? refusal.message)",
-                    destinationMasked: destination.masked, at: now))
+            try audit(
+                .codeRefused, .rateLimited, account: accountID,
+                detail: "\(purpose.rawValue): \(refusal.logDetail ?? refusal.message)", destination: destination.masked,
+                at: now, in: tx)
             return .failure(refusal)
         }
         let code = OneTimeCode.generate(length: policy.codeLength, using: random)
@@ -448,10 +442,8 @@ extension TwoFactorService {
             // the right code.
             try registerFailure(&account, now: now, in: tx)
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: "verify", outcome: "failure",
-                    detail: "\(purpose.rawValue): account locked", at: now))
+            try audit(
+                .verify, .failure, account: accountID, detail: "\(purpose.rawValue): account locked", at: now, in: tx)
             return VerifyOutcome(
                 success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: account.lockedUntil,
                 summary: AccountSummary(accountID: accountID))
@@ -481,10 +473,9 @@ extension TwoFactorService {
                 // unknown account costs what a wrong code costs (docs/SECURITY.md §13; without it,
                 // bench-uniform.sh measured it 13 % faster).
                 try tx.countUnknownAccountAttempt()
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: accountID, kind: "verify", outcome: "failure",
-                        detail: "\(purpose.rawValue): no such account", at: now))
+                try audit(
+                    .verify, .failure, account: accountID, detail: "\(purpose.rawValue): no such account", at: now,
+                    in: tx)
                 return VerifyOutcome(success: false, attemptsLeft: 0, summary: AccountSummary(accountID: accountID))
             }
             var attemptsLeft = 0
@@ -496,11 +487,9 @@ extension TwoFactorService {
             }
             try registerFailure(&account, now: now, in: tx)
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: "verify", outcome: "failure",
-                    detail: "\(purpose.rawValue): \(reason)", destinationMasked: challenge?.destination.masked ?? "",
-                    at: now))
+            try audit(
+                .verify, .failure, account: accountID, detail: "\(purpose.rawValue): \(reason)",
+                destination: challenge?.destination.masked ?? "", at: now, in: tx)
             // Only the account id comes back: the account's state (its masked number, its
             // failure count) would tell a known account from an unknown one (docs/SECURITY.md §13).
             return VerifyOutcome(
@@ -515,18 +504,18 @@ extension TwoFactorService {
             try tx.updateChallenge(id: challenge.id, state: .used, attemptsLeft: challenge.attemptsLeft)
         }
         var proof: (token: String, expiresAt: Date)?
-        var kind = "verify"
+        var kind = EventKind.verify
         var detail = "\(purpose.rawValue) via \(factor.rawValue)"
         switch purpose {
         case .verifyPhone:
             let destination = challenge!.destination
             let before = try activeFactors(account, in: tx)
             if account.pendingPhone == destination {
-                kind = "phone_changed"
+                kind = .phoneChanged
                 detail = "the new number replaced the old one"
                 account.pendingPhone = nil
             } else {
-                kind = "phone_verified"
+                kind = .phoneVerified
                 detail = "SMS two-factor is on"
             }
             account.phone = destination
@@ -552,10 +541,9 @@ extension TwoFactorService {
                 expiresAt: challenge?.expiresAt ?? now.addingTimeInterval(policy.codeLifetime), in: tx)
         }
         try tx.saveAccount(account)
-        try tx.appendEvent(
-            EventRecord(
-                accountID: accountID, kind: kind, outcome: "success", detail: detail,
-                destinationMasked: challenge?.destination.masked ?? "", at: now))
+        try audit(
+            kind, .success, account: accountID, detail: detail, destination: challenge?.destination.masked ?? "",
+            at: now, in: tx)
         return VerifyOutcome(
             success: true, factor: factor, attemptsLeft: challenge?.attemptsLeft ?? 0, proofToken: proof?.token,
             proofExpiresAt: proof?.expiresAt, summary: try summary(account, id: accountID, in: tx, now: now))

@@ -66,11 +66,10 @@ extension TwoFactorService {
             }
             try tx.updateDelivery(id: delivery.id, status: status, errorCode: errorCode ?? delivery.errorCode, at: now)
             if status == "undelivered" || status == "failed" {
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: delivery.accountID, kind: "sms_delivery_failed", outcome: status,
-                        detail: "\(delivery.purpose) message \(sid)" + (errorCode.map { ", error \($0)" } ?? ""),
-                        destinationMasked: delivery.destinationMasked, at: now))
+                try self.audit(
+                    .smsDeliveryFailed, status == "failed" ? .failed : .undelivered, account: delivery.accountID,
+                    detail: "\(delivery.purpose) message \(sid)" + (errorCode.map { ", error \($0)" } ?? ""),
+                    destination: delivery.destinationMasked, at: now, in: tx)
             }
             return .success(DeliveryReportOutcome(updated: true, messageSID: sid, status: status))
         }
@@ -101,11 +100,10 @@ extension TwoFactorService {
         let who = Self.adminDetail(actor: actor, reason: "")
         let _: Void = try await transact { tx in
             if let refusal = try self.checkBudgets(nil, phone: phone, now: now, in: tx) {
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: "", kind: "code_refused", outcome: "rate_limited",
-                        detail: "test text \(who): \(refusal.logDetail ?? refusal.message)",
-                        destinationMasked: phone.masked, at: now))
+                try self.audit(
+                    .codeRefused, .rateLimited, account: "",
+                    detail: "test text \(who): \(refusal.logDetail ?? refusal.message)", destination: phone.masked,
+                    at: now, in: tx)
                 return .failure(refusal)
             }
             try tx.recordSMSSend(SMSSendRecord(accountID: "", phone: phone, purpose: .verifyPhone, challengeID: id, at: now))
@@ -123,7 +121,7 @@ extension TwoFactorService {
         return try await recordSend(
             result, to: phone,
             SentText(
-                accountID: "", challengeID: id, purpose: "test", sentKind: "test_sms_sent",
-                failedKind: "test_sms_failed", detail: who, explainsConfiguration: true))
+                accountID: "", challengeID: id, purpose: "test", sentKind: .testSMSSent,
+                failedKind: .testSMSFailed, detail: who, explainsConfiguration: true))
     }
 }

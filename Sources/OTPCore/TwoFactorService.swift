@@ -87,10 +87,9 @@ public final class TwoFactorService: Sendable {
         }
         if locked {
             let until = account.lockedUntil == .distantFuture ? "until an administrator unlocks it" : "for \(Int(account.lockedUntil!.timeIntervalSince(now))) s"
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: account.id, kind: "account_locked", outcome: "locked",
-                    detail: "\(account.consecutiveFailures) consecutive failures; locked \(until)", at: now))
+            try audit(
+                .accountLocked, .locked, account: account.id,
+                detail: "\(account.consecutiveFailures) consecutive failures; locked \(until)", at: now, in: tx)
         }
         return locked
     }
@@ -223,9 +222,7 @@ public final class TwoFactorService: Sendable {
     private func auditRefusedProof(
         _ change: FactorChange, _ why: String, account: AccountRecord, now: Date, in tx: any StoreTransaction
     ) throws {
-        try tx.appendEvent(
-            EventRecord(
-                accountID: account.id, kind: "proof", outcome: "refused", detail: "\(change.rawValue): \(why)", at: now))
+        try audit(.proof, .refused, account: account.id, detail: "\(change.rawValue): \(why)", at: now, in: tx)
     }
 
     /// Checks (and consumes) a proof the step-up table accepts. A token must be this
@@ -259,10 +256,9 @@ public final class TwoFactorService: Sendable {
         case .backupCode(let code):
             if try consumeBackupCode(code, account: account, now: now, in: tx) {
                 registerSuccess(&account, now: now)
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: account.id, kind: "backup_code_redeemed", outcome: "success",
-                        detail: "as proof for \(change.rawValue)", at: now))
+                try audit(
+                    .backupCodeRedeemed, .success, account: account.id, detail: "as proof for \(change.rawValue)",
+                    at: now, in: tx)
                 return .success(.backup)
             }
             try registerFailure(&account, now: now, in: tx)
@@ -330,10 +326,9 @@ public final class TwoFactorService: Sendable {
         let totp = try TOTP(secret: secret)
         guard let step = totp.verify(candidate, at: now, window: policy.totpWindow) else { return .rejected("wrong") }
         guard TOTP.acceptableStep(matched: step, lastAccepted: account.totpLastStep) else {
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: account.id, kind: "totp_replay_refused", outcome: "refused",
-                    detail: "step \(step) is not after the last accepted step", at: now))
+            try audit(
+                .totpReplayRefused, .refused, account: account.id,
+                detail: "step \(step) is not after the last accepted step", at: now, in: tx)
             return .rejected("replayed")
         }
         account.totpLastStep = step

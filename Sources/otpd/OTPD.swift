@@ -162,7 +162,7 @@ struct OTPD: AsyncParsableCommand {
                 .init(
                     service: NotificationHook(
                         service: service, kinds: configuration.notifyKinds, notifier: notifier, logger: logger)))
-            logger.info("notification hook on", metadata: ["command": "\(command)", "kinds": "\(configuration.notifyKinds.sorted())"])
+            logger.info("notification hook on", metadata: ["command": "\(command)", "kinds": "\(configuration.notifyKinds.map(\.rawValue).sorted())"])
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
