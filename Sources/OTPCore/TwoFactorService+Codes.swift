@@ -414,20 +414,20 @@ extension TwoFactorService {
         // The SMS challenge: usable only if it is this account's active, unexpired challenge of
         // this purpose. The hash is computed whatever the case, so timing does not tell.
         var challenge = try challengeID.flatMap { try tx.challenge(id: $0) }
-        var reason = "wrong code"
-        if challengeID != nil && challenge == nil { reason = "unknown challenge" }
+        var reason = VerifyFailure.wrongCode
+        if challengeID != nil && challenge == nil { reason = .unknownChallenge }
         if let found = challenge {
             if !Self.sameAccount(found.accountID, accountID) {
-                reason = "challenge of another account"
+                reason = .otherAccountsChallenge
                 challenge = nil
             } else if found.purpose != purpose {
-                reason = "challenge for \(found.purpose.rawValue)"
+                reason = .challengeFor(found.purpose)
                 challenge = nil
             } else if found.state != .active {
-                reason = "challenge \(found.state.rawValue)"
+                reason = .challengeNotActive(found.state)
                 challenge = nil
             } else if found.expiresAt <= now {
-                reason = "challenge expired"
+                reason = .challengeExpired
                 challenge = nil
             }
         }
@@ -435,7 +435,7 @@ extension TwoFactorService {
         if let challenge, parsed != nil, ConstantTime.equals(candidateHash, challenge.codeHash) {
             matched = .sms
         }
-        if parsed == nil { reason = "malformed code" }
+        if parsed == nil { reason = .malformedCode }
 
         if isLocked(account, at: now), stored != nil {
             // A guess during a lock is still a guess: it counts, and the lock holds even for
@@ -453,7 +453,8 @@ extension TwoFactorService {
         if matched == nil && purpose != .verifyPhone && account.totpEnabled {
             switch try checkTOTP(code, account: &account, now: now, in: tx) {
             case .accepted: matched = .totp
-            case .rejected(let why): if why == "replayed" { reason = "authenticator code replayed" }
+            case .rejected(.replayed): reason = .authenticatorCodeReplayed
+            case .rejected: break
             }
         }
 
@@ -462,7 +463,7 @@ extension TwoFactorService {
             let waiting = account.pendingPhone ?? (account.phoneVerified ? nil : account.phone)
             if waiting != challenge.destination {
                 matched = nil
-                reason = "number changed since the code was sent"
+                reason = .numberChanged
             }
         }
 
@@ -547,6 +548,29 @@ extension TwoFactorService {
         return VerifyOutcome(
             success: true, factor: factor, attemptsLeft: challenge?.attemptsLeft ?? 0, proofToken: proof?.token,
             proofExpiresAt: proof?.expiresAt, summary: try summary(account, id: accountID, in: tx, now: now))
+    }
+}
+
+/// Why a verification failed, in the audit detail's words (the caller is told none of it).
+enum VerifyFailure: CustomStringConvertible {
+    case wrongCode, malformedCode, unknownChallenge, otherAccountsChallenge, challengeExpired
+    case challengeFor(CodePurpose)
+    case challengeNotActive(ChallengeState)
+    case authenticatorCodeReplayed
+    case numberChanged
+
+    var description: String {
+        switch self {
+        case .wrongCode: "wrong code"
+        case .malformedCode: "malformed code"
+        case .unknownChallenge: "unknown challenge"
+        case .otherAccountsChallenge: "challenge of another account"
+        case .challengeExpired: "challenge expired"
+        case .challengeFor(let purpose): "challenge for \(purpose.rawValue)"
+        case .challengeNotActive(let state): "challenge \(state.rawValue)"
+        case .authenticatorCodeReplayed: "authenticator code replayed"
+        case .numberChanged: "number changed since the code was sent"
+        }
     }
 }
 

@@ -306,7 +306,21 @@ public final class TwoFactorService: Sendable {
 
     enum TOTPCheck {
         case accepted(step: UInt64)
-        case rejected(String)
+        case rejected(TOTPRejection)
+    }
+
+    /// Why an authenticator code was not accepted; the description is the audit wording.
+    enum TOTPRejection: CustomStringConvertible {
+        case notEnabled, malformed, wrong, replayed
+
+        var description: String {
+            switch self {
+            case .notEnabled: "not enabled"
+            case .malformed: "malformed"
+            case .wrong: "wrong"
+            case .replayed: "replayed"
+            }
+        }
     }
 
     /// Checks an authenticator code against the enabled secret and records the accepted step,
@@ -314,8 +328,8 @@ public final class TwoFactorService: Sendable {
     func checkTOTP(_ input: String, account: inout AccountRecord, now: Date, in tx: any StoreTransaction) throws
         -> TOTPCheck
     {
-        guard let sealed = account.totpSecretSealed else { return .rejected("not enabled") }
-        guard let candidate = OneTimeCode(parsing: input, length: .six) else { return .rejected("malformed") }
+        guard let sealed = account.totpSecretSealed else { return .rejected(.notEnabled) }
+        guard let candidate = OneTimeCode(parsing: input, length: .six) else { return .rejected(.malformed) }
         let secret: [UInt8]
         do {
             secret = try keys.encryption.open(sealed, accountID: account.id)
@@ -324,12 +338,12 @@ public final class TwoFactorService: Sendable {
                 .internal, "The authenticator secret cannot be read", logDetail: "secret does not open: \(error)")
         }
         let totp = try TOTP(secret: secret)
-        guard let step = totp.verify(candidate, at: now, window: policy.totpWindow) else { return .rejected("wrong") }
+        guard let step = totp.verify(candidate, at: now, window: policy.totpWindow) else { return .rejected(.wrong) }
         guard TOTP.acceptableStep(matched: step, lastAccepted: account.totpLastStep) else {
             try audit(
                 .totpReplayRefused, .refused, account: account.id,
                 detail: "step \(step) is not after the last accepted step", at: now, in: tx)
-            return .rejected("replayed")
+            return .rejected(.replayed)
         }
         account.totpLastStep = step
         return .accepted(step: step)

@@ -161,6 +161,9 @@ struct LimitsAndFactorsTests {
         #expect(!replay.success)
         let replayEvent = try await f.service.listEvents(accountID: "a", pageSize: 3, beforeID: nil).events.map(\.kind)
         #expect(replayEvent.contains(.totpReplayRefused))
+        let replayDetails = try await f.service.listEvents(accountID: "a", pageSize: 3, beforeID: nil).events
+            .map(\.detail)
+        #expect(replayDetails.contains("login: authenticator code replayed"), "\(replayDetails)")
 
         // Next step: accepted for login and as proof for a phone change; two steps ahead: refused.
         f.clock.advance(30)

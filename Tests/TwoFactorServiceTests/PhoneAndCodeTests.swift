@@ -184,6 +184,11 @@ struct PhoneAndCodeTests {
         }
         let reasons = try await f.service.listEvents(accountID: "a", pageSize: 5, beforeID: nil).events.map(\.detail)
         #expect(Set(reasons).count == 5, "the audit log keeps each reason: \(reasons)")
+        #expect(
+            reasons == [
+                "change_phone: challenge for login", "login: unknown challenge", "login: challenge of another account",
+                "login: malformed code", "login: wrong code",
+            ])
     }
 
     @Test func aFailedSendIsNotTheUsersFailure() async throws {
