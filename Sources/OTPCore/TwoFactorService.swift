@@ -16,12 +16,16 @@ public final class TwoFactorService: Sendable {
     let clock: any OTPClock
     let random: AnyRandomSource
     let reportVerifier: (any DeliveryReportVerifier)?
+    let deliveryStatuses: (any DeliveryStatusOrder)?
 
+    /// Delivery reports are accepted only with both `reportVerifier` and `deliveryStatuses`
+    /// (the provider's).
+    ///
     /// - Throws: `TwoFactorError` when `policy` breaks a security rule.
     public init(
         store: any TwoFactorStore, sender: any SMSSender, keys: DaemonKeys, policy: TwoFactorPolicy,
         clock: any OTPClock = SystemClock(), random: any RandomSource = SystemRandom(),
-        reportVerifier: (any DeliveryReportVerifier)? = nil
+        reportVerifier: (any DeliveryReportVerifier)? = nil, deliveryStatuses: (any DeliveryStatusOrder)? = nil
     ) throws(TwoFactorError) {
         try policy.validate()
         self.store = store
@@ -31,6 +35,7 @@ public final class TwoFactorService: Sendable {
         self.clock = clock
         self.random = AnyRandomSource(random)
         self.reportVerifier = reportVerifier
+        self.deliveryStatuses = deliveryStatuses
     }
 
     /// The name of the SMS sender in use.

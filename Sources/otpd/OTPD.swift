@@ -129,7 +129,8 @@ struct OTPD: AsyncParsableCommand {
         let sms = try SMSSetup.make(configuration, environment: environment, logger: logger)
         let sender = sms.sender
         let service = try TwoFactorService(
-            store: domainStore, sender: sender, keys: keys, policy: configuration.policy, reportVerifier: sms.verifier)
+            store: domainStore, sender: sender, keys: keys, policy: configuration.policy, reportVerifier: sms.verifier,
+            deliveryStatuses: sms.statuses)
         logger.info(
             "otpd starting",
             metadata: [
