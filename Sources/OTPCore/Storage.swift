@@ -133,31 +133,6 @@ public struct ProofRecord: Sendable, Equatable {
     }
 }
 
-/// One audit record. Never holds a code, a secret or a full phone number.
-public struct EventRecord: Sendable, Equatable {
-    /// Assigned by the store; 0 for a new event.
-    public var id: Int64
-    public var accountID: String
-    public var kind: String
-    public var outcome: String
-    public var detail: String
-    public var destinationMasked: String
-    public var at: Date
-
-    public init(
-        id: Int64 = 0, accountID: String, kind: String, outcome: String, detail: String = "",
-        destinationMasked: String = "", at: Date
-    ) {
-        self.id = id
-        self.accountID = accountID
-        self.kind = kind
-        self.outcome = outcome
-        self.detail = detail
-        self.destinationMasked = destinationMasked
-        self.at = at
-    }
-}
-
 /// The two daily budgets of one phone number. Anyone who may save a number can have
 /// verification texts sent to it; only those who proved they receive its texts can have texts
 /// sent to it as a verified number. Kept apart, a stranger who drains the first cannot stop the
@@ -256,7 +231,7 @@ public protocol StoreTransaction {
     func events(accountID: String?, beforeID: Int64?, limit: Int) throws -> [EventRecord]
     /// Events of `kinds` with ids in `afterID+1 ... throughID`, oldest first, at most `limit`
     /// (for the notification hook).
-    func events(afterID: Int64, throughID: Int64, kinds: Set<String>, limit: Int) throws -> [EventRecord]
+    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws -> [EventRecord]
     /// The newest event's id, 0 when there is none.
     func lastEventID() throws -> Int64
     /// Adds one to the daemon-wide count of verifications for accounts that do not exist.

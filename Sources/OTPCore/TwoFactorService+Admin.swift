@@ -46,10 +46,9 @@ extension TwoFactorService {
             let failures = account.consecutiveFailures
             self.registerSuccess(&account, now: now)
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: "account_unlocked", outcome: "success",
-                    detail: "\(detail); \(failures) failures cleared", at: now))
+            try self.audit(
+                .accountUnlocked, .success, account: accountID, detail: "\(detail); \(failures) failures cleared",
+                at: now, in: tx)
             return .success(try self.summary(account, id: accountID, in: tx, now: now))
         }
     }
@@ -62,8 +61,7 @@ extension TwoFactorService {
         let detail = Self.adminDetail(actor: actor, reason: reason)
         return try await transact { tx in
             try tx.deleteAccountData(accountID)
-            try tx.appendEvent(
-                EventRecord(accountID: accountID, kind: "account_reset", outcome: "success", detail: detail, at: now))
+            try self.audit(.accountReset, .success, account: accountID, detail: detail, at: now, in: tx)
             return .success(AccountSummary(accountID: accountID))
         }
     }

@@ -42,12 +42,11 @@ extension TwoFactorService {
             try tx.replaceBackupCodes(accountID: accountID, hashes: hashes, at: now)
             account.updatedAt = now
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: hadSet ? "backup_codes_regenerated" : "backup_codes_generated",
-                    outcome: "success",
-                    detail: hadSet ? "\(formatted.count) new codes; \(previous) unused old codes voided" : "\(formatted.count) codes",
-                    at: now))
+            try self.audit(
+                hadSet ? .backupCodesRegenerated : .backupCodesGenerated, .success, account: accountID,
+                detail: hadSet
+                    ? "\(formatted.count) new codes; \(previous) unused old codes voided" : "\(formatted.count) codes",
+                at: now, in: tx)
             return .success(BackupCodeSet(codes: formatted, generatedAt: now))
         }
     }
@@ -67,19 +66,15 @@ extension TwoFactorService {
                 _ = try self.consumeBackupCode(code, account: AccountRecord(id: accountID, now: now), now: now, in: tx)
                 _ = try tx.remainingBackupCodes(accountID: accountID)
                 try tx.countUnknownAccountAttempt()
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: accountID, kind: "backup_code_redeemed", outcome: "failure",
-                        detail: "no such account", at: now))
+                try self.audit(
+                    .backupCodeRedeemed, .failure, account: accountID, detail: "no such account", at: now, in: tx)
                 return .success(BackupRedemption(success: false, remaining: 0, low: false))
             }
             if self.isLocked(account, at: now) {
                 try self.registerFailure(&account, now: now, in: tx)
                 try tx.saveAccount(account)
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: accountID, kind: "backup_code_redeemed", outcome: "failure", detail: "account locked",
-                        at: now))
+                try self.audit(
+                    .backupCodeRedeemed, .failure, account: accountID, detail: "account locked", at: now, in: tx)
                 return .success(BackupRedemption(success: false, remaining: 0, low: false, lockedUntil: account.lockedUntil))
             }
             let consumed = try self.consumeBackupCode(code, account: account, now: now, in: tx)
@@ -88,24 +83,21 @@ extension TwoFactorService {
             if consumed {
                 self.registerSuccess(&account, now: now)
                 try tx.saveAccount(account)
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: accountID, kind: "backup_code_redeemed", outcome: "success",
-                        detail: "login; \(remaining) left", at: now))
+                try self.audit(
+                    .backupCodeRedeemed, .success, account: accountID, detail: "login; \(remaining) left", at: now,
+                    in: tx)
                 if low {
-                    try tx.appendEvent(
-                        EventRecord(
-                            accountID: accountID, kind: "backup_codes_low", outcome: "warning",
-                            detail: "\(remaining) unused backup codes left", at: now))
+                    try self.audit(
+                        .backupCodesLow, .warning, account: accountID, detail: "\(remaining) unused backup codes left",
+                        at: now, in: tx)
                 }
                 return .success(BackupRedemption(success: true, remaining: remaining, low: low))
             }
             try self.registerFailure(&account, now: now, in: tx)
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: "backup_code_redeemed", outcome: "failure",
-                    detail: BackupCode(parsing: code) == nil ? "malformed code" : "unknown or used code", at: now))
+            try self.audit(
+                .backupCodeRedeemed, .failure, account: accountID,
+                detail: BackupCode(parsing: code) == nil ? "malformed code" : "unknown or used code", at: now, in: tx)
             return .success(
                 BackupRedemption(
                     success: false, remaining: 0, low: false,

@@ -6,6 +6,18 @@ public protocol DeliveryReportVerifier: Sendable {
     func isAuthentic(url: String, parameters: [(name: String, value: String)], signature: String) -> Bool
 }
 
+/// What a provider's delivery statuses mean (Twilio's are in OTPSMS): the domain knows no
+/// provider's vocabulary.
+public protocol DeliveryStatusOrder: Sendable {
+    /// How far along `status` is, 0 for a status the provider does not define. A report moves a
+    /// delivery only to a higher rank, never back (reports may come more than once and in any
+    /// order).
+    func rank(_ status: String) -> Int
+    /// For a status that says the message will not arrive: the outcome of the
+    /// `sms_delivery_failed` event it is audited with. Nil for every other status.
+    func failureOutcome(_ status: String) -> EventOutcome?
+}
+
 /// The answer to a delivery report.
 public struct DeliveryReportOutcome: Sendable, Equatable {
     public var updated: Bool
@@ -20,28 +32,15 @@ public struct DeliveryPage: Sendable, Equatable {
 }
 
 extension TwoFactorService {
-    /// How far along a status is; a report never moves a delivery back (reports may come more
-    /// than once and in any order).
-    static func statusRank(_ status: String) -> Int {
-        switch status {
-        case "accepted", "queued", "scheduled": 1
-        case "sending": 2
-        case "sent": 3
-        case "delivered", "undelivered", "failed", "canceled": 4
-        case "read": 5
-        default: 0
-        }
-    }
-
     /// Applies a provider's status callback after checking its signature.
     ///
     /// - Throws: `permissionDenied` for a missing or wrong signature (a forged or altered
     ///   report), `invalidArgument` for a report without `MessageSid`/`MessageStatus`,
-    ///   `failedPrecondition` when no verifier is configured.
+    ///   `failedPrecondition` when no verifier or no status order is configured.
     public func reportDelivery(url: String, parameters: [(name: String, value: String)], signature: String)
         async throws(TwoFactorError) -> DeliveryReportOutcome
     {
-        guard let verifier = reportVerifier else {
+        guard let verifier = reportVerifier, let statuses = deliveryStatuses else {
             throw TwoFactorError(.failedPrecondition, "Delivery reports need the Twilio sender to be configured")
         }
         guard url.utf8.count <= 2048, parameters.count <= 100, signature.utf8.count <= 256 else {
@@ -61,16 +60,15 @@ extension TwoFactorService {
             guard let delivery = try tx.delivery(messageSID: sid) else {
                 return .success(DeliveryReportOutcome(updated: false, messageSID: sid, status: "unknown"))
             }
-            guard Self.statusRank(status) > Self.statusRank(delivery.status) else {
+            guard statuses.rank(status) > statuses.rank(delivery.status) else {
                 return .success(DeliveryReportOutcome(updated: false, messageSID: sid, status: delivery.status))
             }
             try tx.updateDelivery(id: delivery.id, status: status, errorCode: errorCode ?? delivery.errorCode, at: now)
-            if status == "undelivered" || status == "failed" {
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: delivery.accountID, kind: "sms_delivery_failed", outcome: status,
-                        detail: "\(delivery.purpose) message \(sid)" + (errorCode.map { ", error \($0)" } ?? ""),
-                        destinationMasked: delivery.destinationMasked, at: now))
+            if let outcome = statuses.failureOutcome(status) {
+                try self.audit(
+                    .smsDeliveryFailed, outcome, account: delivery.accountID,
+                    detail: "\(delivery.purpose) message \(sid)" + (errorCode.map { ", error \($0)" } ?? ""),
+                    destination: delivery.destinationMasked, at: now, in: tx)
             }
             return .success(DeliveryReportOutcome(updated: true, messageSID: sid, status: status))
         }
@@ -101,11 +99,10 @@ extension TwoFactorService {
         let who = Self.adminDetail(actor: actor, reason: "")
         let _: Void = try await transact { tx in
             if let refusal = try self.checkBudgets(nil, phone: phone, now: now, in: tx) {
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: "", kind: "code_refused", outcome: "rate_limited",
-                        detail: "test text \(who): \(refusal.logDetail ?? refusal.message)",
-                        destinationMasked: phone.masked, at: now))
+                try self.audit(
+                    .codeRefused, .rateLimited, account: "",
+                    detail: "test text \(who): \(refusal.logDetail ?? refusal.message)", destination: phone.masked,
+                    at: now, in: tx)
                 return .failure(refusal)
             }
             try tx.recordSMSSend(SMSSendRecord(accountID: "", phone: phone, purpose: .verifyPhone, challengeID: id, at: now))
@@ -123,7 +120,7 @@ extension TwoFactorService {
         return try await recordSend(
             result, to: phone,
             SentText(
-                accountID: "", challengeID: id, purpose: "test", sentKind: "test_sms_sent",
-                failedKind: "test_sms_failed", detail: who, explainsConfiguration: true))
+                accountID: "", challengeID: id, purpose: "test", sentKind: .testSMSSent,
+                failedKind: .testSMSFailed, detail: who, explainsConfiguration: true))
     }
 }

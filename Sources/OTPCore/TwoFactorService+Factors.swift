@@ -54,8 +54,7 @@ extension TwoFactorService {
             account.pendingTotpExpiresAt = expiresAt
             account.updatedAt = now
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(accountID: accountID, kind: "totp_enrollment_started", outcome: "pending", at: now))
+            try self.audit(.totpEnrollmentStarted, .pending, account: accountID, at: now, in: tx)
             return .success(TOTPEnrollment(secretBase32: Base32.encode(secret), otpauthURI: uri, expiresAt: expiresAt))
         }
     }
@@ -92,10 +91,9 @@ extension TwoFactorService {
             else {
                 try self.registerFailure(&account, now: now, in: tx)
                 try tx.saveAccount(account)
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: accountID, kind: "totp_enrollment_confirm", outcome: "failure",
-                        detail: "wrong or malformed code", at: now))
+                try self.audit(
+                    .totpEnrollmentConfirm, .failure, account: accountID, detail: "wrong or malformed code", at: now,
+                    in: tx)
                 return .success(
                     TOTPConfirmation(success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
             }
@@ -111,10 +109,8 @@ extension TwoFactorService {
             account.pendingTotpExpiresAt = nil
             if account.preferred == nil { account.preferred = .totp }
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: "totp_enabled", outcome: "success",
-                    detail: "authenticator on" + detail, at: now))
+            try self.audit(
+                .totpEnabled, .success, account: accountID, detail: "authenticator on" + detail, at: now, in: tx)
             let proof =
                 before.any
                 ? nil
@@ -182,8 +178,7 @@ extension TwoFactorService {
             }
             account.updatedAt = now
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(accountID: accountID, kind: "factor_disabled", outcome: "success", detail: detail, at: now))
+            try self.audit(.factorDisabled, .success, account: accountID, detail: detail, at: now, in: tx)
             return .success(try self.summary(account, id: accountID, in: tx, now: now))
         }
     }
@@ -214,10 +209,8 @@ extension TwoFactorService {
             account.preferred = method
             account.updatedAt = now
             try tx.saveAccount(account)
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: accountID, kind: "preferred_method_changed", outcome: "success", detail: method.rawValue,
-                    at: now))
+            try self.audit(
+                .preferredMethodChanged, .success, account: accountID, detail: method.rawValue, at: now, in: tx)
             return .success(try self.summary(account, id: accountID, in: tx, now: now))
         }
     }

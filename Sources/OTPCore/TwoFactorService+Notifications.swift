@@ -8,29 +8,18 @@ public protocol EventNotifier: Sendable {
 }
 
 extension TwoFactorService {
-    /// Every audit event kind the domain records. `[notify] kinds` may name only these: an
-    /// unknown name stops otpd, since a typo must not turn a notification off without a word.
-    /// A new kind the domain writes must be added here.
-    public static let recordedKinds: Set<String> = [
-        // Phone number and codes
-        "phone_saved", "phone_change_requested", "phone_verified", "phone_changed", "code_sent", "code_send_failed",
-        "code_refused", "verify", "proof", "sms_delivery_failed", "test_sms_sent", "test_sms_failed",
-        // Authenticator
-        "totp_enrollment_started", "totp_enrollment_confirm", "totp_enabled", "totp_replay_refused",
-        // Factors and backup codes
-        "factor_disabled", "preferred_method_changed", "backup_codes_generated", "backup_codes_regenerated",
-        "backup_code_redeemed", "backup_codes_low",
-        // Lockout and administration
-        "account_locked", "account_unlocked", "account_reset",
-    ]
+    /// Every audit event kind the domain records (every ``EventKind``). `[notify] kinds` may
+    /// name only these: an unknown name stops otpd, since a typo must not turn a notification
+    /// off without a word.
+    public static let recordedKinds = Set(EventKind.allCases)
 
     /// The event kinds that trigger the notification hook unless configured otherwise
     /// (docs/SECURITY.md §15): every factor change, backup-code use and regeneration, lockout, refused
     /// replay, and the administrator's unlock and reset.
-    public static let defaultNotifiedKinds: Set<String> = [
-        "phone_verified", "phone_change_requested", "phone_changed", "totp_enabled", "factor_disabled",
-        "backup_codes_generated", "backup_codes_regenerated", "backup_code_redeemed", "account_locked",
-        "totp_replay_refused", "account_unlocked", "account_reset",
+    public static let defaultNotifiedKinds: Set<EventKind> = [
+        .phoneVerified, .phoneChangeRequested, .phoneChanged, .totpEnabled, .factorDisabled, .backupCodesGenerated,
+        .backupCodesRegenerated, .backupCodeRedeemed, .accountLocked, .totpReplayRefused, .accountUnlocked,
+        .accountReset,
     ]
 
     /// Starts the hook's bookmark at the newest event if it has none yet, so that turning the
@@ -53,7 +42,7 @@ extension TwoFactorService {
     /// - Throws: the notifier's error after saving the bookmark just before the event that
     ///   failed, or `TwoFactorError` when the store fails.
     public func deliverNotifications(
-        kinds: Set<String>, to notifier: any EventNotifier, limit: Int = 100, window: Int64 = 10_000
+        kinds: Set<EventKind>, to notifier: any EventNotifier, limit: Int = 100, window: Int64 = 10_000
     ) async throws -> (delivered: Int, caughtUp: Bool) {
         let (start, through, newest, events): (Int64, Int64, Int64, [EventRecord]) = try await transact { tx in
             let newest = try tx.lastEventID()

@@ -16,12 +16,16 @@ public final class TwoFactorService: Sendable {
     let clock: any OTPClock
     let random: AnyRandomSource
     let reportVerifier: (any DeliveryReportVerifier)?
+    let deliveryStatuses: (any DeliveryStatusOrder)?
 
+    /// Delivery reports are accepted only with both `reportVerifier` and `deliveryStatuses`
+    /// (the provider's).
+    ///
     /// - Throws: `TwoFactorError` when `policy` breaks a security rule.
     public init(
         store: any TwoFactorStore, sender: any SMSSender, keys: DaemonKeys, policy: TwoFactorPolicy,
         clock: any OTPClock = SystemClock(), random: any RandomSource = SystemRandom(),
-        reportVerifier: (any DeliveryReportVerifier)? = nil
+        reportVerifier: (any DeliveryReportVerifier)? = nil, deliveryStatuses: (any DeliveryStatusOrder)? = nil
     ) throws(TwoFactorError) {
         try policy.validate()
         self.store = store
@@ -31,6 +35,7 @@ public final class TwoFactorService: Sendable {
         self.clock = clock
         self.random = AnyRandomSource(random)
         self.reportVerifier = reportVerifier
+        self.deliveryStatuses = deliveryStatuses
     }
 
     /// The name of the SMS sender in use.
@@ -87,10 +92,9 @@ public final class TwoFactorService: Sendable {
         }
         if locked {
             let until = account.lockedUntil == .distantFuture ? "until an administrator unlocks it" : "for \(Int(account.lockedUntil!.timeIntervalSince(now))) s"
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: account.id, kind: "account_locked", outcome: "locked",
-                    detail: "\(account.consecutiveFailures) consecutive failures; locked \(until)", at: now))
+            try audit(
+                .accountLocked, .locked, account: account.id,
+                detail: "\(account.consecutiveFailures) consecutive failures; locked \(until)", at: now, in: tx)
         }
         return locked
     }
@@ -223,9 +227,7 @@ public final class TwoFactorService: Sendable {
     private func auditRefusedProof(
         _ change: FactorChange, _ why: String, account: AccountRecord, now: Date, in tx: any StoreTransaction
     ) throws {
-        try tx.appendEvent(
-            EventRecord(
-                accountID: account.id, kind: "proof", outcome: "refused", detail: "\(change.rawValue): \(why)", at: now))
+        try audit(.proof, .refused, account: account.id, detail: "\(change.rawValue): \(why)", at: now, in: tx)
     }
 
     /// Checks (and consumes) a proof the step-up table accepts. A token must be this
@@ -259,10 +261,9 @@ public final class TwoFactorService: Sendable {
         case .backupCode(let code):
             if try consumeBackupCode(code, account: account, now: now, in: tx) {
                 registerSuccess(&account, now: now)
-                try tx.appendEvent(
-                    EventRecord(
-                        accountID: account.id, kind: "backup_code_redeemed", outcome: "success",
-                        detail: "as proof for \(change.rawValue)", at: now))
+                try audit(
+                    .backupCodeRedeemed, .success, account: account.id, detail: "as proof for \(change.rawValue)",
+                    at: now, in: tx)
                 return .success(.backup)
             }
             try registerFailure(&account, now: now, in: tx)
@@ -310,7 +311,21 @@ public final class TwoFactorService: Sendable {
 
     enum TOTPCheck {
         case accepted(step: UInt64)
-        case rejected(String)
+        case rejected(TOTPRejection)
+    }
+
+    /// Why an authenticator code was not accepted; the description is the audit wording.
+    enum TOTPRejection: CustomStringConvertible {
+        case notEnabled, malformed, wrong, replayed
+
+        var description: String {
+            switch self {
+            case .notEnabled: "not enabled"
+            case .malformed: "malformed"
+            case .wrong: "wrong"
+            case .replayed: "replayed"
+            }
+        }
     }
 
     /// Checks an authenticator code against the enabled secret and records the accepted step,
@@ -318,8 +333,8 @@ public final class TwoFactorService: Sendable {
     func checkTOTP(_ input: String, account: inout AccountRecord, now: Date, in tx: any StoreTransaction) throws
         -> TOTPCheck
     {
-        guard let sealed = account.totpSecretSealed else { return .rejected("not enabled") }
-        guard let candidate = OneTimeCode(parsing: input, length: .six) else { return .rejected("malformed") }
+        guard let sealed = account.totpSecretSealed else { return .rejected(.notEnabled) }
+        guard let candidate = OneTimeCode(parsing: input, length: .six) else { return .rejected(.malformed) }
         let secret: [UInt8]
         do {
             secret = try keys.encryption.open(sealed, accountID: account.id)
@@ -328,13 +343,12 @@ public final class TwoFactorService: Sendable {
                 .internal, "The authenticator secret cannot be read", logDetail: "secret does not open: \(error)")
         }
         let totp = try TOTP(secret: secret)
-        guard let step = totp.verify(candidate, at: now, window: policy.totpWindow) else { return .rejected("wrong") }
+        guard let step = totp.verify(candidate, at: now, window: policy.totpWindow) else { return .rejected(.wrong) }
         guard TOTP.acceptableStep(matched: step, lastAccepted: account.totpLastStep) else {
-            try tx.appendEvent(
-                EventRecord(
-                    accountID: account.id, kind: "totp_replay_refused", outcome: "refused",
-                    detail: "step \(step) is not after the last accepted step", at: now))
-            return .rejected("replayed")
+            try audit(
+                .totpReplayRefused, .refused, account: account.id,
+                detail: "step \(step) is not after the last accepted step", at: now, in: tx)
+            return .rejected(.replayed)
         }
         account.totpLastStep = step
         return .accepted(step: step)

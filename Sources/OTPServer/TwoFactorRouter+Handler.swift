@@ -337,7 +337,8 @@ extension Delivery {
 extension Event {
     init(_ record: EventRecord) {
         self.init(
-            id: UInt64(max(0, record.id)), accountId: record.accountID, kind: record.kind, outcome: record.outcome,
+            id: UInt64(max(0, record.id)), accountId: record.accountID, kind: record.kind.rawValue,
+            outcome: record.outcome.rawValue,
             detail: record.detail, destinationMasked: record.destinationMasked,
             atMs: Int64((record.at.timeIntervalSince1970 * 1000).rounded()))
     }

@@ -11,7 +11,10 @@ public import OTPCore
 ///   docs/SECURITY.md §19).
 /// - A stored row that cannot be turned back into a record (a phone number that no longer
 ///   parses, an unknown purpose, a value out of range) throws `StoreError` of kind `.corrupt`;
-///   it is never skipped or guessed at.
+///   it is never skipped or guessed at. So does an event whose kind or outcome is not an
+///   ``EventKind`` or ``EventOutcome`` spelling (a row written by a newer otpd, or edited by
+///   hand): reading a page that holds it fails, naming the column but not the value, like every
+///   other undecodable column.
 /// - Times are kept as whole Unix milliseconds: a `Date` comes back rounded to the nearest
 ///   millisecond.
 public final class SQLiteTwoFactorStore: TwoFactorStore {
@@ -241,7 +244,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
             try db.insert(
                 SQL.insertEvent,
                 [
-                    try bind(event.accountID), try bind(event.kind), try bind(event.outcome), try bind(event.detail),
+                    try bind(event.accountID), .text(event.kind.rawValue), .text(event.outcome.rawValue), try bind(event.detail),
                     try bind(event.destinationMasked), try bind(event.at),
                 ])
         }
@@ -257,11 +260,11 @@ final class SQLiteStoreTransaction: StoreTransaction {
 
     /// Oldest first; `limit` is clamped to 1...1000. The kinds are matched inside SQLite, so
     /// the events skipped cost no decoding.
-    func events(afterID: Int64, throughID: Int64, kinds: Set<String>, limit: Int) throws(StoreError) -> [EventRecord] {
+    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws(StoreError) -> [EventRecord] {
         try perform { db throws(StoreError) in
             guard !kinds.isEmpty else { return [] }
             var parameters: [SQLValue] = [.integer(afterID), .integer(throughID)]
-            for kind in kinds.sorted() { parameters.append(try bind(kind)) }
+            for kind in kinds.map(\.rawValue).sorted() { parameters.append(.text(kind)) }
             parameters.append(.integer(Int64(min(max(limit, 1), 1000))))
             let placeholders = Array(repeating: "?", count: kinds.count).joined(separator: ", ")
             return try db.query(
@@ -474,8 +477,8 @@ final class SQLiteStoreTransaction: StoreTransaction {
         return EventRecord(
             id: try reader.integer("id"),
             accountID: try reader.text("account_id"),
-            kind: try reader.text("kind"),
-            outcome: try reader.text("outcome"),
+            kind: try reader.enumeration("kind", EventKind.self),
+            outcome: try reader.enumeration("outcome", EventOutcome.self),
             detail: try reader.text("detail"),
             destinationMasked: try reader.text("destination_masked"),
             at: try reader.date("at"))

@@ -38,7 +38,7 @@ struct DaemonConfiguration: Sendable {
     var pruneIntervalSeconds = 600
     // [notify]: the notification hook (off when `notifyCommand` is nil).
     var notifyCommand: String?
-    var notifyKinds: Set<String> = TwoFactorService.defaultNotifiedKinds
+    var notifyKinds: Set<EventKind> = TwoFactorService.defaultNotifiedKinds
     var notifyTimeoutSeconds = 10
 }
 
@@ -197,11 +197,16 @@ extension DaemonConfiguration {
             }
             try r.strings("kinds") { (kinds) throws(ConfigurationError) in
                 // A misspelt kind would silently never be notified: refuse it.
-                for kind in kinds where !TwoFactorService.recordedKinds.contains(kind) {
-                    throw ConfigurationError(
-                        description: "\(r.file): notify.kinds: unknown event kind \"\(kind.prefix(100))\" (known: \(TwoFactorService.recordedKinds.sorted().joined(separator: ", ")))")
+                var parsed: Set<EventKind> = []
+                for name in kinds {
+                    guard let kind = EventKind(rawValue: name) else {
+                        let known = TwoFactorService.recordedKinds.map(\.rawValue).sorted().joined(separator: ", ")
+                        throw ConfigurationError(
+                            description: "\(r.file): notify.kinds: unknown event kind \"\(name.prefix(100))\" (known: \(known))")
+                    }
+                    parsed.insert(kind)
                 }
-                notifyKinds = Set(kinds)
+                notifyKinds = parsed
             }
             try r.int("timeout_seconds", 1...300) { notifyTimeoutSeconds = $0 }
         case "backup":

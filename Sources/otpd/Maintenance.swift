@@ -44,7 +44,7 @@ struct Pruner: Service {
 /// time (up to a minute) and offers the same event again, so nothing is skipped.
 struct NotificationHook: Service {
     let service: TwoFactorService
-    let kinds: Set<String>
+    let kinds: Set<EventKind>
     let notifier: any EventNotifier
     let logger: Logger
 
@@ -86,7 +86,8 @@ struct CommandNotifier: EventNotifier {
         let input = Self.json(event)
         let environment = [
             "PATH=/usr/local/bin:/usr/bin:/bin",
-            "OTPD_EVENT_KIND=\(event.kind)", "OTPD_EVENT_OUTCOME=\(event.outcome)", "OTPD_ACCOUNT_ID=\(event.accountID)",
+            "OTPD_EVENT_KIND=\(event.kind.rawValue)", "OTPD_EVENT_OUTCOME=\(event.outcome.rawValue)",
+            "OTPD_ACCOUNT_ID=\(event.accountID)",
         ]
         let command = self.command
         let timeout = self.timeout
@@ -105,7 +106,8 @@ struct CommandNotifier: EventNotifier {
     /// The event as one line of JSON.
     static func json(_ event: EventRecord) -> String {
         let object: [String: Any] = [
-            "id": event.id, "account_id": event.accountID, "kind": event.kind, "outcome": event.outcome,
+            "id": event.id, "account_id": event.accountID, "kind": event.kind.rawValue,
+            "outcome": event.outcome.rawValue,
             "detail": event.detail, "destination": event.destinationMasked,
             "at": ISO8601DateFormatter().string(from: event.at),
         ]

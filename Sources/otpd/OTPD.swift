@@ -129,7 +129,8 @@ struct OTPD: AsyncParsableCommand {
         let sms = try SMSSetup.make(configuration, environment: environment, logger: logger)
         let sender = sms.sender
         let service = try TwoFactorService(
-            store: domainStore, sender: sender, keys: keys, policy: configuration.policy, reportVerifier: sms.verifier)
+            store: domainStore, sender: sender, keys: keys, policy: configuration.policy, reportVerifier: sms.verifier,
+            deliveryStatuses: sms.statuses)
         logger.info(
             "otpd starting",
             metadata: [
@@ -162,7 +163,7 @@ struct OTPD: AsyncParsableCommand {
                 .init(
                     service: NotificationHook(
                         service: service, kinds: configuration.notifyKinds, notifier: notifier, logger: logger)))
-            logger.info("notification hook on", metadata: ["command": "\(command)", "kinds": "\(configuration.notifyKinds.sorted())"])
+            logger.info("notification hook on", metadata: ["command": "\(command)", "kinds": "\(configuration.notifyKinds.map(\.rawValue).sorted())"])
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -140,6 +140,8 @@ struct AnyAccountReportVerifier: DeliveryReportVerifier {
 struct SMSSetup {
     let sender: any SMSSender
     let verifier: (any DeliveryReportVerifier)?
+    /// What the provider's delivery statuses mean (with `verifier`, for delivery reports).
+    let statuses: (any DeliveryStatusOrder)?
     let shutdown: @Sendable () async -> Void
 
     static func make(
@@ -163,10 +165,12 @@ struct SMSSetup {
             return SMSSetup(
                 sender: sender,
                 verifier: tokens.isEmpty ? nil : AnyAccountReportVerifier(accounts: tokens.map(TwilioReportVerifier.init)),
+                statuses: TwilioDeliveryStatuses(),
                 shutdown: { for sender in all { try? await sender.shutdown() } })
         default:
             return SMSSetup(
-                sender: OutboxSender(path: configuration.outboxPath, logger: logger), verifier: nil, shutdown: {})
+                sender: OutboxSender(path: configuration.outboxPath, logger: logger), verifier: nil, statuses: nil,
+                shutdown: {})
         }
     }
 }

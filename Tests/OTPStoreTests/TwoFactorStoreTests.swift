@@ -260,14 +260,15 @@ struct TwoFactorStoreTests {
                 try (0..<10).map { i in
                     try tx.appendEvent(
                         EventRecord(
-                            accountID: i % 2 == 0 ? "alice" : "bob", kind: "k\(i)", outcome: "ok", detail: "d\(i)",
+                            accountID: i % 2 == 0 ? "alice" : "bob", kind: .verify, outcome: .success, detail: "d\(i)",
                             destinationMasked: "+1******4567", at: time(Int64(i))))
                 }
             }
             #expect(ids == ids.sorted() && Set(ids).count == 10)
 
             let all = try await store.transaction { tx in try tx.events(accountID: nil, beforeID: nil, limit: 100) }
-            #expect(all.map(\.kind) == (0..<10).reversed().map { "k\($0)" })
+            #expect(all.map(\.detail) == (0..<10).reversed().map { "d\($0)" })
+            #expect(all.allSatisfy { $0.kind == .verify && $0.outcome == .success })
             #expect(all.first?.id == ids.last)
             #expect(all.first?.detail == "d9" && all.first?.destinationMasked == "+1******4567")
             #expect(all.first?.at == time(9))
@@ -281,26 +282,28 @@ struct TwoFactorStoreTests {
                     try tx.events(accountID: "alice", beforeID: cursor, limit: 2)
                 }
                 if page.isEmpty { break }
-                pages.append(page.map(\.kind))
+                pages.append(page.map(\.detail))
                 before = page.last!.id
             }
-            #expect(pages == [["k8", "k6"], ["k4", "k2"], ["k0"]])
+            #expect(pages == [["d8", "d6"], ["d4", "d2"], ["d0"]])
 
             // Every account, below an id.
             let older = try await store.transaction { tx in try tx.events(accountID: nil, beforeID: ids[3], limit: 10) }
-            #expect(older.map(\.kind) == ["k2", "k1", "k0"])
+            #expect(older.map(\.detail) == ["d2", "d1", "d0"])
 
             // The limit is clamped to 1...1000.
             let one = try await store.transaction { tx in try tx.events(accountID: nil, beforeID: nil, limit: 0) }
-            #expect(one.map(\.kind) == ["k9"])
+            #expect(one.map(\.detail) == ["d9"])
             try await store.transaction { tx in
                 for i in 0..<1000 {
-                    try tx.appendEvent(EventRecord(accountID: "carol", kind: "bulk\(i)", outcome: "ok", at: time(0)))
+                    try tx.appendEvent(
+                        EventRecord(
+                            accountID: "carol", kind: .verify, outcome: .success, detail: "bulk\(i)", at: time(0)))
                 }
             }
             let capped = try await store.transaction { tx in try tx.events(accountID: nil, beforeID: nil, limit: 5000) }
             #expect(capped.count == 1000)
-            #expect(capped.first?.kind == "bulk999")
+            #expect(capped.first?.detail == "bulk999")
         }
     }
 
@@ -446,7 +449,7 @@ struct TwoFactorStoreTests {
                             tokenHash: hash(id == "alice" ? 1 : 2), accountID: id, purpose: .manageFactors,
                             expiresAt: time(1)))
                     try tx.replaceBackupCodes(accountID: id, hashes: [hash(5), hash(6)], at: time(0))
-                    try tx.appendEvent(EventRecord(accountID: id, kind: "created", outcome: "ok", at: time(0)))
+                    try tx.appendEvent(EventRecord(accountID: id, kind: .phoneSaved, outcome: .success, at: time(0)))
                     try tx.recordSMSSend(
                         SMSSendRecord(
                             accountID: id, phone: phone("+14155552671"), purpose: .login, challengeID: "c-\(id)",
@@ -486,7 +489,7 @@ struct TwoFactorStoreTests {
                     try tx.insertChallenge(challenge("c1"))
                     try tx.insertProof(
                         ProofRecord(tokenHash: hash(1), accountID: "alice", purpose: .login, expiresAt: time(1)))
-                    try tx.appendEvent(EventRecord(accountID: "alice", kind: "k", outcome: "ok", at: time(0)))
+                    try tx.appendEvent(EventRecord(accountID: "alice", kind: .verify, outcome: .success, at: time(0)))
                     try tx.recordSMSSend(
                         SMSSendRecord(
                             accountID: "alice", phone: phone("+14155552671"), purpose: .login, challengeID: "c1",
@@ -650,6 +653,54 @@ struct TwoFactorStoreTests {
         }
     }
 
+    @Test func eventKindsAndOutcomesKeepTheirSpellingAndAnUnknownOneIsCorrupt() async throws {
+        try await withStore { store in
+            // Every kind and outcome is stored as its raw value and comes back as itself.
+            try await store.transaction { tx in
+                for (i, kind) in EventKind.allCases.enumerated() {
+                    let outcome = EventOutcome.allCases[i % EventOutcome.allCases.count]
+                    try tx.appendEvent(EventRecord(accountID: "alice", kind: kind, outcome: outcome, at: time(0)))
+                }
+            }
+            let stored = try await store.store.write { db in
+                try db.query("SELECT kind, outcome FROM events ORDER BY id").map {
+                    ($0[0].text ?? "", $0[1].text ?? "")
+                }
+            }
+            #expect(stored.map(\.0) == EventKind.allCases.map(\.rawValue))
+            #expect(stored.contains { $0.0 == "sms_delivery_failed" })
+            #expect(stored.contains { $0.1 == "rate_limited" })
+            let read = try await store.transaction { tx in
+                try tx.events(afterID: 0, throughID: 1000, kinds: [.phoneVerified, .accountReset], limit: 10)
+            }
+            #expect(read.map(\.kind) == [.phoneVerified, .accountReset])
+
+            // A spelling otpd does not know (a newer build, a manual edit) is corruption: reading
+            // it throws, it is never skipped or turned into another kind.
+            _ = try await store.store.write { db in
+                try db.run(
+                    """
+                    INSERT INTO events (account_id, kind, outcome, detail, destination_masked, at)
+                    VALUES ('eve', 'teleported', 'success', '', '', 0), ('trent', 'verify', 'maybe', '', '', 0)
+                    """)
+            }
+            for id in ["eve", "trent"] {
+                await #expect {
+                    _ = try await store.transaction { tx in try tx.events(accountID: id, beforeID: nil, limit: 10) }
+                } throws: { error in
+                    (error as? StoreError)?.kind == .corrupt
+                }
+            }
+            await #expect {
+                _ = try await store.transaction { tx in
+                    try tx.events(afterID: 0, throughID: 1000, kinds: [.verify], limit: 1000)
+                }
+            } throws: { error in
+                (error as? StoreError)?.kind == .corrupt
+            }
+        }
+    }
+
     @Test func dataSurvivesClosingAndReopening() async throws {
         let database = try TemporaryDatabase()
         defer { database.remove() }
@@ -664,7 +715,8 @@ struct TwoFactorStoreTests {
                 try tx.saveAccount(account)
                 try tx.replaceBackupCodes(accountID: "alice", hashes: [hash(1), hash(2)], at: time(0))
                 _ = try tx.consumeBackupCode(accountID: "alice", hash: hash(1), at: time(1))
-                try tx.appendEvent(EventRecord(accountID: "alice", kind: "backup_used", outcome: "ok", at: time(1)))
+                try tx.appendEvent(
+                    EventRecord(accountID: "alice", kind: .backupCodeRedeemed, outcome: .success, at: time(1)))
                 try tx.insertChallenge(challenge("c1"))
             }
         }
@@ -681,7 +733,7 @@ struct TwoFactorStoreTests {
         #expect(read.0 == account)
         #expect(read.1 == 1)
         #expect(read.2 == false, "a used backup code must stay used")
-        #expect(read.3 == ["backup_used"])
+        #expect(read.3 == [.backupCodeRedeemed])
         #expect(read.4 == challenge("c1"))
     }
 

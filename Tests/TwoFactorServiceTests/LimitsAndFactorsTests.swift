@@ -37,7 +37,7 @@ struct LimitsAndFactorsTests {
         #expect(status.locked)
         #expect(status.lockedUntil == f.clock.now().addingTimeInterval(300))
         let kinds = try await f.service.listEvents(accountID: "a", pageSize: 100, beforeID: nil).events.map(\.kind)
-        #expect(kinds.filter { $0 == "account_locked" }.count == 2)
+        #expect(kinds.filter { $0 == .accountLocked }.count == 2)
 
         // A success ends the streak.
         f.clock.advance(301)
@@ -64,7 +64,7 @@ struct LimitsAndFactorsTests {
         #expect(!unlocked.locked)
         #expect(unlocked.consecutiveFailures == 0)
         let event = try await f.service.listEvents(accountID: "a", pageSize: 1, beforeID: nil).events.first
-        #expect(event?.kind == "account_unlocked")
+        #expect(event?.kind == .accountUnlocked)
         #expect(event?.detail.contains("by support: verified by phone call") == true)
     }
 
@@ -160,7 +160,10 @@ struct LimitsAndFactorsTests {
             accountID: "a", purpose: .login, code: totp.code(at: f.clock.now())!.text, challengeID: nil)
         #expect(!replay.success)
         let replayEvent = try await f.service.listEvents(accountID: "a", pageSize: 3, beforeID: nil).events.map(\.kind)
-        #expect(replayEvent.contains("totp_replay_refused"))
+        #expect(replayEvent.contains(.totpReplayRefused))
+        let replayDetails = try await f.service.listEvents(accountID: "a", pageSize: 3, beforeID: nil).events
+            .map(\.detail)
+        #expect(replayDetails.contains("login: authenticator code replayed"), "\(replayDetails)")
 
         // Next step: accepted for login and as proof for a phone change; two steps ahead: refused.
         f.clock.advance(30)
@@ -289,7 +292,7 @@ struct LimitsAndFactorsTests {
         #expect(low.remaining == 2)
         #expect(low.low)
         let kinds = try await f.service.listEvents(accountID: "a", pageSize: 5, beforeID: nil).events.map(\.kind)
-        #expect(kinds.contains("backup_codes_low"))
+        #expect(kinds.contains(.backupCodesLow))
 
         // A backup code proves a lost phone's change; then regenerate voids the rest.
         let pending = try await f.service.setPhone(accountID: "a", number: "+447700900123", proof: .backupCode(set.codes[8]))
@@ -311,8 +314,8 @@ struct LimitsAndFactorsTests {
         #expect(reset.setupRequired)
         #expect(try await f.service.status(accountID: "a") == AccountSummary(accountID: "a"))
         let kinds = try await f.service.listEvents(accountID: "a", pageSize: 100, beforeID: nil).events.map(\.kind)
-        #expect(kinds.first == "account_reset")
-        #expect(kinds.contains("phone_verified"))
+        #expect(kinds.first == .accountReset)
+        #expect(kinds.contains(.phoneVerified))
     }
 
     @Test func eventsArePagedNewestFirst() async throws {

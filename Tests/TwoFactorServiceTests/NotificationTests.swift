@@ -19,7 +19,7 @@ final class RecordingNotifier: EventNotifier {
         }
     }
 
-    var kinds: [String] { state.withLock { $0.events.map(\.kind) } }
+    var kinds: [EventKind] { state.withLock { $0.events.map(\.kind) } }
     func fail(times: Int) { state.withLock { $0.failuresLeft = times } }
 }
 
@@ -37,7 +37,7 @@ struct NotificationTests {
         let enrolled = try await fixture.enrollPhone("alice")
         _ = try await fixture.service.generateBackupCodes(accountID: "alice", proof: .token(enrolled.proofToken!))
         #expect(try await fixture.service.deliverNotifications(kinds: kinds, to: notifier).delivered == 2)
-        #expect(notifier.kinds == ["phone_verified", "backup_codes_generated"])  // not code_sent, verify, ...
+        #expect(notifier.kinds == [.phoneVerified, .backupCodesGenerated])  // not code_sent, verify, ...
         #expect(try await fixture.service.deliverNotifications(kinds: kinds, to: notifier).delivered == 0)
         #expect(notifier.kinds.count == 2)
     }
@@ -63,7 +63,7 @@ struct NotificationTests {
         }
         #expect(notifier.kinds.isEmpty)
         #expect(try await fixture.service.deliverNotifications(kinds: kinds, to: notifier).delivered == 2)
-        #expect(notifier.kinds == ["phone_verified", "account_locked"])
+        #expect(notifier.kinds == [.phoneVerified, .accountLocked])
     }
 
     @Test func theBookmarkSurvivesARestartOfTheService() async throws {
@@ -79,7 +79,7 @@ struct NotificationTests {
         try await restarted.prepareNotifications()
         let notifier = RecordingNotifier()
         #expect(try await restarted.deliverNotifications(kinds: kinds, to: notifier).delivered == 1)
-        #expect(notifier.kinds == ["phone_verified"])
+        #expect(notifier.kinds == [.phoneVerified])
     }
 
     @Test func aSmallWindowTakesSeveralRoundsAndMissesNothing() async throws {
@@ -99,6 +99,6 @@ struct NotificationTests {
         }
         #expect(rounds > 3)
         #expect(delivered == 3)
-        #expect(notifier.kinds == ["phone_verified", "phone_verified", "phone_verified"])
+        #expect(notifier.kinds == [.phoneVerified, .phoneVerified, .phoneVerified])
     }
 }

@@ -49,9 +49,9 @@ struct PhoneAndCodeTests {
 
         let events = try await f.service.listEvents(accountID: account, pageSize: 50, beforeID: nil).events
         let kinds = events.map(\.kind)
-        #expect(kinds.contains("phone_saved"))
-        #expect(kinds.contains("phone_verified"))
-        #expect(kinds.contains("code_sent"))
+        #expect(kinds.contains(.phoneSaved))
+        #expect(kinds.contains(.phoneVerified))
+        #expect(kinds.contains(.codeSent))
         for event in events {
             #expect(!event.detail.contains(login.code))
             #expect(!event.detail.contains("5551234567"))
@@ -184,6 +184,11 @@ struct PhoneAndCodeTests {
         }
         let reasons = try await f.service.listEvents(accountID: "a", pageSize: 5, beforeID: nil).events.map(\.detail)
         #expect(Set(reasons).count == 5, "the audit log keeps each reason: \(reasons)")
+        #expect(
+            reasons == [
+                "change_phone: challenge for login", "login: unknown challenge", "login: challenge of another account",
+                "login: malformed code", "login: wrong code",
+            ])
     }
 
     @Test func aFailedSendIsNotTheUsersFailure() async throws {
@@ -214,8 +219,8 @@ struct PhoneAndCodeTests {
         #expect(try await f.service.status(accountID: "a").consecutiveFailures == 0)
         #expect(try await f.service.status(accountID: "b").consecutiveFailures == 0)
         let kinds = try await f.service.listEvents(accountID: "a", pageSize: 10, beforeID: nil).events.map(\.kind)
-        #expect(kinds.filter { $0 == "code_send_failed" }.count == 1)
-        #expect(kinds.contains("code_refused"))
+        #expect(kinds.filter { $0 == .codeSendFailed }.count == 1)
+        #expect(kinds.contains(.codeRefused))
         let log = try await f.service.listDeliveries(accountID: nil, pageSize: 50, beforeID: nil).deliveries
         #expect(log.contains { $0.accountID == "a" && $0.status == "rejected" })
         #expect(log.contains { $0.accountID == "b" && $0.status == "error" })

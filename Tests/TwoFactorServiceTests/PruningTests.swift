@@ -57,7 +57,7 @@ struct PruningTests {
         #expect(report.events == before.count)
         #expect(report.deliveries == 0)
         let after = try await fixture.service.listEvents(accountID: "bob", pageSize: 100, beforeID: nil).events
-        #expect(after.map(\.kind) == ["code_sent"])
+        #expect(after.map(\.kind) == [.codeSent])
         let deliveries = try await fixture.service.listDeliveries(accountID: "bob", pageSize: 100, beforeID: nil)
         #expect(deliveries.deliveries.count == 2)
     }

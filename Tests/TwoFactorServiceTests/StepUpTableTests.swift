@@ -149,7 +149,7 @@ import Testing
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
 
         // Every kind of event these actions wrote is one `[notify] kinds` may name.
-        var kinds: Set<String> = []
+        var kinds: Set<EventKind> = []
         var before: Int64?
         repeat {
             let page = try await f.service.listEvents(accountID: nil, pageSize: 500, beforeID: before)

@@ -151,8 +151,8 @@ import Testing
         } throws: { ($0 as? TwoFactorError)?.kind == .resourceExhausted }
         #expect(f.sender.messages.count == 2)
         let events = try await f.service.listEvents(accountID: nil, pageSize: 50, beforeID: nil).events
-        #expect(events.filter { $0.kind == "test_sms_sent" }.count == 2)
-        #expect(events.contains { $0.kind == "code_refused" && $0.detail.contains("test text by uid 0") })
+        #expect(events.filter { $0.kind == .testSMSSent }.count == 2)
+        #expect(events.contains { $0.kind == .codeRefused && $0.detail.contains("test text by uid 0") })
         #expect(events.allSatisfy { !$0.destinationMasked.contains("1234567") })
         let deliveries = try await f.service.listDeliveries(accountID: nil, pageSize: 50, beforeID: nil).deliveries
         #expect(deliveries.filter { $0.purpose == "test" }.count == 2)
