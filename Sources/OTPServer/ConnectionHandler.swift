@@ -10,6 +10,13 @@ struct QuiesceEvent: Sendable {}
 /// enforces deadlines and the per-connection limits (frame size, frame timeout, idle timeout,
 /// calls in flight), and closes the connection after an error response on malformed input.
 ///
+/// Deadlines and cancellation: a call answered by its deadline has its task cancelled, but it
+/// keeps its slot among the calls in flight, and its call id stays taken, until the task has
+/// really returned; then it is dropped without a second answer. So an answer always reaches
+/// the call it belongs to, and a client sending floods of calls with 1 ms deadlines cannot
+/// have more than `maximumInFlight` handlers of its connection running at once. When the
+/// connection closes, every task still running is cancelled.
+///
 /// Backpressure: while the answers already written have not been taken by the socket (NIO's
 /// write buffer is past its high-water mark, 64 KiB by default), the handler turns the
 /// channel's automatic reading off, so a client that sends calls but does not read the answers
@@ -42,8 +49,21 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let peer: PeerCredentials
     private let limits: Limits
     private var logger: Logger
-    /// Calls answered neither by their handler nor by their deadline yet.
-    private var inFlight: [UInt64: Scheduled<Void>?] = [:]
+    /// One call whose task has not returned yet.
+    private struct Call {
+        /// Tells this call's task apart from an earlier or later one under the same call id.
+        var serial: UInt64
+        var task: Task<Void, Never>?
+        var deadlineTimer: Scheduled<Void>?
+        /// The deadline answered the call; the task's answer is dropped.
+        var answered = false
+    }
+
+    /// Calls whose task has not returned yet, answered or not: each holds its call id and a
+    /// slot of `maximumInFlight` until then.
+    private var inFlight: [UInt64: Call] = [:]
+    /// The serial number of the last call given a task.
+    private var lastSerial: UInt64 = 0
     private var quiescing = false
     private var inputClosed = false
     private var closing = false
@@ -169,8 +189,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// Runs one decoded call: inline when the router can answer on the event loop, otherwise
-    /// as a task whose answer comes back to this loop.
+    /// Runs one decoded call: inline when the router can answer on the event loop (no task, no
+    /// entry in `inFlight`), otherwise as a task whose answer comes back to this loop.
     private func handleCall(context: ChannelHandlerContext, _ fields: RequestFields) {
         let callID = fields.callID
         guard let method = TwoFactorMethod(utf8: fields.method) else {
@@ -194,6 +214,9 @@ final class ConnectionHandler: ChannelInboundHandler {
                 code: .resourceExhausted, message: "too many calls in flight on this connection")))
             return
         }
+        // `deadline_ms` counts from the moment the call is read, so no call arrives past its
+        // deadline. One whose deadline passes before its task gets to the store finds the task
+        // cancelled, and the store refuses it without queueing it for the writer.
         let deadlineMs = fields.deadlineMs
         let deadline = deadlineMs > 0 ? ContinuousClock.now.advanced(by: .milliseconds(deadlineMs)) : nil
         let callContext = CallContext(peer: peer, callID: callID, method: method, deadline: deadline)
@@ -204,26 +227,26 @@ final class ConnectionHandler: ChannelInboundHandler {
             return
         }
 
-        var timer: Scheduled<Void>? = nil
+        lastSerial &+= 1
+        let serial = lastSerial
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        var call = Call(serial: serial)
         if deadlineMs > 0 {
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) {
+            call.deadlineTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) {
                 let (handler, context) = bound.value
-                handler.complete(context: context, callID: callID, result: .failure(RPCError(
-                    code: .deadlineExceeded, message: "deadline of \(deadlineMs) ms exceeded")))
+                handler.deadlinePassed(context: context, callID: callID, serial: serial, deadlineMs: deadlineMs)
             }
         }
-        inFlight[callID] = timer
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let router = self.router
-        Task {
+        call.task = Task {
             let result = await router.handle(payload: payload, context: callContext)
             eventLoop.execute {
                 let (handler, context) = bound.value
-                handler.complete(context: context, callID: callID, result: result, flush: true)
+                handler.finished(context: context, callID: callID, serial: serial, result: result)
             }
         }
+        inFlight[callID] = call
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -271,22 +294,45 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    /// Nobody can be answered any more: every task still running is cancelled (its answer,
+    /// when it comes, finds no call).
     func channelInactive(context: ChannelHandlerContext) {
         stopTimers()
-        for (_, timer) in inFlight { timer?.cancel() }
+        for call in inFlight.values {
+            call.deadlineTimer?.cancel()
+            call.task?.cancel()
+        }
         inFlight.removeAll()
         context.fireChannelInactive()
     }
 
     // MARK: -
 
-    private func complete(
-        context: ChannelHandlerContext, callID: UInt64, result: Result<[UInt8], RPCError>, flush: Bool = true
+    /// The deadline of call `callID` passed: answers DEADLINE_EXCEEDED and cancels the task,
+    /// which keeps the call (its id and its slot) until it returns.
+    private func deadlinePassed(context: ChannelHandlerContext, callID: UInt64, serial: UInt64, deadlineMs: UInt32) {
+        guard let index = inFlight.index(forKey: callID), inFlight.values[index].serial == serial else { return }
+        inFlight.values[index].answered = true
+        inFlight.values[index].deadlineTimer = nil
+        inFlight.values[index].task?.cancel()
+        send(context: context, callID: callID, .failure(RPCError(
+            code: .deadlineExceeded, message: "deadline of \(deadlineMs) ms exceeded")))
+        flushIfNeeded(context: context)
+    }
+
+    /// The task of call `callID` returned: frees the call and answers it, unless its deadline
+    /// already did.
+    private func finished(
+        context: ChannelHandlerContext, callID: UInt64, serial: UInt64, result: Result<[UInt8], RPCError>
     ) {
-        guard let timer = inFlight.removeValue(forKey: callID) else { return }  // deadline answered it
-        timer?.cancel()
-        send(context: context, callID: callID, result)
-        if flush { flushIfNeeded(context: context) }
+        // No call: the connection closed.
+        guard let index = inFlight.index(forKey: callID), inFlight.values[index].serial == serial else { return }
+        let call = inFlight.remove(at: index).value
+        if !call.answered {
+            call.deadlineTimer?.cancel()
+            send(context: context, callID: callID, result)
+            flushIfNeeded(context: context)
+        }
         if (quiescing || inputClosed) && inFlight.isEmpty { close(context: context) }
     }
 

@@ -1,5 +1,6 @@
 internal import Foundation
 public import Logging
+internal import Synchronization
 
 /// How durable a commit is. `full` (the default) means a used code stays used after a power
 /// cut; `normal` in WAL mode may lose the last commits on power loss (never on a crash).
@@ -72,21 +73,24 @@ public final class SQLiteStore: Sendable {
 
     /// Runs `body` in a write transaction shared with other concurrent writers and returns its
     /// result once the transaction is durably committed.
+    ///
+    /// Cancellation: a caller cancelled before the writer starts its body (while the job waits
+    /// in the queue, or before it is queued) gets `CancellationError` at once, and its body
+    /// never runs: no savepoint, nothing stored. Once the writer has started the body,
+    /// cancellation changes nothing: the body's effects commit with its batch like any other,
+    /// and the caller gets the real outcome (the value after the commit, or the error) as if it
+    /// had not been cancelled, so a change that is stored is never reported as not done.
     public func write<T: Sendable>(
         _ body: @escaping @Sendable (SQLiteConnection) throws -> T
     ) async throws -> T {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            queue.enqueue(
-                WriterQueue.Job { connection in
-                    do {
-                        let value = try body(connection)
-                        return .success { continuation.resume(returning: value) }
-                    } catch {
-                        return .failure(error) { continuation.resume(throwing: $0) }
-                    }
-                } abandon: { error in
-                    continuation.resume(throwing: error)
-                })
+        try Task.checkCancellation()
+        let job = WriteJob(body: body)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                if job.wait(continuation) { queue.enqueue(job) }
+            }
+        } onCancel: {
+            job.cancel()
         }
     }
 
@@ -102,6 +106,118 @@ public final class SQLiteStore: Sendable {
 
     /// How many batches and jobs the writer has committed (for benchmarks and tests).
     public var commitStatistics: (batches: Int, jobs: Int) { queue.statistics }
+
+    /// Jobs waiting for the writer, cancelled ones not yet skipped included (for tests).
+    var queuedWrites: Int { queue.queuedCount }
+}
+
+/// One job in the writer's queue; the writer claims it, runs it and then settles it.
+///
+/// Whoever takes the caller's continuation out of the job's state, under the job's lock,
+/// resumes it, so it is resumed exactly once however cancellation, the writer and `stop` race.
+protocol WriterJob: AnyObject, Sendable {
+    /// Called by the writer before it starts the job: true makes the body the writer's to run;
+    /// false means the caller gave up (cancelled) and has had its answer, so the job is skipped.
+    func claim() -> Bool
+    /// Runs the body (of a claimed job) on the writer's connection; false when it threw.
+    func run(_ connection: SQLiteConnection) -> Bool
+    /// Delivers the body's outcome to the caller (after the commit that holds it).
+    func settle()
+    /// Delivers `error` to the caller instead, unless it already has its answer.
+    func abandon(_ error: any Error)
+}
+
+/// A `SQLiteStore.write` call: its body and the state of its caller.
+final class WriteJob<T: Sendable>: WriterJob {
+    private enum State {
+        /// Created, the caller's continuation not known yet.
+        case created
+        /// Queued, the caller waiting.
+        case waiting(CheckedContinuation<T, any Error>)
+        /// Claimed by the writer, the body running or about to.
+        case running(CheckedContinuation<T, any Error>)
+        /// The body ran; its outcome waits for the commit.
+        case ran(CheckedContinuation<T, any Error>, Result<T, any Error>)
+        /// Cancelled before the writer claimed it; the body never runs.
+        case cancelled
+        /// The caller has its answer.
+        case done
+    }
+
+    private let body: @Sendable (SQLiteConnection) throws -> T
+    private let state = Mutex(State.created)
+
+    init(body: @escaping @Sendable (SQLiteConnection) throws -> T) {
+        self.body = body
+    }
+
+    /// Hands over the caller's continuation; false (after answering `CancellationError`) when
+    /// the caller was cancelled before, in which case the job must not be queued.
+    func wait(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
+        let queued = state.withLock { state in
+            guard case .created = state else { return false }
+            state = .waiting(continuation)
+            return true
+        }
+        if !queued { continuation.resume(throwing: CancellationError()) }
+        return queued
+    }
+
+    /// The caller's task was cancelled: answers it now if the writer has not claimed the job.
+    func cancel() {
+        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            switch state {
+            case .created:
+                state = .cancelled
+                return nil
+            case .waiting(let continuation):
+                state = .cancelled
+                return continuation
+            case .running, .ran, .cancelled, .done:
+                return nil
+            }
+        }
+        continuation?.resume(throwing: CancellationError())
+    }
+
+    func claim() -> Bool {
+        state.withLock { state in
+            guard case .waiting(let continuation) = state else { return false }
+            state = .running(continuation)
+            return true
+        }
+    }
+
+    func run(_ connection: SQLiteConnection) -> Bool {
+        let result = Result { try body(connection) }
+        state.withLock { state in
+            if case .running(let continuation) = state { state = .ran(continuation, result) }
+        }
+        if case .success = result { return true }
+        return false
+    }
+
+    func settle() {
+        let answer = state.withLock { state -> (CheckedContinuation<T, any Error>, Result<T, any Error>)? in
+            guard case .ran(let continuation, let result) = state else { return nil }
+            state = .done
+            return (continuation, result)
+        }
+        if let (continuation, result) = answer { continuation.resume(with: result) }
+    }
+
+    func abandon(_ error: any Error) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            switch state {
+            case .waiting(let continuation), .running(let continuation), .ran(let continuation, _):
+                state = .done
+                return continuation
+            case .created, .cancelled, .done:
+                return nil
+            }
+        }
+        continuation?.resume(throwing: error)
+    }
 }
 
 /// The writer thread and its queue.
@@ -110,19 +226,8 @@ final class WriterQueue: @unchecked Sendable {
     // `batches` and `jobs` are only touched while holding `condition`; `connection` is only used by the writer
     // thread after init.
 
-    struct Job {
-        enum Outcome {
-            /// The body succeeded; `resume` acknowledges it after the commit.
-            case success(() -> Void)
-            /// The body threw; its savepoint was rolled back; `resume` delivers the error.
-            case failure(any Error, (any Error) -> Void)
-        }
-        let run: (SQLiteConnection) -> Outcome
-        let abandon: (any Error) -> Void
-    }
-
     private let condition = NSCondition()
-    private var pending: [Job] = []
+    private var pending: [any WriterJob] = []
     private var catchUpRequested = false
     private var catchUpsDone = 0
     private var stopped = false
@@ -146,7 +251,13 @@ final class WriterQueue: @unchecked Sendable {
         return (batches, jobs)
     }
 
-    func enqueue(_ job: Job) {
+    var queuedCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return pending.count
+    }
+
+    func enqueue(_ job: any WriterJob) {
         condition.lock()
         if stopped {
             condition.unlock()
@@ -234,24 +345,31 @@ final class WriterQueue: @unchecked Sendable {
         }
     }
 
-    private func runBatch(_ batch: [Job]) {
-        var outcomes: [Job.Outcome] = []
-        outcomes.reserveCapacity(batch.count)
-        do {
-            try connection.execute("BEGIN IMMEDIATE")
-        } catch {
-            logger.error("cannot begin a write transaction", metadata: ["error": "\(error)"])
-            for job in batch { job.abandon(error) }
-            return
-        }
-        for job in batch {
+    /// Runs the jobs of `batch` that are still wanted, each in its own savepoint, in one
+    /// transaction. A job cancelled before its turn is skipped (no savepoint, its body never
+    /// runs); a batch of only such jobs begins no transaction at all.
+    private func runBatch(_ batch: [any WriterJob]) {
+        /// The claimed jobs, with the error that replaces the body's outcome if its savepoint failed.
+        var claimed: [(job: any WriterJob, error: (any Error)?)] = []
+        claimed.reserveCapacity(batch.count)
+        for (index, job) in batch.enumerated() {
+            guard job.claim() else { continue }
+            if claimed.isEmpty {
+                do {
+                    try connection.execute("BEGIN IMMEDIATE")
+                } catch {
+                    logger.error("cannot begin a write transaction", metadata: ["error": "\(error)"])
+                    for job in batch[index...] { job.abandon(error) }
+                    return
+                }
+            }
             do {
                 try connection.run("SAVEPOINT job")
             } catch {
-                outcomes.append(.failure(error, job.abandon))
+                claimed.append((job, error))
                 continue
             }
-            let outcome = job.run(connection)
+            let succeeded = job.run(connection)
             guard connection.isInTransaction else {
                 // SQLite rolled the whole transaction back (disk full, I/O error): nothing of
                 // this batch is stored, so nobody in it may hear "done".
@@ -261,15 +379,16 @@ final class WriterQueue: @unchecked Sendable {
                 return
             }
             do {
-                if case .failure = outcome {
+                if !succeeded {
                     try connection.run("ROLLBACK TO job")
                 }
                 try connection.run("RELEASE job")
-                outcomes.append(outcome)
+                claimed.append((job, nil))
             } catch {
-                outcomes.append(.failure(error, job.abandon))
+                claimed.append((job, error))
             }
         }
+        guard !claimed.isEmpty else { return }
         do {
             try connection.execute("COMMIT")
         } catch {
@@ -280,13 +399,10 @@ final class WriterQueue: @unchecked Sendable {
         }
         condition.lock()
         batches += 1
-        jobs += batch.count
+        jobs += claimed.count
         condition.unlock()
-        for outcome in outcomes {
-            switch outcome {
-            case .success(let resume): resume()
-            case .failure(let error, let resume): resume(error)
-            }
+        for (job, error) in claimed {
+            if let error { job.abandon(error) } else { job.settle() }
         }
     }
 }

@@ -43,6 +43,10 @@ public final class SQLiteTwoFactorStore: TwoFactorStore {
     /// committed. The transaction object is valid only while `body` runs; used later, every
     /// operation throws. If `body` throws, or any operation inside it threw, nothing of `body`
     /// is kept and the error is thrown here.
+    ///
+    /// A caller cancelled before the writer starts `body` gets `CancellationError` and `body`
+    /// never runs; once `body` has started, it commits (or fails) as if nobody had cancelled
+    /// (see `SQLiteStore.write`): a code used in a committed transaction stays used.
     public func transaction<T: Sendable>(
         _ body: @escaping @Sendable (any StoreTransaction) throws -> T
     ) async throws -> T {
