@@ -11,6 +11,9 @@ public struct TwoFactorError: Error, Sendable, Equatable, CustomStringConvertibl
         case alreadyExists
         case unavailable
         case `internal`
+        /// The caller stopped waiting (its deadline passed or its connection closed) before the
+        /// work reached the store: nothing was changed.
+        case cancelled
     }
 
     public var kind: Kind

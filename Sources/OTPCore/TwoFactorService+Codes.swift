@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 
 /// A challenge created and sent: what the caller may show.
 public struct ChallengeTicket: Sendable, Equatable {
@@ -157,6 +158,24 @@ extension TwoFactorService {
         var explainsConfiguration = false
     }
 
+    /// Writes the record of something that already happened outside otpd (a text the provider
+    /// took or refused), in a task of its own: the caller's deadline or closed connection must
+    /// not skip it. A record that still cannot be written (storage failing) is counted in
+    /// ``unrecordedEvents``; the caller's answer does not depend on it.
+    func recordOutsideCancellation(
+        _ body: @escaping @Sendable (any StoreTransaction) throws -> Result<Void, TwoFactorError>
+    ) async {
+        let written = await Task { () -> Bool in
+            do {
+                try await self.transact(body)
+                return true
+            } catch {
+                return false
+            }
+        }.value
+        if !written { unrecorded.add(1, ordering: .relaxed) }
+    }
+
     /// Records what became of a text: the delivery log, the audit event and, for a number the
     /// provider refused, the undeliverable mark (a failed code's challenge is voided). Records
     /// are best effort: the text is already with the provider or refused by it. A send error
@@ -168,7 +187,7 @@ extension TwoFactorService {
         let suffix = text.detail.isEmpty ? "" : "; \(text.detail)"
         switch result {
         case .success(let receipt):
-            _ = try? await transact { tx in
+            await recordOutsideCancellation { tx in
                 let now = self.clock.now()
                 try tx.insertDelivery(
                     DeliveryRecord(
@@ -182,7 +201,7 @@ extension TwoFactorService {
             }
             return receipt
         case .failure(let sendError):
-            _ = try? await transact { tx in
+            await recordOutsideCancellation { tx in
                 let now = self.clock.now()
                 try tx.updateChallenge(id: text.challengeID, state: .failed, attemptsLeft: 0)
                 try tx.insertDelivery(

@@ -1,6 +1,7 @@
 public import Foundation
 
 import Crypto
+import Synchronization
 
 /// The second factor of one shop: phone enrolment and verification, SMS and authenticator
 /// codes, proofs for sensitive actions, backup codes, limits, lockout and the audit trail.
@@ -17,6 +18,7 @@ public final class TwoFactorService: Sendable {
     let random: AnyRandomSource
     let reportVerifier: (any DeliveryReportVerifier)?
     let deliveryStatuses: (any DeliveryStatusOrder)?
+    let unrecorded = Atomic<Int>(0)
 
     /// Delivery reports are accepted only with both `reportVerifier` and `deliveryStatuses`
     /// (the provider's).
@@ -37,6 +39,11 @@ public final class TwoFactorService: Sendable {
         self.reportVerifier = reportVerifier
         self.deliveryStatuses = deliveryStatuses
     }
+
+    /// Records of texts already sent (or refused by the provider) that could not be written
+    /// since start-up, because storage failed: the delivery log and the audit trail miss them.
+    /// Anything above 0 needs an operator's attention.
+    public var unrecordedEvents: Int { unrecorded.load(ordering: .relaxed) }
 
     /// The name of the SMS sender in use.
     public var smsSenderName: String { sender.name }
@@ -63,6 +70,8 @@ public final class TwoFactorService: Sendable {
             result = try await store.transaction(body)
         } catch let error as TwoFactorError {
             throw error
+        } catch is CancellationError {
+            throw TwoFactorError(.cancelled, "The call was cancelled before anything was changed")
         } catch {
             throw TwoFactorError(
                 .unavailable, "Storage is unavailable; nothing was changed. Try again.", logDetail: "\(error)")

@@ -253,6 +253,7 @@ extension RPCError {
             case .alreadyExists: .alreadyExists
             case .unavailable: .unavailable
             case .internal: .internal
+            case .cancelled: .cancelled
             }
         var detail: ErrorDetail?
         if error.retryAfter != nil || error.lockedUntil != nil {

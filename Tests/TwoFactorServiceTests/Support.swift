@@ -95,6 +95,13 @@ struct Fixture {
             random: SeededRandom())
     }
 
+    /// Another service on the same database, clock and key, sending through `sender`.
+    func service(sending sender: any SMSSender) throws -> TwoFactorService {
+        try TwoFactorService(
+            store: try SQLiteTwoFactorStore(store: database), sender: sender, keys: keys, policy: TwoFactorPolicy(),
+            clock: clock, random: SeededRandom(seed: 0xC0FFEE))
+    }
+
     func tearDown() {
         database.close()
         try? FileManager.default.removeItem(atPath: directory)
