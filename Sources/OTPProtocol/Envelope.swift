@@ -3,6 +3,8 @@ internal import COTPProto
 
 #if canImport(Glibc)
     internal import Glibc
+#elseif canImport(Darwin)
+    internal import Darwin
 #endif
 
 // The envelope is decoded and encoded on every call, so it has a typed path through the
@@ -108,7 +110,7 @@ struct UnpackArena {
                     let state = data!.assumingMemoryBound(to: UnpackArena.State.self)
                     let base = state.pointee.base
                     if pointer >= base && pointer < base + state.pointee.capacity { return }
-                    Glibc.free(pointer)
+                    releaseToMalloc(pointer)
                 },
                 allocator_data: UnsafeMutableRawPointer(statePointer))
             try withUnsafeMutablePointer(to: &allocator) { (pointer) throws(RPCError) in try body(pointer) }
@@ -169,4 +171,10 @@ extension Response {
             }
         }
     }
+}
+
+/// Gives memory from `malloc` back (the arena's overflow). A named function, because inside the
+/// allocator's `free:` closure the bare name would not read as the C library's `free`.
+private func releaseToMalloc(_ pointer: UnsafeMutableRawPointer) {
+    free(pointer)
 }

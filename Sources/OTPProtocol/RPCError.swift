@@ -1,5 +1,6 @@
 /// The one error type of the otpd protocol: a gRPC canonical status code, a message that may be
-/// shown to the caller, and an optional cause that never leaves the process.
+/// shown to the caller, and an optional `ErrorDetail` (the wait before a retry, the end of a
+/// lock) that travels with it on the wire.
 ///
 /// Modelled on grpc-swift-2's `RPCError`: `Code` is a struct over a private enum, so new codes
 /// can be added without breaking exhaustive switches in callers.
