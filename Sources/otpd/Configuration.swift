@@ -48,29 +48,6 @@ struct ConfigurationError: Error, CustomStringConvertible {
 }
 
 extension DaemonConfiguration {
-    /// The keys each table accepts; anything else is an error, so a typo is never ignored.
-    static let knownKeys: [String: Set<String>] = [
-        "server": [
-            "socket", "socket_mode", "socket_group", "allowed_uids", "allowed_gids", "admin_uids", "admin_gids",
-            "max_frame_bytes", "idle_timeout_seconds", "frame_timeout_seconds", "max_connections",
-            "max_calls_in_flight", "threads",
-        ],
-        "storage": ["database", "synchronous", "key_file"],
-        "log": ["level"],
-        "sms": [
-            "sender", "outbox", "brand", "resend_cooldown_seconds", "max_resend_cooldown_seconds",
-            "per_account_per_hour", "per_phone_per_day", "verifications_per_phone_per_day", "per_country_per_hour",
-            "global_per_minute",
-            "allowed_country_codes",
-        ],
-        "codes": ["length", "lifetime_seconds", "attempts_per_challenge"],
-        "lockout": ["threshold", "durations_seconds", "max_consecutive_failures"],
-        "totp": ["issuer", "window", "enrollment_lifetime_seconds"],
-        "backup": ["count", "proof_purposes", "low_watermark"],
-        "retention": ["events_days", "deliveries_days", "prune_interval_seconds"],
-        "notify": ["command", "kinds", "timeout_seconds"],
-    ]
-
     /// Reads a TOML file over the defaults.
     mutating func load(file path: String) throws(ConfigurationError) {
         let text: String
@@ -112,21 +89,26 @@ extension DaemonConfiguration {
                 }
                 continue
             }
-            guard let allowed = Self.knownKeys[key] else {
-                throw ConfigurationError(description: "\(path): unknown table or key '\(key)'")
-            }
             guard let table = root[key]?.table else {
-                throw ConfigurationError(description: "\(path): '\(key)' must be a table ([\(key)])")
+                throw ConfigurationError(
+                    description: Self.tables.contains(key)
+                        ? "\(path): '\(key)' must be a table ([\(key)])" : "\(path): unknown table or key '\(key)'")
             }
-            for inner in table.keys where !allowed.contains(inner) {
-                throw ConfigurationError(description: "\(path): unknown key '\(key).\(inner)'")
-            }
-            var reader = TableReader(file: path, table: key, values: table)
-            try apply(table: key, &reader)
+            let reader = TableReader(file: path, table: key, values: table)
+            try apply(table: key, reader)
+            try reader.refuseKeysNotRead()
         }
     }
 
-    private mutating func apply(table: String, _ r: inout TableReader) throws(ConfigurationError) {
+    /// The tables of the file besides `[[twilio]]`; each one's keys are the ones `apply` reads.
+    static let tables: Set<String> = [
+        "server", "storage", "log", "sms", "codes", "lockout", "totp", "retention", "notify", "backup",
+    ]
+
+    /// Reads every key `table` may have. The keys a table accepts are exactly the ones read
+    /// here: `TableReader.refuseKeysNotRead` refuses any other, so there is no second list to
+    /// keep in step, and a typo is never ignored.
+    private mutating func apply(table: String, _ r: TableReader) throws(ConfigurationError) {
         switch table {
         case "server":
             try r.string("socket") { socketPath = $0 }
@@ -224,7 +206,7 @@ extension DaemonConfiguration {
                 policy.backupCodeProofPurposes = purposes
             }
         default:
-            break
+            throw ConfigurationError(description: "\(r.file): unknown table or key '\(table)'")
         }
     }
 
@@ -281,30 +263,54 @@ extension DaemonConfiguration {
 }
 
 /// Typed access to one TOML table, with errors that name the file, table and key.
-struct TableReader {
+/// Reads one table's keys, each with its type and range, and remembers which keys it was
+/// asked for, so that any other key in the table can be refused as unknown.
+final class TableReader {
     let file: String
     let table: String
     let values: TOMLTable
+    /// The keys asked for so far (whether the file has them or not).
+    private var asked: Set<String> = []
+
+    init(file: String, table: String, values: TOMLTable) {
+        self.file = file
+        self.table = table
+        self.values = values
+    }
+
+    /// Refuses the first key of the table that no reader asked for: a typo or a key of
+    /// another table.
+    func refuseKeysNotRead() throws(ConfigurationError) {
+        for key in values.keys.sorted() where !asked.contains(key) {
+            throw ConfigurationError(description: "\(file): unknown key '\(table).\(key)'")
+        }
+    }
+
+    /// The value of `key`, remembering that it was asked for.
+    private func value(_ key: String) -> (any TOMLValueConvertible)? {
+        asked.insert(key)
+        return values[key]
+    }
 
     private func wrongType(_ key: String, _ expected: String) -> ConfigurationError {
         ConfigurationError(description: "\(file): \(table).\(key) must be \(expected)")
     }
 
     func string(_ key: String, _ set: (String) throws(ConfigurationError) -> Void) throws(ConfigurationError) {
-        guard let value = values[key] else { return }
+        guard let value = value(key) else { return }
         guard let text = value.string else { throw wrongType(key, "a string") }
         try set(text)
     }
 
     func int(_ key: String, _ range: ClosedRange<Int>, _ set: (Int) -> Void) throws(ConfigurationError) {
-        guard let value = values[key] else { return }
+        guard let value = value(key) else { return }
         guard let number = value.int else { throw wrongType(key, "an integer") }
         guard range.contains(number) else { throw wrongType(key, "between \(range.lowerBound) and \(range.upperBound)") }
         set(number)
     }
 
     func strings(_ key: String, _ set: ([String]) throws(ConfigurationError) -> Void) throws(ConfigurationError) {
-        guard let value = values[key] else { return }
+        guard let value = value(key) else { return }
         guard let array = value.array else { throw wrongType(key, "an array of strings") }
         var result: [String] = []
         for item in array {
@@ -315,7 +321,7 @@ struct TableReader {
     }
 
     func ids(_ key: String, _ set: ([UInt32]) -> Void) throws(ConfigurationError) {
-        guard let value = values[key] else { return }
+        guard let value = value(key) else { return }
         guard let array = value.array else { throw wrongType(key, "an array of integers") }
         var result: [UInt32] = []
         for item in array {

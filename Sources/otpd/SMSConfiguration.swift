@@ -24,15 +24,9 @@ struct TwilioSettings: Sendable {
     var maxAttempts = 3
     var maxConcurrentRequests = 16
 
-    static let keys: Set<String> = [
-        "account_sid", "auth_token_file", "api_key_sid", "api_key_secret_file", "from", "messaging_service_sid",
-        "base_url", "status_callback_url", "timeout_seconds", "max_attempts", "max_concurrent_requests",
-    ]
-
+    /// Reads one `[[twilio]]` table; its keys are exactly the ones read here (any other is
+    /// refused before the values are checked together).
     init(reader r: TableReader) throws(ConfigurationError) {
-        for key in r.values.keys where !Self.keys.contains(key) {
-            throw ConfigurationError(description: "\(r.file): unknown key 'twilio.\(key)'")
-        }
         try r.string("account_sid") { accountSID = $0 }
         try r.string("auth_token_file") { authTokenFile = $0 }
         try r.string("api_key_sid") { apiKeySID = $0 }
@@ -44,6 +38,7 @@ struct TwilioSettings: Sendable {
         try r.int("timeout_seconds", 1...60) { timeoutSeconds = $0 }
         try r.int("max_attempts", 1...10) { maxAttempts = $0 }
         try r.int("max_concurrent_requests", 1...1024) { maxConcurrentRequests = $0 }
+        try r.refuseKeysNotRead()
         guard !accountSID.isEmpty else {
             throw ConfigurationError(description: "\(r.file): twilio.account_sid is required")
         }

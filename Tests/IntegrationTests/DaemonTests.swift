@@ -290,6 +290,9 @@ struct DaemonTests {
         let cases = [
             "[server]\nsockett = \"x\"\n": "unknown key 'server.sockett'",
             "[nope]\n": "unknown table or key 'nope'",
+            "[sms]\nper_phone_per_dya = 3\n": "unknown key 'sms.per_phone_per_dya'",
+            "[[twilio]]\naccount_sid = \"AC1\"\nfrom = \"+15550001111\"\nauth_token_fiel = \"/x\"\n":
+                "unknown key 'twilio.auth_token_fiel'",
             "[server]\nmax_connections = \"ten\"\n": "server.max_connections must be an integer",
             "[storage]\ndatabase = \"/no/such/dir/x.sqlite\"\n": "does not exist",
             "[server]\nsocket_mode = \"rw\"\n": "octal",
@@ -379,7 +382,7 @@ struct ExampleConfigurationTests {
         // Every key otpd knows appears in the example.
         let text = try String(contentsOfFile: example, encoding: .utf8)
         for key in ["socket_mode", "allowed_gids", "admin_uids", "admin_gids", "frame_timeout_seconds", "synchronous", "key_file",
-                    "per_phone_per_day", "allowed_country_codes", "attempts_per_challenge", "durations_seconds",
+                    "per_phone_per_day", "verifications_per_phone_per_day", "allowed_country_codes", "attempts_per_challenge", "durations_seconds",
                     "max_consecutive_failures", "issuer", "enrollment_lifetime_seconds", "proof_purposes",
                     "low_watermark", "brand", "account_sid", "auth_token_file", "messaging_service_sid",
                     "base_url", "status_callback_url", "timeout_seconds", "max_attempts",
