@@ -88,7 +88,8 @@ public enum DecoderHarness {
         switch (typed, generic) {
         case (.success(let a), .success(let b)):
             guard a == b else {
-                throw HarnessViolation(description: "typed and generic envelope decoders disagree on \(payload.count) bytes")
+                throw HarnessViolation(
+                    description: "typed and generic envelope decoders disagree on \(payload.count) bytes")
             }
             try checkResponse(for: a)
         case (.failure, .failure):
@@ -109,7 +110,9 @@ public enum DecoderHarness {
         let encoded = value.serialized()
         guard let again = try? M(serialized: encoded), again == value else {
             throw HarnessViolation(
-                description: "\(M.schema.name): \(bytes.count) bytes decoded, but its re-encoding does not decode to the same value")
+                description:
+                    "\(M.schema.name): \(bytes.count) bytes decoded, but its re-encoding does not decode to the same value"
+            )
         }
     }
 
@@ -134,14 +137,18 @@ public enum DecoderHarness {
     /// committed under `Fuzz/seeds/`.
     public static func seeds() -> [(name: String, bytes: [UInt8])] {
         func request(_ method: TwoFactorMethod, _ message: some WireMessage, callId: UInt64 = 1) -> [UInt8] {
-            Request(callId: callId, method: method.rawValue, deadlineMs: 250, payload: message.serialized()).serialized()
+            Request(callId: callId, method: method.rawValue, deadlineMs: 250, payload: message.serialized())
+                .serialized()
         }
         let health = request(.health, HealthRequest())
         let verify = request(
-            .verify, VerifyRequest(accountId: "admin-7", purpose: .login, code: "123456", challengeId: "c-1"), callId: 2)
-        let setPhone = request(.setPhone, SetPhoneRequest(accountId: "ädmin ✓", phoneNumber: "+1 415 555 0100"), callId: 3)
+            .verify, VerifyRequest(accountId: "admin-7", purpose: .login, code: "123456", challengeId: "c-1"), callId: 2
+        )
+        let setPhone = request(
+            .setPhone, SetPhoneRequest(accountId: "ädmin ✓", phoneNumber: "+1 415 555 0100"), callId: 3)
         let proof = Proof(kind: .totpCode("1"))
-        let withProof = request(.setPhone, SetPhoneRequest(accountId: "a", phoneNumber: "+1 555", proof: proof), callId: 4)
+        let withProof = request(
+            .setPhone, SetPhoneRequest(accountId: "a", phoneNumber: "+1 555", proof: proof), callId: 4)
         let response = Response(callId: 9, status: Status(code: 5, message: "not found"), payload: []).serialized()
         return [
             ("health-frame", Frame.encode(health)),

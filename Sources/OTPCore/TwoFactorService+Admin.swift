@@ -35,7 +35,8 @@ extension TwoFactorService {
     }
 
     /// Administrator: clears the lock and the failure counter. Recorded with who and why.
-    public func unlock(accountID: String, actor: String, reason: String) async throws(TwoFactorError) -> AccountSummary {
+    public func unlock(accountID: String, actor: String, reason: String) async throws(TwoFactorError) -> AccountSummary
+    {
         try Self.checkAccountID(accountID)
         let now = clock.now()
         let detail = Self.adminDetail(actor: actor, reason: reason)

@@ -75,7 +75,8 @@ extension TwoFactorService {
                 try tx.saveAccount(account)
                 try self.audit(
                     .backupCodeRedeemed, .failure, account: accountID, detail: "account locked", at: now, in: tx)
-                return .success(BackupRedemption(success: false, remaining: 0, low: false, lockedUntil: account.lockedUntil))
+                return .success(
+                    BackupRedemption(success: false, remaining: 0, low: false, lockedUntil: account.lockedUntil))
             }
             let consumed = try self.consumeBackupCode(code, account: account, now: now, in: tx)
             let remaining = try tx.remainingBackupCodes(accountID: accountID)

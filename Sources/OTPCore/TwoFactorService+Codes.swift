@@ -193,7 +193,8 @@ extension TwoFactorService {
                     DeliveryRecord(
                         accountID: text.accountID, challengeID: text.challengeID, purpose: text.purpose,
                         destinationMasked: masked, provider: receipt.provider, messageSID: receipt.messageID,
-                        status: receipt.status, errorCode: nil, attempts: receipt.attempts, createdAt: now, updatedAt: now))
+                        status: receipt.status, errorCode: nil, attempts: receipt.attempts, createdAt: now,
+                        updatedAt: now))
                 try self.audit(
                     text.sentKind, .accepted, account: text.accountID,
                     detail: "\(text.purpose) via \(receipt.provider)\(suffix)", destination: masked, at: now, in: tx)
@@ -210,7 +211,8 @@ extension TwoFactorService {
                         destinationMasked: masked,
                         provider: sendError.provider.isEmpty ? self.sender.name : sendError.provider,
                         messageSID: "", status: sendError.kind == .temporary ? "error" : "rejected",
-                        errorCode: sendError.providerCode, attempts: sendError.attempts, createdAt: now, updatedAt: now))
+                        errorCode: sendError.providerCode, attempts: sendError.attempts, createdAt: now, updatedAt: now)
+                )
                 if sendError.kind == .undeliverable {
                     try tx.markUndeliverable(phone: destination, errorCode: sendError.providerCode, at: now)
                 }
@@ -393,7 +395,8 @@ extension TwoFactorService {
             case .manageFactors: "to change your sign-in settings"
             }
         let minutes = max(1, Int(policy.codeLifetime / 60))
-        return "\(policy.smsBrand): \(code.text) is your code \(action). It expires in \(minutes) minutes. Never share it."
+        return
+            "\(policy.smsBrand): \(code.text) is your code \(action). It expires in \(minutes) minutes. Never share it."
     }
 
     // MARK: Verifying a code

@@ -105,7 +105,8 @@ extension TwoFactorService {
                     at: now, in: tx)
                 return .failure(refusal)
             }
-            try tx.recordSMSSend(SMSSendRecord(accountID: "", phone: phone, purpose: .verifyPhone, challengeID: id, at: now))
+            try tx.recordSMSSend(
+                SMSSendRecord(accountID: "", phone: phone, purpose: .verifyPhone, challengeID: id, at: now))
             return .success(())
         }
         let message = SMSMessage(

@@ -77,7 +77,8 @@ extension TwoFactorService {
             }
             if self.isLocked(account, at: now) {
                 return .success(
-                    TOTPConfirmation(success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
+                    TOTPConfirmation(
+                        success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
             }
             let secret: [UInt8]
             do {
@@ -95,7 +96,8 @@ extension TwoFactorService {
                     .totpEnrollmentConfirm, .failure, account: accountID, detail: "wrong or malformed code", at: now,
                     in: tx)
                 return .success(
-                    TOTPConfirmation(success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
+                    TOTPConfirmation(
+                        success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
             }
             let before = try self.activeFactors(account, in: tx)
             var detail = ""

@@ -1,6 +1,5 @@
-public import Foundation
-
 import Crypto
+public import Foundation
 import Synchronization
 
 /// The second factor of one shop: phone enrolment and verification, SMS and authenticator
@@ -100,7 +99,9 @@ public final class TwoFactorService: Sendable {
             locked = true
         }
         if locked {
-            let until = account.lockedUntil == .distantFuture ? "until an administrator unlocks it" : "for \(Int(account.lockedUntil!.timeIntervalSince(now))) s"
+            let until =
+                account.lockedUntil == .distantFuture
+                ? "until an administrator unlocks it" : "for \(Int(account.lockedUntil!.timeIntervalSince(now))) s"
             try audit(
                 .accountLocked, .locked, account: account.id,
                 detail: "\(account.consecutiveFailures) consecutive failures; locked \(until)", at: now, in: tx)
@@ -157,7 +158,8 @@ public final class TwoFactorService: Sendable {
     func issueProof(
         _ token: ProofToken, accountID: String, purpose: CodePurpose, expiresAt: Date, in tx: any StoreTransaction
     ) throws -> (token: String, expiresAt: Date) {
-        try tx.insertProof(ProofRecord(tokenHash: token.hash, accountID: accountID, purpose: purpose, expiresAt: expiresAt))
+        try tx.insertProof(
+            ProofRecord(tokenHash: token.hash, accountID: accountID, purpose: purpose, expiresAt: expiresAt))
         return (token.token, expiresAt)
     }
 

@@ -1,5 +1,5 @@
-internal import CProtobufC
 internal import COTPProto
+internal import CProtobufC
 
 #if canImport(Glibc)
     internal import Glibc
@@ -164,7 +164,8 @@ extension Response {
                 if code != 0 || !message.isEmpty { response.status = statusPointer }
                 return payload.withUnsafeBufferPointer { bytes in
                     if let base = bytes.baseAddress, bytes.count > 0 {
-                        response.payload = ProtobufCBinaryData(len: bytes.count, data: UnsafeMutablePointer(mutating: base))
+                        response.payload = ProtobufCBinaryData(
+                            len: bytes.count, data: UnsafeMutablePointer(mutating: base))
                     }
                     return withUnsafePointer(to: &response) { body($0) }
                 }

@@ -1,5 +1,5 @@
-internal import CProtobufC
 internal import COTPProto
+internal import CProtobufC
 
 #if canImport(Glibc)
     internal import Glibc
@@ -144,10 +144,16 @@ public struct FieldWriter: Sendable {
 
     public init() {}
 
-    public mutating func set(_ number: UInt32, _ value: String) { if !value.isEmpty { values[number] = .string(value) } }
-    public mutating func set(_ number: UInt32, _ value: [UInt8]) { if !value.isEmpty { values[number] = .bytes(value) } }
+    public mutating func set(_ number: UInt32, _ value: String) {
+        if !value.isEmpty { values[number] = .string(value) }
+    }
+    public mutating func set(_ number: UInt32, _ value: [UInt8]) {
+        if !value.isEmpty { values[number] = .bytes(value) }
+    }
     public mutating func set(_ number: UInt32, _ value: UInt64) { if value != 0 { values[number] = .uint(value) } }
-    public mutating func set(_ number: UInt32, _ value: UInt32) { if value != 0 { values[number] = .uint(UInt64(value)) } }
+    public mutating func set(_ number: UInt32, _ value: UInt32) {
+        if value != 0 { values[number] = .uint(UInt64(value)) }
+    }
     public mutating func set(_ number: UInt32, _ value: Int64) { if value != 0 { values[number] = .int(value) } }
     public mutating func set(_ number: UInt32, _ value: Int32) { if value != 0 { values[number] = .int(Int64(value)) } }
     public mutating func set(_ number: UInt32, _ value: Bool) { if value { values[number] = .bool(true) } }

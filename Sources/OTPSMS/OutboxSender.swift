@@ -40,7 +40,9 @@ public final class OutboxSender: SMSSender, @unchecked Sendable {
         try append(data)
         logger.info(
             "sms written to outbox",
-            metadata: ["sms.to": "\(message.to.masked)", "sms.purpose": "\(message.purpose.rawValue)", "sms.id": "\(id)"])
+            metadata: [
+                "sms.to": "\(message.to.masked)", "sms.purpose": "\(message.purpose.rawValue)", "sms.id": "\(id)",
+            ])
         return SMSReceipt(provider: name, messageID: id)
     }
 

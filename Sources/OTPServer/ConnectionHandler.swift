@@ -195,23 +195,35 @@ final class ConnectionHandler: ChannelInboundHandler {
         let callID = fields.callID
         guard let method = TwoFactorMethod(utf8: fields.method) else {
             let name = String(decoding: fields.method, as: UTF8.self)
-            send(context: context, callID: callID, .failure(RPCError(
-                code: .unimplemented, message: "unknown method \(name.prefix(200))")))
+            send(
+                context: context, callID: callID,
+                .failure(
+                    RPCError(
+                        code: .unimplemented, message: "unknown method \(name.prefix(200))")))
             return
         }
         if quiescing {
-            send(context: context, callID: callID, .failure(RPCError(
-                code: .unavailable, message: "otpd is shutting down")))
+            send(
+                context: context, callID: callID,
+                .failure(
+                    RPCError(
+                        code: .unavailable, message: "otpd is shutting down")))
             return
         }
         guard inFlight.isEmpty || inFlight[callID] == nil else {
-            send(context: context, callID: callID, .failure(RPCError(
-                code: .invalidArgument, message: "call id \(callID) is already in flight on this connection")))
+            send(
+                context: context, callID: callID,
+                .failure(
+                    RPCError(
+                        code: .invalidArgument, message: "call id \(callID) is already in flight on this connection")))
             return
         }
         guard inFlight.count < limits.maximumInFlight else {
-            send(context: context, callID: callID, .failure(RPCError(
-                code: .resourceExhausted, message: "too many calls in flight on this connection")))
+            send(
+                context: context, callID: callID,
+                .failure(
+                    RPCError(
+                        code: .resourceExhausted, message: "too many calls in flight on this connection")))
             return
         }
         // `deadline_ms` counts from the moment the call is read, so no call arrives past its
@@ -262,9 +274,13 @@ final class ConnectionHandler: ChannelInboundHandler {
             if let partial, partial.readableBytes > 0 {
                 // The stream ended inside a frame.
                 let header = partial.viewBytes(at: partial.readerIndex, length: Frame.headerSize)
-                let expected = header.flatMap { try? Frame.payloadLength(header: $0, maximumPayload: limits.maximumFrame) }
-                malformed(context: context, .truncated(
-                    received: partial.readableBytes, expected: Frame.headerSize + (expected ?? 0)))
+                let expected = header.flatMap {
+                    try? Frame.payloadLength(header: $0, maximumPayload: limits.maximumFrame)
+                }
+                malformed(
+                    context: context,
+                    .truncated(
+                        received: partial.readableBytes, expected: Frame.headerSize + (expected ?? 0)))
                 return
             }
             // The client has sent everything: answer what is in flight, then close.
@@ -315,8 +331,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         inFlight.values[index].answered = true
         inFlight.values[index].deadlineTimer = nil
         inFlight.values[index].task?.cancel()
-        send(context: context, callID: callID, .failure(RPCError(
-            code: .deadlineExceeded, message: "deadline of \(deadlineMs) ms exceeded")))
+        send(
+            context: context, callID: callID,
+            .failure(
+                RPCError(
+                    code: .deadlineExceeded, message: "deadline of \(deadlineMs) ms exceeded")))
         flushIfNeeded(context: context)
     }
 

@@ -95,16 +95,20 @@ public final class SocketServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.peerCredentials().flatMapThrowing { peer in
                     guard policy.allows(peer) else {
-                        logger.warning("refused connection from a peer that is not allowed", metadata: [
-                            "peer.uid": "\(peer.uid)", "peer.gid": "\(peer.gid)", "peer.pid": "\(peer.pid)",
-                        ])
+                        logger.warning(
+                            "refused connection from a peer that is not allowed",
+                            metadata: [
+                                "peer.uid": "\(peer.uid)", "peer.gid": "\(peer.gid)", "peer.pid": "\(peer.pid)",
+                            ])
                         throw ListenError(description: "peer \(peer) is not allowed")
                     }
                     let admitted = connections.withLockedValue { $0.admit(channel, limit: maximumConnections) }
                     guard admitted else {
-                        logger.warning("refused connection: too many connections", metadata: [
-                            "limit": "\(maximumConnections)"
-                        ])
+                        logger.warning(
+                            "refused connection: too many connections",
+                            metadata: [
+                                "limit": "\(maximumConnections)"
+                            ])
                         throw ListenError(description: "too many connections")
                     }
                     channel.closeFuture.whenComplete { _ in
@@ -156,11 +160,14 @@ public final class SocketServer: Service, Sendable {
     private func bindPrivately(_ bootstrap: ServerBootstrap, at path: String) async throws -> any Channel {
         guard path.utf8.count <= Self.maximumSocketPathLength else {
             throw ListenError(
-                description: "socket path \(path) is too long (at most \(Self.maximumSocketPathLength) bytes: it is bound as \(path).XXXXXX/s first)")
+                description:
+                    "socket path \(path) is too long (at most \(Self.maximumSocketPathLength) bytes: it is bound as \(path).XXXXXX/s first)"
+            )
         }
         var template = Array((path + ".XXXXXX").utf8CString)
         guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw ListenError(description: "cannot create a private directory beside \(path): \(String(cString: strerror(errno)))")
+            throw ListenError(
+                description: "cannot create a private directory beside \(path): \(String(cString: strerror(errno)))")
         }
         let privateDirectory = String(cString: created)
         defer { rmdir(privateDirectory) }
@@ -179,7 +186,8 @@ public final class SocketServer: Service, Sendable {
                 throw ListenError(description: "cannot set mode of \(path): \(String(cString: strerror(errno)))")
             }
             if let gid = configuration.socketGroup, fchownat(directory, "s", uid_t.max, gid, AT_SYMLINK_NOFOLLOW) != 0 {
-                throw ListenError(description: "cannot set group \(gid) on \(path): \(String(cString: strerror(errno)))")
+                throw ListenError(
+                    description: "cannot set group \(gid) on \(path): \(String(cString: strerror(errno)))")
             }
             guard renameat(directory, "s", AT_FDCWD, path) == 0 else {
                 throw ListenError(description: "cannot move the socket to \(path): \(String(cString: strerror(errno)))")
@@ -205,7 +213,8 @@ public final class SocketServer: Service, Sendable {
                 throw ListenError(description: "another otpd is running on \(path) (\(path).lock is held)")
             case ELOOP:
                 throw ListenError(
-                    description: "\(path).lock is a symbolic link; otpd does not follow it (remove it if you did not expect it)")
+                    description:
+                        "\(path).lock is a symbolic link; otpd does not follow it (remove it if you did not expect it)")
             default:
                 throw ListenError(description: "cannot lock \(path).lock: \(String(cString: strerror(errno)))")
             }

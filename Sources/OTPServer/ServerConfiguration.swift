@@ -1,3 +1,5 @@
+internal import NIOCore
+
 /// How the daemon listens and what it allows. Every limit has a default that is safe for a
 /// production shop; `otpd` fills this from its TOML file and flags.
 public struct ServerConfiguration: Sendable {
@@ -49,5 +51,3 @@ public struct ServerConfiguration: Sendable {
         self.listener = listener
     }
 }
-
-internal import NIOCore

@@ -38,9 +38,11 @@ public struct Migration: Sendable {
                 try? connection.execute("ROLLBACK")
                 throw error
             }
-            logger.info("applied schema migration", metadata: [
-                "schema.version": "\(migration.version)", "schema.summary": "\(migration.summary)",
-            ])
+            logger.info(
+                "applied schema migration",
+                metadata: [
+                    "schema.version": "\(migration.version)", "schema.summary": "\(migration.summary)",
+                ])
         }
         return Int(try connection.scalar("PRAGMA user_version") ?? 0)
     }

@@ -336,10 +336,12 @@ final class WriterQueue: @unchecked Sendable {
         let started = ContinuousClock.now
         do {
             let result = try connection.query("PRAGMA wal_checkpoint(PASSIVE)")
-            logger.debug("catch-up checkpoint", metadata: [
-                "frames": "\(result.first?.dropFirst().first?.integer ?? -1)",
-                "duration": "\(ContinuousClock.now - started)",
-            ])
+            logger.debug(
+                "catch-up checkpoint",
+                metadata: [
+                    "frames": "\(result.first?.dropFirst().first?.integer ?? -1)",
+                    "duration": "\(ContinuousClock.now - started)",
+                ])
         } catch {
             logger.warning("catch-up checkpoint failed", metadata: ["error": "\(error)"])
         }
@@ -374,7 +376,8 @@ final class WriterQueue: @unchecked Sendable {
                 // SQLite rolled the whole transaction back (disk full, I/O error): nothing of
                 // this batch is stored, so nobody in it may hear "done".
                 let error = StoreError(kind: .other, message: "the transaction was rolled back by SQLite")
-                logger.error("write transaction lost; refusing every call of the batch", metadata: ["error": "\(error)"])
+                logger.error(
+                    "write transaction lost; refusing every call of the batch", metadata: ["error": "\(error)"])
                 for job in batch { job.abandon(error) }
                 return
             }

@@ -119,21 +119,21 @@ final class SQLiteStoreTransaction: StoreTransaction {
                 totpLastStep = .null
             }
             let parameters: [SQLValue] = [
-                    try bind(account.id),
-                    try bind(account.phone?.e164),
-                    .integer(account.phoneVerified ? 1 : 0),
-                    try bind(account.pendingPhone?.e164),
-                    try bind(account.totpSecretSealed, column: "accounts.totp_secret"),
-                    totpLastStep,
-                    try bind(account.pendingTotpSealed, column: "accounts.pending_totp"),
-                    try bind(account.pendingTotpExpiresAt),
-                    try bind(account.preferred?.rawValue),
-                    .integer(Int64(account.consecutiveFailures)),
-                    .integer(Int64(account.lockCount)),
-                    try bind(account.lockedUntil),
-                    try bind(account.createdAt),
-                    try bind(account.updatedAt),
-                ]
+                try bind(account.id),
+                try bind(account.phone?.e164),
+                .integer(account.phoneVerified ? 1 : 0),
+                try bind(account.pendingPhone?.e164),
+                try bind(account.totpSecretSealed, column: "accounts.totp_secret"),
+                totpLastStep,
+                try bind(account.pendingTotpSealed, column: "accounts.pending_totp"),
+                try bind(account.pendingTotpExpiresAt),
+                try bind(account.preferred?.rawValue),
+                .integer(Int64(account.consecutiveFailures)),
+                .integer(Int64(account.lockCount)),
+                try bind(account.lockedUntil),
+                try bind(account.createdAt),
+                try bind(account.updatedAt),
+            ]
             // UPDATE, then INSERT when there was nothing to update: an UPSERT would make SQLite
             // build a temporary table on every call (a third of the writer's time under load).
             if try db.run(SQL.updateAccount, parameters) == 0 {
@@ -248,7 +248,8 @@ final class SQLiteStoreTransaction: StoreTransaction {
             try db.insert(
                 SQL.insertEvent,
                 [
-                    try bind(event.accountID), .text(event.kind.rawValue), .text(event.outcome.rawValue), try bind(event.detail),
+                    try bind(event.accountID), .text(event.kind.rawValue), .text(event.outcome.rawValue),
+                    try bind(event.detail),
                     try bind(event.destinationMasked), try bind(event.at),
                 ])
         }
@@ -264,7 +265,8 @@ final class SQLiteStoreTransaction: StoreTransaction {
 
     /// Oldest first; `limit` is clamped to 1...1000. The kinds are matched inside SQLite, so
     /// the events skipped cost no decoding.
-    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws(StoreError) -> [EventRecord] {
+    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws(StoreError) -> [EventRecord]
+    {
         try perform { db throws(StoreError) in
             guard !kinds.isEmpty else { return [] }
             var parameters: [SQLValue] = [.integer(afterID), .integer(throughID)]
@@ -292,7 +294,9 @@ final class SQLiteStoreTransaction: StoreTransaction {
 
     func notificationCursor() throws(StoreError) -> Int64? {
         try perform { db throws(StoreError) in
-            guard let text = try db.query(SQL.selectMeta, [.text("notify_cursor")]).first?.first?.text else { return nil }
+            guard let text = try db.query(SQL.selectMeta, [.text("notify_cursor")]).first?.first?.text else {
+                return nil
+            }
             guard let value = Int64(text) else {
                 throw StoreError(kind: .corrupt, message: "daemon_meta.notify_cursor is not a number")
             }
@@ -324,7 +328,8 @@ final class SQLiteStoreTransaction: StoreTransaction {
             return try db.query(
                 select + " WHERE account_id = ? ORDER BY id DESC LIMIT ?", [try bind(accountID), .integer(limit)])
         case (nil, let beforeID?):
-            return try db.query(select + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
+            return try db.query(
+                select + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
         case (nil, nil):
             return try db.query(select + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
         }

@@ -228,6 +228,7 @@ extension Migration {
 /// The CHECK that a purpose column holds one of `CodePurpose`'s raw values, spelled with `=`
 /// and `OR` (see migration 4). A new purpose needs a new migration.
 private func purposeCheck(_ column: String) -> String {
-    "(" + ["verify_phone", "login", "change_phone", "disable_factor", "manage_factors"]
+    "("
+        + ["verify_phone", "login", "change_phone", "disable_factor", "manage_factors"]
         .map { "\(column) = '\($0)'" }.joined(separator: " OR ") + ")"
 }

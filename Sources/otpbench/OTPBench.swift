@@ -30,7 +30,10 @@ struct OTPBench: AsyncParsableCommand {
     @Option(help: "Write VerifyRequests with wrong codes here.")
     var wrong: String?
 
-    @Option(help: "Write one file per kind of failed verification here (<kind>.hex): wrong, malformed, other-purpose, other-account, unknown-challenge, unknown-account.")
+    @Option(
+        help:
+            "Write one file per kind of failed verification here (<kind>.hex): wrong, malformed, other-purpose, other-account, unknown-challenge, unknown-account."
+    )
     var kindsDir: String?
 
     @Flag(help: "Lock every prepared account first (10 wrong codes each), so that its requests meet a locked account.")
@@ -81,15 +84,21 @@ struct OTPBench: AsyncParsableCommand {
             }
             let account = "\(prefix)-\(i)"
             let wrongCode = String(code.map { $0 == "9" ? "0" : Character(String(($0.wholeNumberValue ?? 0) + 1)) })
-            rightLines.append(hex(VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: challengeID)))
-            let wrongRequest = VerifyRequest(accountId: account, purpose: .verifyPhone, code: wrongCode, challengeId: challengeID)
+            rightLines.append(
+                hex(VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: challengeID)))
+            let wrongRequest = VerifyRequest(
+                accountId: account, purpose: .verifyPhone, code: wrongCode, challengeId: challengeID)
             wrongRequests.append(wrongRequest)
             wrongLines.append(hex(wrongRequest))
         }
         if lock { try await lockAccounts(wrongRequests) }
         if let kindsDir { try writeKinds(challenges, codes: codes, to: kindsDir) }
-        if let right { try (rightLines.joined(separator: "\n") + "\n").write(toFile: right, atomically: true, encoding: .utf8) }
-        if let wrong { try (wrongLines.joined(separator: "\n") + "\n").write(toFile: wrong, atomically: true, encoding: .utf8) }
+        if let right {
+            try (rightLines.joined(separator: "\n") + "\n").write(toFile: right, atomically: true, encoding: .utf8)
+        }
+        if let wrong {
+            try (wrongLines.joined(separator: "\n") + "\n").write(toFile: wrong, atomically: true, encoding: .utf8)
+        }
         let elapsed = ContinuousClock.now - started
         FileHandle.standardError.write(Data("otpbench: prepared \(count) challenges in \(elapsed)\n".utf8))
     }
@@ -121,16 +130,25 @@ struct OTPBench: AsyncParsableCommand {
             let wrongCode = String(code.map { $0 == "9" ? "0" : Character(String(($0.wholeNumberValue ?? 0) + 1)) })
             let other = challenges[(i + 1) % challenges.count]
             func add(_ kind: String, _ request: VerifyRequest) { kinds[kind, default: []].append(hex(request)) }
-            add("wrong", VerifyRequest(accountId: account, purpose: .verifyPhone, code: wrongCode, challengeId: challengeID))
-            add("malformed", VerifyRequest(accountId: account, purpose: .verifyPhone, code: "12a4 6", challengeId: challengeID))
-            add("other-purpose", VerifyRequest(accountId: account, purpose: .login, code: code, challengeId: challengeID))
-            add("other-account", VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: other))
+            add(
+                "wrong",
+                VerifyRequest(accountId: account, purpose: .verifyPhone, code: wrongCode, challengeId: challengeID))
+            add(
+                "malformed",
+                VerifyRequest(accountId: account, purpose: .verifyPhone, code: "12a4 6", challengeId: challengeID))
+            add(
+                "other-purpose",
+                VerifyRequest(accountId: account, purpose: .login, code: code, challengeId: challengeID))
+            add(
+                "other-account",
+                VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: other))
             add(
                 "unknown-challenge",
                 VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: "ch_unknown\(i)"))
             add(
                 "unknown-account",
-                VerifyRequest(accountId: "\(prefix)-nobody-\(i)", purpose: .login, code: code, challengeId: challengeID))
+                VerifyRequest(accountId: "\(prefix)-nobody-\(i)", purpose: .login, code: code, challengeId: challengeID)
+            )
         }
         for (kind, lines) in kinds {
             try (lines.joined(separator: "\n") + "\n").write(

@@ -62,7 +62,9 @@ struct DeliveriesCommand: AsyncParsableCommand {
             print(fields.joined(separator: "  "))
         }
         if page.nextBeforeId != 0 {
-            print("More: otpctl deliveries\(account.map { " " + $0 } ?? "") --limit \(limit) --before \(page.nextBeforeId)")
+            print(
+                "More: otpctl deliveries\(account.map { " " + $0 } ?? "") --limit \(limit) --before \(page.nextBeforeId)"
+            )
         }
     }
 }
@@ -119,7 +121,8 @@ struct ReportDeliveryCommand: AsyncParsableCommand {
             """)
 
     @Argument(help: "The full callback URL Twilio called.") var url: String
-    @Option(name: .customLong("field"), help: ArgumentHelp("A form field as NAME=VALUE (repeat).", valueName: "name=value"))
+    @Option(
+        name: .customLong("field"), help: ArgumentHelp("A form field as NAME=VALUE (repeat).", valueName: "name=value"))
     var fields: [String] = []
     @Option(help: "The X-Twilio-Signature header.") var signature: String
     @OptionGroup var global: GlobalOptions
@@ -140,7 +143,9 @@ struct ReportDeliveryCommand: AsyncParsableCommand {
             try await client.reportDelivery(request)
         }
         if global.json {
-            JSONOutput.print(["updated": response.updated, "message_sid": response.messageSid, "status": response.status])
+            JSONOutput.print([
+                "updated": response.updated, "message_sid": response.messageSid, "status": response.status,
+            ])
         } else {
             print(
                 response.updated

@@ -339,7 +339,10 @@ struct BackupGenerateCommand: AsyncParsableCommand {
 
     @Argument(help: AccountArgument.help) var account: String
     @Option(help: ArgumentHelp("Write the codes to this new file (mode 0600).", valueName: "file")) var out: String?
-    @OptionGroup(title: "Proof (exactly one: a manage_factors token, the one printed after the first enrolment, or an authenticator code)")
+    @OptionGroup(
+        title:
+            "Proof (exactly one: a manage_factors token, the one printed after the first enrolment, or an authenticator code)"
+    )
     var proof: ProofOptions
     @OptionGroup var global: GlobalOptions
 
@@ -359,7 +362,8 @@ struct BackupGenerateCommand: AsyncParsableCommand {
         let file: NewPrivateFile?
         do {
             file = try out.map { (path) throws(NewPrivateFile.Failure) in
-                try NewPrivateFile.create(path, existsReason: "it exists; otpctl never overwrites a file of backup codes")
+                try NewPrivateFile.create(
+                    path, existsReason: "it exists; otpctl never overwrites a file of backup codes")
             }
         } catch {
             throw CommandFailure(status: .usage, message: "\(error); nothing was sent to otpd")

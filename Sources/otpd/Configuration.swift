@@ -75,7 +75,8 @@ extension DaemonConfiguration {
                     var list: [TOMLTable] = []
                     for item in array {
                         guard let table = item.table else {
-                            throw ConfigurationError(description: "\(path): twilio must be a table or an array of tables")
+                            throw ConfigurationError(
+                                description: "\(path): twilio must be a table or an array of tables")
                         }
                         list.append(table)
                     }
@@ -147,8 +148,11 @@ extension DaemonConfiguration {
             try r.int("per_country_per_hour", 0...1_000_000) { policy.smsPerCountryPerHour = $0 }
             try r.int("global_per_minute", 0...1_000_000) { policy.smsGlobalPerMinute = $0 }
             try r.strings("allowed_country_codes") { codes throws(ConfigurationError) in
-                for code in codes where code.isEmpty || code.count > 3 || !code.allSatisfy(\.isASCII) || Int(code) == nil {
-                    throw ConfigurationError(description: "\(r.file): sms.allowed_country_codes: \"\(code)\" is not a calling code like \"44\"")
+                for code in codes
+                where code.isEmpty || code.count > 3 || !code.allSatisfy(\.isASCII) || Int(code) == nil {
+                    throw ConfigurationError(
+                        description:
+                            "\(r.file): sms.allowed_country_codes: \"\(code)\" is not a calling code like \"44\"")
                 }
                 policy.allowedCountryCodes = Set(codes)
             }
@@ -184,7 +188,8 @@ extension DaemonConfiguration {
                     guard let kind = EventKind(rawValue: name) else {
                         let known = TwoFactorService.recordedKinds.map(\.rawValue).sorted().joined(separator: ", ")
                         throw ConfigurationError(
-                            description: "\(r.file): notify.kinds: unknown event kind \"\(name.prefix(100))\" (known: \(known))")
+                            description:
+                                "\(r.file): notify.kinds: unknown event kind \"\(name.prefix(100))\" (known: \(known))")
                     }
                     parsed.insert(kind)
                 }
@@ -199,7 +204,9 @@ extension DaemonConfiguration {
                 for name in names {
                     guard let purpose = CodePurpose(rawValue: name), purpose.yieldsProof else {
                         throw ConfigurationError(
-                            description: "\(r.file): backup.proof_purposes: \"\(name)\" must be change_phone, disable_factor or manage_factors")
+                            description:
+                                "\(r.file): backup.proof_purposes: \"\(name)\" must be change_phone, disable_factor or manage_factors"
+                        )
                     }
                     purposes.insert(purpose)
                 }
@@ -213,10 +220,12 @@ extension DaemonConfiguration {
     /// Checks values that no single key can check alone.
     func validate() throws(ConfigurationError) {
         guard ["full", "normal"].contains(synchronous) else {
-            throw ConfigurationError(description: "storage.synchronous must be \"full\" or \"normal\", not \"\(synchronous)\"")
+            throw ConfigurationError(
+                description: "storage.synchronous must be \"full\" or \"normal\", not \"\(synchronous)\"")
         }
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
-            throw ConfigurationError(description: "log level must be one of trace, debug, info, notice, warning, error, critical")
+            throw ConfigurationError(
+                description: "log level must be one of trace, debug, info, notice, warning, error, critical")
         }
         switch smsSender {
         case "outbox":
@@ -243,7 +252,9 @@ extension DaemonConfiguration {
         }
         guard socketPath.utf8.count <= SocketServer.maximumSocketPathLength else {
             throw ConfigurationError(
-                description: "server.socket path is too long (at most \(SocketServer.maximumSocketPathLength) bytes: otpd binds it as <path>.XXXXXX/s first)")
+                description:
+                    "server.socket path is too long (at most \(SocketServer.maximumSocketPathLength) bytes: otpd binds it as <path>.XXXXXX/s first)"
+            )
         }
     }
 
@@ -305,7 +316,9 @@ final class TableReader {
     func int(_ key: String, _ range: ClosedRange<Int>, _ set: (Int) -> Void) throws(ConfigurationError) {
         guard let value = value(key) else { return }
         guard let number = value.int else { throw wrongType(key, "an integer") }
-        guard range.contains(number) else { throw wrongType(key, "between \(range.lowerBound) and \(range.upperBound)") }
+        guard range.contains(number) else {
+            throw wrongType(key, "between \(range.lowerBound) and \(range.upperBound)")
+        }
         set(number)
     }
 

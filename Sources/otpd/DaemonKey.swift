@@ -24,7 +24,8 @@ enum DaemonKey {
         var info = stat()
         if stat(path, &info) != 0 {
             guard errno == ENOENT else {
-                throw ConfigurationError(description: "cannot read key file \(path): \(String(cString: strerror(errno)))")
+                throw ConfigurationError(
+                    description: "cannot read key file \(path): \(String(cString: strerror(errno)))")
             }
             return try create(path: path)
         }
@@ -33,13 +34,16 @@ enum DaemonKey {
         }
         guard isPrivate(mode: info.st_mode, path: path, credentialsDirectory: credentialsDirectory) else {
             throw ConfigurationError(
-                description: "key file \(path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+                description:
+                    "key file \(path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it"
+            )
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationError(description: "cannot read key file \(path)")
         }
         guard data.count == length else {
-            throw ConfigurationError(description: "key file \(path) must hold exactly \(length) bytes, not \(data.count)")
+            throw ConfigurationError(
+                description: "key file \(path) must hold exactly \(length) bytes, not \(data.count)")
         }
         return [UInt8](data)
     }

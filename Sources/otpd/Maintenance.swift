@@ -149,7 +149,8 @@ struct CommandNotifier: EventNotifier {
         guard exited && code == 0 else {
             return .failure(
                 HookError(
-                    description: exited ? "\(command) exited with status \(code)" : "\(command) was killed by signal \(status & 0x7F)"))
+                    description: exited
+                        ? "\(command) exited with status \(code)" : "\(command) was killed by signal \(status & 0x7F)"))
         }
         return .success(())
     }

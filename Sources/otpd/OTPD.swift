@@ -3,8 +3,8 @@ import COTPSys
 import Foundation
 import Logging
 import OTPCore
-import OTPServer
 import OTPSMS
+import OTPServer
 import OTPStore
 import ServiceLifecycle
 import UnixSignals
@@ -45,7 +45,9 @@ struct OTPD: AsyncParsableCommand {
     @Option(name: .long, help: "SQLite database path (default otpd.sqlite).")
     var database: String?
 
-    @Option(name: .customLong("key-file"), help: "32-byte key file, created 0600 if missing (default otpd.key or $CREDENTIALS_DIRECTORY/otpd.key).")
+    @Option(
+        name: .customLong("key-file"),
+        help: "32-byte key file, created 0600 if missing (default otpd.key or $CREDENTIALS_DIRECTORY/otpd.key).")
     var keyFile: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
@@ -54,7 +56,9 @@ struct OTPD: AsyncParsableCommand {
     @Option(name: .long, help: "SMS outbox file (default outbox.jsonl).")
     var outbox: String?
 
-    @Flag(name: .customLong("check-config"), help: "Check the configuration (file and flags) and exit: 0 when valid, 2 otherwise.")
+    @Flag(
+        name: .customLong("check-config"),
+        help: "Check the configuration (file and flags) and exit: 0 when valid, 2 otherwise.")
     var checkConfig = false
 
     /// Parses flags and runs, mapping errors to the documented exit statuses.
@@ -116,7 +120,8 @@ struct OTPD: AsyncParsableCommand {
         let keys: DaemonKeys
         do {
             keys = try DaemonKeys(
-                masterKey: try DaemonKey.loadOrCreate(path: keyPath, credentialsDirectory: environment["CREDENTIALS_DIRECTORY"]))
+                masterKey: try DaemonKey.loadOrCreate(
+                    path: keyPath, credentialsDirectory: environment["CREDENTIALS_DIRECTORY"]))
         } catch let error as DaemonKeyError {
             throw ConfigurationError(description: "key file \(keyPath): \(error)")
         }
@@ -154,7 +159,9 @@ struct OTPD: AsyncParsableCommand {
             })
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: server),
-            .init(service: Pruner(service: service, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger)),
+            .init(
+                service: Pruner(
+                    service: service, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger)),
         ]
         if let command = configuration.notifyCommand {
             try await service.prepareNotifications()
@@ -163,7 +170,9 @@ struct OTPD: AsyncParsableCommand {
                 .init(
                     service: NotificationHook(
                         service: service, kinds: configuration.notifyKinds, notifier: notifier, logger: logger)))
-            logger.info("notification hook on", metadata: ["command": "\(command)", "kinds": "\(configuration.notifyKinds.map(\.rawValue).sorted())"])
+            logger.info(
+                "notification hook on",
+                metadata: ["command": "\(command)", "kinds": "\(configuration.notifyKinds.map(\.rawValue).sorted())"])
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -186,7 +195,9 @@ struct OTPD: AsyncParsableCommand {
         }
         guard recorded == fingerprint else {
             throw StartError(
-                description: "the key in \(keyPath) (fingerprint \(fingerprint)) is not the key \(store.path) was created with (fingerprint \(recorded)); stored codes and authenticator secrets need the original key file")
+                description:
+                    "the key in \(keyPath) (fingerprint \(fingerprint)) is not the key \(store.path) was created with (fingerprint \(recorded)); stored codes and authenticator secrets need the original key file"
+            )
         }
     }
 

@@ -43,15 +43,19 @@ struct TwilioSettings: Sendable {
             throw ConfigurationError(description: "\(r.file): twilio.account_sid is required")
         }
         guard (from == nil) != (messagingServiceSID == nil) else {
-            throw ConfigurationError(description: "\(r.file): set exactly one of twilio.from and twilio.messaging_service_sid")
+            throw ConfigurationError(
+                description: "\(r.file): set exactly one of twilio.from and twilio.messaging_service_sid")
         }
         guard (apiKeySID == nil) == (apiKeySecretFile == nil) else {
-            throw ConfigurationError(description: "\(r.file): twilio.api_key_sid and twilio.api_key_secret_file go together")
+            throw ConfigurationError(
+                description: "\(r.file): twilio.api_key_sid and twilio.api_key_secret_file go together")
         }
         // Twilio posts each delivery report there with the full phone number in it.
         if let statusCallbackURL, !Self.isHTTPS(statusCallbackURL) {
             throw ConfigurationError(
-                description: "\(r.file): twilio.status_callback_url must be an https:// URL with a host (delivery reports carry full phone numbers)")
+                description:
+                    "\(r.file): twilio.status_callback_url must be an https:// URL with a host (delivery reports carry full phone numbers)"
+            )
         }
     }
 
@@ -86,7 +90,9 @@ struct TwilioSettings: Sendable {
             credentials = .authToken(token)
         } else {
             throw ConfigurationError(
-                description: "twilio: no auth token: set auth_token_file, or pass it as the systemd credential twilio-auth-token")
+                description:
+                    "twilio: no auth token: set auth_token_file, or pass it as the systemd credential twilio-auth-token"
+            )
         }
         let sender: TwilioConfiguration.Sender = from.map { .from($0) } ?? .messagingService(messagingServiceSID ?? "")
         let configuration = TwilioConfiguration(
@@ -156,10 +162,12 @@ struct SMSSetup {
                 if let token { tokens.append(token) }
             }
             let all = senders
-            let sender: any SMSSender = senders.count == 1 ? senders[0] : FailoverSender(senders: senders, logger: logger)
+            let sender: any SMSSender =
+                senders.count == 1 ? senders[0] : FailoverSender(senders: senders, logger: logger)
             return SMSSetup(
                 sender: sender,
-                verifier: tokens.isEmpty ? nil : AnyAccountReportVerifier(accounts: tokens.map(TwilioReportVerifier.init)),
+                verifier: tokens.isEmpty
+                    ? nil : AnyAccountReportVerifier(accounts: tokens.map(TwilioReportVerifier.init)),
                 statuses: TwilioDeliveryStatuses(),
                 shutdown: { for sender in all { try? await sender.shutdown() } })
         default:

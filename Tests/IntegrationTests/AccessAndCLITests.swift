@@ -40,7 +40,10 @@ struct AccessAndCLITests {
         chmod(allowing.directory.path, 0o755)
         let allowed = try runProgram(
             "/usr/bin/setpriv",
-            ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.otpctl, "health", "--socket", allowing.socket])
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", Binaries.otpctl, "health", "--socket",
+                allowing.socket,
+            ])
         #expect(allowed.status == 0, "\(allowed.stderr)")
         #expect(allowed.stdout == "SERVING\n")
     }

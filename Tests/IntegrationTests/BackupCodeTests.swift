@@ -15,7 +15,8 @@ struct BackupCodeTests {
 
     /// A manage_factors proof from an SMS code.
     private func proof(_ daemon: DaemonProcess, _ client: OTPClient, _ account: String) async throws -> Proof {
-        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .manageFactors))
+        let challenge = try await client.startChallenge(
+            StartChallengeRequest(accountId: account, purpose: .manageFactors))
         let verified = try await client.verify(
             VerifyRequest(
                 accountId: account, purpose: .manageFactors, code: try daemon.code(for: challenge.challengeId),
@@ -33,7 +34,9 @@ struct BackupCodeTests {
         let results = try await withThrowingTaskGroup(of: RedeemBackupCodeResponse.self) { group in
             for i in 0..<64 {
                 let client = clients[i % clients.count]
-                group.addTask { try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: codes[0])) }
+                group.addTask {
+                    try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: codes[0]))
+                }
             }
             var all: [RedeemBackupCodeResponse] = []
             for try await result in group { all.append(result) }
@@ -89,17 +92,21 @@ struct BackupCodeTests {
             let proof = try await proof(daemon, client, "a")
             let target = old[round % old.count]
             async let redemption = other.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: target))
-            async let regeneration = client.generateBackupCodes(GenerateBackupCodesRequest(accountId: "a", proof: proof))
+            async let regeneration = client.generateBackupCodes(
+                GenerateBackupCodesRequest(accountId: "a", proof: proof))
             let (redeemed, fresh) = try await (redemption, regeneration)
             let events = try await client.listEvents(ListEventsRequest(accountId: "a", pageSize: 10)).events
             let regeneratedAt = try #require(events.first { $0.kind == "backup_codes_regenerated" }).id
             if redeemed.success {
                 redeemedBefore += 1
-                let redeemedAt = try #require(events.first { $0.kind == "backup_code_redeemed" && $0.outcome == "success" }).id
+                let redeemedAt = try #require(
+                    events.first { $0.kind == "backup_code_redeemed" && $0.outcome == "success" }
+                ).id
                 #expect(redeemedAt < regeneratedAt, "an old code was accepted after the regeneration")
             }
             // Afterwards no old code works and every new one does count as unused.
-            #expect(!(try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: old.last!)).success))
+            #expect(
+                !(try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: old.last!)).success))
             #expect(try await client.getStatus(GetStatusRequest(accountId: "a")).backupCodesRemaining == 10)
             old = fresh.codes
         }

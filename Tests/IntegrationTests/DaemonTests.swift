@@ -1,6 +1,6 @@
 import Foundation
-import OTPCore
 import OTPClient
+import OTPCore
 import Testing
 
 #if canImport(Glibc)
@@ -187,7 +187,8 @@ struct DaemonTests {
         // A Health request whose payload pads the envelope to exactly 64 KiB: field 15 of
         // HealthRequest is unknown and ignored.
         var padding: [UInt8] = []
-        let envelopeOverhead = Request(callId: 1, method: TwoFactorMethod.health.rawValue, payload: [0]).serialized().count
+        let envelopeOverhead = Request(callId: 1, method: TwoFactorMethod.health.rawValue, payload: [0]).serialized()
+            .count
         let target = 64 * 1024 - envelopeOverhead - 4
         padding = [0x7A] + varint(UInt64(target - 4)) + [UInt8](repeating: 0x61, count: target - 4)
         var envelope = Request(callId: 1, method: TwoFactorMethod.health.rawValue, payload: padding).serialized()
@@ -381,19 +382,24 @@ struct ExampleConfigurationTests {
         #expect(result.stdout.contains("configuration OK"))
         // Every key otpd knows appears in the example.
         let text = try String(contentsOfFile: example, encoding: .utf8)
-        for key in ["socket_mode", "allowed_gids", "admin_uids", "admin_gids", "frame_timeout_seconds", "synchronous", "key_file",
-                    "per_phone_per_day", "verifications_per_phone_per_day", "allowed_country_codes", "attempts_per_challenge", "durations_seconds",
-                    "max_consecutive_failures", "issuer", "enrollment_lifetime_seconds", "proof_purposes",
-                    "low_watermark", "brand", "account_sid", "auth_token_file", "messaging_service_sid",
-                    "base_url", "status_callback_url", "timeout_seconds", "max_attempts",
-                    "max_concurrent_requests", "events_days", "deliveries_days", "prune_interval_seconds", "command",
-                    "kinds"] {
+        for key in [
+            "socket_mode", "allowed_gids", "admin_uids", "admin_gids", "frame_timeout_seconds", "synchronous",
+            "key_file",
+            "per_phone_per_day", "verifications_per_phone_per_day", "allowed_country_codes", "attempts_per_challenge",
+            "durations_seconds",
+            "max_consecutive_failures", "issuer", "enrollment_lifetime_seconds", "proof_purposes",
+            "low_watermark", "brand", "account_sid", "auth_token_file", "messaging_service_sid",
+            "base_url", "status_callback_url", "timeout_seconds", "max_attempts",
+            "max_concurrent_requests", "events_days", "deliveries_days", "prune_interval_seconds", "command",
+            "kinds",
+        ] {
             #expect(text.contains("\n\(key) = "), "\(key) is not documented")
         }
         // The example lists exactly the default notified kinds.
         let kinds = try #require(text.range(of: "\nkinds = [")).upperBound
         let list = text[kinds...].prefix { $0 != "]" }
-        let documented = Set(list.split(separator: "\"").enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) })
+        let documented = Set(
+            list.split(separator: "\"").enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) })
         #expect(documented == Set(TwoFactorService.defaultNotifiedKinds.map(\.rawValue)))
     }
 }
@@ -410,8 +416,9 @@ struct DaemonKeyTests {
         #expect(info.st_mode & 0o777 == 0o600)
         try FileManager.default.removeItem(atPath: daemon.keyPath)
         let other = (0..<32).map { _ in UInt8.random(in: 0...255) }
-        #expect(FileManager.default.createFile(
-            atPath: daemon.keyPath, contents: Data(other), attributes: [.posixPermissions: 0o600]))
+        #expect(
+            FileManager.default.createFile(
+                atPath: daemon.keyPath, contents: Data(other), attributes: [.posixPermissions: 0o600]))
         let result = try runProgram(Binaries.otpd, daemon.arguments)
         #expect(result.status == 1)
         #expect(result.stderr.contains("is not the key"), "\(result.stderr)")
@@ -420,8 +427,10 @@ struct DaemonKeyTests {
     @Test func aKeyFileReadableByOthersIsRefused() async throws {
         let daemon = try DaemonProcess()
         defer { Task { await daemon.cleanUp() } }
-        #expect(FileManager.default.createFile(
-            atPath: daemon.keyPath, contents: Data(repeating: 7, count: 32), attributes: [.posixPermissions: 0o644]))
+        #expect(
+            FileManager.default.createFile(
+                atPath: daemon.keyPath, contents: Data(repeating: 7, count: 32), attributes: [.posixPermissions: 0o644])
+        )
         let result = try runProgram(Binaries.otpd, daemon.arguments)
         #expect(result.status == 2)
         #expect(result.stderr.contains("chmod 600"))

@@ -56,7 +56,8 @@ struct DaemonDeadlineTests {
         #expect(Int(status.consecutiveFailures) <= run, "a refused call counted as an attempt")
         #expect(Int(status.consecutiveFailures) >= codes[nil] ?? 0, "an answered wrong guess did not count")
         let verified = try await client.verify(
-            VerifyRequest(accountId: "a", purpose: .login, code: try daemon.code(for: login.challengeId),
+            VerifyRequest(
+                accountId: "a", purpose: .login, code: try daemon.code(for: login.challengeId),
                 challengeId: login.challengeId))
         #expect(verified.success)
         #expect(daemon.process?.isRunning == true)

@@ -36,7 +36,8 @@ struct NotificationHookTests {
         let scratch = try TemporaryDirectory()
         defer { scratch.remove() }
         let received = scratch.file("received.jsonl")
-        let command = try hook(scratch, "read -r line; printf '%s %s\\n' \"$OTPD_EVENT_KIND\" \"$line\" >> \(received)\n")
+        let command = try hook(
+            scratch, "read -r line; printf '%s %s\\n' \"$OTPD_EVENT_KIND\" \"$line\" >> \(received)\n")
         let daemon = try DaemonProcess(config: "[notify]\ncommand = \"\(command)\"\n")
         try await daemon.start()
         defer { Task { await daemon.cleanUp() } }
@@ -88,7 +89,8 @@ struct NotificationHookTests {
         try "#!/bin/sh\n".write(toFile: path, atomically: true, encoding: .utf8)
         let config = scratch.file("otpd.toml")
         try "[notify]\ncommand = \"\(path)\"\n".write(toFile: config, atomically: true, encoding: .utf8)
-        let result = try runProgram(Binaries.otpd, ["--config", config, "--socket", scratch.file("s"), "--check-config"])
+        let result = try runProgram(
+            Binaries.otpd, ["--config", config, "--socket", scratch.file("s"), "--check-config"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("notify.command"), "\(result.stderr)")
     }

@@ -46,7 +46,8 @@ extension DaemonProcess {
         -> VerifyResponse
     {
         _ = try await client.setPhone(SetPhoneRequest(accountId: account, phoneNumber: number))
-        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
+        let challenge = try await client.startChallenge(
+            StartChallengeRequest(accountId: account, purpose: .verifyPhone))
         let verified = try await client.verify(
             VerifyRequest(
                 accountId: account, purpose: .verifyPhone, code: try code(for: challenge.challengeId),
@@ -71,7 +72,8 @@ func waitForNextTOTPStep() async throws {
 /// The product document's flow and the security limits, through the real otpd binary.
 @Suite("product flow through the daemon", .serialized)
 struct ProductFlowTests {
-    static let relaxedSMS = "[sms]\nresend_cooldown_seconds = 0\nper_account_per_hour = 1000\nper_phone_per_day = 1000\nverifications_per_phone_per_day = 1000\nglobal_per_minute = 100000\nper_country_per_hour = 100000\n"
+    static let relaxedSMS =
+        "[sms]\nresend_cooldown_seconds = 0\nper_account_per_hour = 1000\nper_phone_per_day = 1000\nverifications_per_phone_per_day = 1000\nglobal_per_minute = 100000\nper_country_per_hour = 100000\n"
 
     /// First login → save number (not verified) → send code → read it from the outbox → verify
     /// (verified) → login with an SMS code → login with an authenticator code → change the
@@ -92,7 +94,8 @@ struct ProductFlowTests {
         #expect(saved.status?.phoneVerified == false)
 
         // "Send verification code", read it from the outbox, verify: "The phone number is verified".
-        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
+        let challenge = try await client.startChallenge(
+            StartChallengeRequest(accountId: account, purpose: .verifyPhone))
         #expect(challenge.destinationMasked == "+1******4567")
         #expect(daemon.outbox().last?.to == "+15551234567")
         let verified = try await client.verify(
@@ -150,7 +153,8 @@ struct ProductFlowTests {
         #expect(pending.status?.pendingPhoneMasked == "+44******0123")
 
         // Verify the new number; it replaces the old one.
-        let newNumber = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
+        let newNumber = try await client.startChallenge(
+            StartChallengeRequest(accountId: account, purpose: .verifyPhone))
         #expect(daemon.outbox().last?.to == "+447700900123")
         let replaced = try await client.verify(
             VerifyRequest(
@@ -246,7 +250,8 @@ struct ProductFlowTests {
                 challengeId: manage.challengeId))
         let enrollment = try await client.beginTotpEnrollment(
             BeginTotpEnrollmentRequest(accountId: "a", proof: Proof(kind: .token(manageProof.proofToken))))
-        #expect(try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: backup.codes[0])).success)
+        #expect(
+            try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: backup.codes[0])).success)
         await client.close()
 
         // Kill -9: nothing acknowledged may be lost.
@@ -260,7 +265,9 @@ struct ProductFlowTests {
             try await client.verify(
                 VerifyRequest(accountId: "a", purpose: .login, code: loginCode, challengeId: pendingLogin.challengeId)
             ).success)
-        #expect(!(try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: backup.codes[0])).success))
+        #expect(
+            !(try await client.redeemBackupCode(RedeemBackupCodeRequest(accountId: "a", code: backup.codes[0])).success)
+        )
         await client.close()
         #expect(await daemon.terminate() == 0)
 

@@ -220,14 +220,9 @@ extension QRAndDoctorTests {
         try runProgram(Binaries.otpctl, arguments + ["--socket", daemon.socket])
     }
 
-
-
     private func containsBlocks(_ text: String) -> Bool {
         text.contains { "█▀▄".contains($0) }
     }
-
-
-
 
     /// The text zbarimg reads from the image at `path`.
     private func zbarimg(_ path: String) throws -> String {

@@ -87,7 +87,8 @@ struct StepUpAttackTests {
                 accountId: account, phoneNumber: "+15551234567",
                 proof: Proof(kind: .totpCode(try totpCode(enrollment.secretBase32)))))
         #expect(!saved.pending)
-        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: account, purpose: .verifyPhone))
+        let challenge = try await client.startChallenge(
+            StartChallengeRequest(accountId: account, purpose: .verifyPhone))
         let verified = try await client.verify(
             VerifyRequest(
                 accountId: account, purpose: .verifyPhone, code: try daemon.code(for: challenge.challengeId),

@@ -63,7 +63,8 @@ struct TwilioDaemonTests {
         #expect((295...300).contains(validity), "ValidityPeriod is the code's remaining lifetime")
         let code = try #require(message.body.split(separator: " ").first { $0.count == 6 && $0.allSatisfy(\.isNumber) })
         let verified = try await client.verify(
-            VerifyRequest(accountId: "a", purpose: .verifyPhone, code: String(code), challengeId: challenge.challengeId))
+            VerifyRequest(accountId: "a", purpose: .verifyPhone, code: String(code), challengeId: challenge.challengeId)
+        )
         #expect(verified.success)
 
         let deliveries = try await client.listDeliveries(ListDeliveriesRequest(accountId: "a")).deliveries
@@ -88,7 +89,8 @@ struct TwilioDaemonTests {
         #expect(error?.code == .failedPrecondition)
         #expect(error?.message == "This phone number cannot receive text messages")
         #expect(twilio.requestCount(to: number) == 1, "not retried")
-        let delivery = try #require(try await client.listDeliveries(ListDeliveriesRequest(accountId: "b")).deliveries.first)
+        let delivery = try #require(
+            try await client.listDeliveries(ListDeliveriesRequest(accountId: "b")).deliveries.first)
         #expect(delivery.status == "rejected")
         #expect(delivery.errorCode == 21610)
         // Remembered against the number: the next code is not paid for again.
@@ -112,7 +114,8 @@ struct TwilioDaemonTests {
         }
         #expect(error?.code == .unavailable)
         #expect(twilio.requestCount(to: busy) == 3, "max_attempts = 3")
-        let delivery = try #require(try await client.listDeliveries(ListDeliveriesRequest(accountId: "c")).deliveries.first)
+        let delivery = try #require(
+            try await client.listDeliveries(ListDeliveriesRequest(accountId: "c")).deliveries.first)
         #expect(delivery.status == "error")
         #expect(delivery.attempts == 3)
 
@@ -174,10 +177,13 @@ struct TwilioDaemonTests {
             _ = try await client.reportDelivery(report("delivered", signWith: "0123456789abcdef0123456789abcdef"))
         }
         #expect(forged?.code == .permissionDenied)
-        let altered = await #expect(throws: RPCError.self) { _ = try await client.reportDelivery(report("failed", tamper: true)) }
+        let altered = await #expect(throws: RPCError.self) {
+            _ = try await client.reportDelivery(report("failed", tamper: true))
+        }
         #expect(altered?.code == .permissionDenied)
 
-        let delivery = try #require(try await client.listDeliveries(ListDeliveriesRequest(accountId: "f")).deliveries.first)
+        let delivery = try #require(
+            try await client.listDeliveries(ListDeliveriesRequest(accountId: "f")).deliveries.first)
         #expect(delivery.status == "undelivered")
         #expect(delivery.errorCode == 30003)
         let events = try await client.listEvents(ListEventsRequest(accountId: "f")).events
@@ -205,7 +211,9 @@ struct TwilioDaemonTests {
         let slow = "+15559998888"
         twilio.fail(slow, with: .slowAnswer(after: .seconds(10)))
         _ = try await client.setPhone(SetPhoneRequest(accountId: "h", phoneNumber: slow))
-        let hanging = Task { try? await client.startChallenge(StartChallengeRequest(accountId: "h", purpose: .verifyPhone)) }
+        let hanging = Task {
+            try? await client.startChallenge(StartChallengeRequest(accountId: "h", purpose: .verifyPhone))
+        }
         for _ in 0..<100 where twilio.requestsInFlight == 0 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(twilio.requestsInFlight == 1)
         let other = daemon.client()
@@ -241,9 +249,12 @@ extension TwilioDaemonTests {
         #expect(rows.first?["destination_masked"] as? String == "+1******9999")
 
         let parameters = [("MessageSid", sid), ("MessageStatus", "delivered")]
-        let signature = TwilioSignatureForTests.sign(url: Self.callbackURL, parameters: parameters, token: twilio.authToken)
-        let arguments = ["report-delivery", Self.callbackURL, "--field", "MessageSid=\(sid)", "--field",
-                         "MessageStatus=delivered", "--socket", daemon.socket]
+        let signature = TwilioSignatureForTests.sign(
+            url: Self.callbackURL, parameters: parameters, token: twilio.authToken)
+        let arguments = [
+            "report-delivery", Self.callbackURL, "--field", "MessageSid=\(sid)", "--field",
+            "MessageStatus=delivered", "--socket", daemon.socket,
+        ]
         let accepted = try runProgram(Binaries.otpctl, arguments + ["--signature", signature])
         #expect(accepted.status == 0, "\(accepted.stderr)")
         #expect(accepted.stdout.contains("is now delivered"))

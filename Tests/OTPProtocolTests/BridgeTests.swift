@@ -4,7 +4,8 @@ import Testing
 @Suite("protobuf-c bridge")
 struct BridgeTests {
     @Test func envelopeRoundTrip() throws {
-        let request = Request(callId: .max, method: TwoFactorMethod.verify.rawValue, deadlineMs: 1500, payload: [0, 1, 2, 255])
+        let request = Request(
+            callId: .max, method: TwoFactorMethod.verify.rawValue, deadlineMs: 1500, payload: [0, 1, 2, 255])
         #expect(try Request(serialized: request.serialized()) == request)
         let response = Response(callId: 7, status: Status(code: 3, message: "bad"), payload: [9])
         #expect(try Response(serialized: response.serialized()) == response)
@@ -101,7 +102,9 @@ struct BridgeTests {
     }
 
     @Test func nonASCIIAndLargeStrings() throws {
-        for text in ["ü", "日本語", "🔐 emoji", String(repeating: "é", count: 30_000), String(repeating: "x", count: 65_000)] {
+        for text in [
+            "ü", "日本語", "🔐 emoji", String(repeating: "é", count: 30_000), String(repeating: "x", count: 65_000),
+        ] {
             let message = Status(code: 1, message: text)
             #expect(try Status(serialized: message.serialized()).message == text)
         }

@@ -20,7 +20,9 @@ struct DecoderFuzzReplayTests {
     @Test func committedSeedsIncludeTheHarnessSeeds() throws {
         let committed = Dictionary(uniqueKeysWithValues: try Self.committedSeeds().map { ($0.name, $0.bytes) })
         for seed in DecoderHarness.seeds() {
-            #expect(committed[seed.name] == seed.bytes, "Fuzz/seeds/\(seed.name) is stale: otpfuzz --write-seeds Fuzz/seeds")
+            #expect(
+                committed[seed.name] == seed.bytes, "Fuzz/seeds/\(seed.name) is stale: otpfuzz --write-seeds Fuzz/seeds"
+            )
         }
     }
 

@@ -46,7 +46,8 @@ struct EnvelopeTests {
         ]
         var random = SplitMix64(seed: 0x6f74_7064)
         let alphabet: [UInt8] = [
-            0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF,
+            0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5,
+            0xFF,
         ]
         for _ in 0..<20_000 {
             let count = Int(random.next() % 7)
@@ -67,7 +68,9 @@ struct EnvelopeTests {
         for method in TwoFactorMethod.allCases {
             let wire = Array(method.rawValue.utf8)
             #expect(wire.withUnsafeBytes { TwoFactorMethod(utf8: $0) } == method)
-            let nearMisses = [wire.dropLast(), wire + [0x78], [0x78] + wire.dropFirst(), wire.map { $0 == 0x2F ? 0x2E : $0 }]
+            let nearMisses = [
+                wire.dropLast(), wire + [0x78], [0x78] + wire.dropFirst(), wire.map { $0 == 0x2F ? 0x2E : $0 },
+            ]
             for near in nearMisses {
                 #expect(Array(near).withUnsafeBytes { TwoFactorMethod(utf8: $0) } == nil)
             }
@@ -96,4 +99,3 @@ struct EnvelopeTests {
         #expect(try Response(serialized: typed) == generic)
     }
 }
-

@@ -51,7 +51,11 @@ final class ProbeRouter: CallRouter {
             $0.started += 1
             $0.mostRunning = max($0.mostRunning, $0.running)
         }
-        defer { counters.withLock { $0.running -= 1; $0.returned += 1 } }
+        defer {
+            counters.withLock {
+                $0.running -= 1; $0.returned += 1
+            }
+        }
         let command = (try? VerifyRequest(serialized: payload))?.code.split(separator: ":") ?? []
         switch command.first {
         case "hold":
@@ -277,7 +281,9 @@ struct DeadlineTests {
             } while answer.error?.code == .invalidArgument
             #expect(answer.callId == 9)
             #expect(answer.error == nil)
-            #expect(try VerifyResponse(serialized: answer.payload).attemptsLeft == 2, "the late answer went to the new call")
+            #expect(
+                try VerifyResponse(serialized: answer.payload).attemptsLeft == 2, "the late answer went to the new call"
+            )
 
             // Nothing else was sent: the next frame is the answer to this Health call.
             await socket.send(callID: 10, .health)

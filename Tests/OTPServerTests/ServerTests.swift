@@ -85,7 +85,8 @@ struct ServerTests {
         let server = SocketServer(
             configuration: ServerConfiguration(listener: .path(path)), router: SlowRouter(),
             statistics: ConnectionStatistics(), logger: Logger(label: "test"))
-        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: Logger(label: "test")))
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: server)], logger: Logger(label: "test")))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             for _ in 0..<200 where !FileManager.default.fileExists(atPath: path) {

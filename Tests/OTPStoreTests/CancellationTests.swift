@@ -22,11 +22,12 @@ struct CancellationTests {
     private func openTable() throws -> (store: SQLiteStore, directory: String) {
         var template = Array("/tmp/otpd-cancel-XXXXXX".utf8CString)
         let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-        let migrations = Migration.all + [
-            Migration(
-                version: Migration.all.count + 1, summary: "test table",
-                sql: "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;")
-        ]
+        let migrations =
+            Migration.all + [
+                Migration(
+                    version: Migration.all.count + 1, summary: "test table",
+                    sql: "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;")
+            ]
         return (try SQLiteStore(path: directory + "/test.sqlite", migrations: migrations, logger: logger), directory)
     }
 
@@ -133,7 +134,9 @@ struct CancellationTests {
             var tasks: [Task<Void, any Error>] = []
             for i in 0..<count {
                 let task = Task {
-                    _ = try await store.write { db in try db.run("INSERT INTO items (name) VALUES (?)", [.text("n\(i)")]) }
+                    _ = try await store.write { db in
+                        try db.run("INSERT INTO items (name) VALUES (?)", [.text("n\(i)")])
+                    }
                 }
                 tasks.append(task)
                 group.addTask {

@@ -18,11 +18,12 @@ struct SQLiteStoreTests {
     }
 
     private func openTable(_ path: String) throws -> SQLiteStore {
-        let migrations = Migration.all + [
-            Migration(
-                version: Migration.all.count + 1, summary: "test table",
-                sql: "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;")
-        ]
+        let migrations =
+            Migration.all + [
+                Migration(
+                    version: Migration.all.count + 1, summary: "test table",
+                    sql: "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;")
+            ]
         return try SQLiteStore(path: path, migrations: migrations, logger: logger)
     }
 
@@ -31,14 +32,16 @@ struct SQLiteStoreTests {
     @Test func migration4KeepsTheRowsAndTheRules() async throws {
         let (directory, path) = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let old = try SQLiteStore(path: path, migrations: Array(Migration.all.prefix { $0.version <= 3 }), logger: logger)
+        let old = try SQLiteStore(
+            path: path, migrations: Array(Migration.all.prefix { $0.version <= 3 }), logger: logger)
         try await old.write { db in
             try db.run(
                 """
                 INSERT INTO accounts VALUES ('a1', '+14155550100', 1, NULL, NULL, 7, NULL, NULL, 'totp', 2, 1, NULL, 10, 20)
                 """)
             try db.run(
-                "INSERT INTO challenges VALUES ('c1', 'a1', 'change_phone', '+14155550100', zeroblob(32), 1, 2, 4, 'voided')")
+                "INSERT INTO challenges VALUES ('c1', 'a1', 'change_phone', '+14155550100', zeroblob(32), 1, 2, 4, 'voided')"
+            )
             try db.run("INSERT INTO proofs VALUES (zeroblob(32), 'a1', 'manage_factors', 99)")
             try db.run("INSERT INTO sms_sends VALUES (5, 'a1', '+14155550100', '1', 'login', 'c1', 3)")
         }
@@ -53,10 +56,14 @@ struct SQLiteStoreTests {
                 try db.query("SELECT * FROM proofs"), try db.query("SELECT * FROM sms_sends"),
             ]
         }
-        #expect(rows[0] == [[
-            .text("a1"), .text("+14155550100"), .integer(1), .null, .null, .integer(7), .null, .null, .text("totp"),
-            .integer(2), .integer(1), .null, .integer(10), .integer(20),
-        ]])
+        #expect(
+            rows[0] == [
+                [
+                    .text("a1"), .text("+14155550100"), .integer(1), .null, .null, .integer(7), .null, .null,
+                    .text("totp"),
+                    .integer(2), .integer(1), .null, .integer(10), .integer(20),
+                ]
+            ])
         #expect(rows[1].first?[2] == .text("change_phone") && rows[1].first?[8] == .text("voided"))
         #expect(rows[2].first?[2] == .text("manage_factors"))
         #expect(rows[3].first?[4] == .text("login"))
@@ -81,11 +88,12 @@ struct SQLiteStoreTests {
     @Test func theWALStaysBoundedUnderSustainedWrites() async throws {
         let (directory, path) = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let migrations = Migration.all + [
-            Migration(
-                version: Migration.all.count + 1, summary: "blobs",
-                sql: "CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT;")
-        ]
+        let migrations =
+            Migration.all + [
+                Migration(
+                    version: Migration.all.count + 1, summary: "blobs",
+                    sql: "CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT;")
+            ]
         let store = try SQLiteStore(path: path, migrations: migrations, walLimitBytes: 1 << 20, logger: logger)
         defer { store.close() }
         var largest: Int64 = 0
@@ -142,7 +150,9 @@ struct SQLiteStoreTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<2000 {
                 group.addTask {
-                    _ = try await store.write { db in try db.run("INSERT INTO items (name) VALUES (?)", [.text("item \(i)")]) }
+                    _ = try await store.write { db in
+                        try db.run("INSERT INTO items (name) VALUES (?)", [.text("item \(i)")])
+                    }
                 }
             }
             try await group.waitForAll()

@@ -1,7 +1,8 @@
 import Foundation
 import Logging
-@testable import OTPStore
 import Testing
+
+@testable import OTPStore
 
 /// The statements every Verify and StartChallenge runs, checked with SQLite's own planner: a
 /// temporary table (UPSERT and RETURNING make one per call) or a full scan on this path once
@@ -11,11 +12,13 @@ import Testing
 struct StatementPlanTests {
     /// Runs `body` on the writer connection of a fresh, fully migrated store in a temporary
     /// directory, which is removed afterwards.
-    static func onFreshStore<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+    static func onFreshStore<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T
+    {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("otpd-plan-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteStore(path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
+        let store = try SQLiteStore(
+            path: directory.appendingPathComponent("plan.sqlite").path, logger: Logger(label: "test"))
         defer { store.close() }
         return try await store.write(body)
     }
@@ -43,7 +46,8 @@ struct StatementPlanTests {
     /// prune reads only what it deletes.
     @Test func expiredRowsAreFoundThroughTheExpiryIndexes() async throws {
         let plans = try await Self.onFreshStore { connection in
-            try [SQLiteStoreTransaction.SQL.deleteExpiredChallenges, SQLiteStoreTransaction.SQL.deleteExpiredProofs].map {
+            try [SQLiteStoreTransaction.SQL.deleteExpiredChallenges, SQLiteStoreTransaction.SQL.deleteExpiredProofs].map
+            {
                 try connection.query("EXPLAIN QUERY PLAN " + $0).compactMap { $0.last?.text }.joined(separator: "; ")
             }
         }

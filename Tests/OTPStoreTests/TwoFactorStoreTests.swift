@@ -503,7 +503,8 @@ struct TwoFactorStoreTests {
                     try tx.account("alice") == nil, try tx.challenge(id: "c1") == nil,
                     try tx.takeProof(tokenHash: hash(1)) == nil,
                     try tx.events(accountID: nil, beforeID: nil, limit: 10).isEmpty,
-                    try tx.countAllSMSSends(since: time(-1), limit: 100), try tx.remainingBackupCodes(accountID: "alice")
+                    try tx.countAllSMSSends(since: time(-1), limit: 100),
+                    try tx.remainingBackupCodes(accountID: "alice")
                 )
             }
             #expect(left == (true, true, true, true, 0, 0))

@@ -142,7 +142,8 @@ struct LimitsAndFactorsTests {
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         let proof = try #require(try await f.issueManageProof("a"))
-        let enrollment = try await f.service.beginTOTPEnrollment(accountID: "a", label: "alice@shop.example", proof: .token(proof))
+        let enrollment = try await f.service.beginTOTPEnrollment(
+            accountID: "a", label: "alice@shop.example", proof: .token(proof))
         #expect(enrollment.otpauthURI.hasPrefix("otpauth://totp/otpd:alice@shop.example?secret="))
         #expect(try Base32.decode(enrollment.secretBase32).count == 20)
         let totp = try TOTP(secret: try Base32.decode(enrollment.secretBase32))
@@ -150,7 +151,8 @@ struct LimitsAndFactorsTests {
         #expect(!(try await f.service.status(accountID: "a").totpEnabled))
         let wrong = try await f.service.confirmTOTPEnrollment(accountID: "a", code: "000000")
         #expect(!wrong.success || totp.code(at: f.clock.now())!.text == "000000")
-        let confirmed = try await f.service.confirmTOTPEnrollment(accountID: "a", code: totp.code(at: f.clock.now())!.text)
+        let confirmed = try await f.service.confirmTOTPEnrollment(
+            accountID: "a", code: totp.code(at: f.clock.now())!.text)
         #expect(confirmed.success)
         #expect(confirmed.summary.totpEnabled)
 
@@ -186,8 +188,9 @@ struct LimitsAndFactorsTests {
         f.clock.advance(30)
         #expect(
             !(try await f.service.verify(
-                accountID: "a", purpose: .verifyPhone, code: totp.code(at: f.clock.now())!.text, challengeID: nil)
-                .success))
+                accountID: "a", purpose: .verifyPhone, code: totp.code(at: f.clock.now())!.text, challengeID: nil
+            )
+            .success))
     }
 
     @Test func changingTheNumberNeedsAProofAndTheNewNumberVerified() async throws {
@@ -200,13 +203,15 @@ struct LimitsAndFactorsTests {
         // A login code is not a change_phone proof.
         f.clock.advance(31)
         let login = try await f.challenge("a", .login)
-        let loginOutcome = try await f.service.verify(accountID: "a", purpose: .login, code: login.code, challengeID: login.id)
+        let loginOutcome = try await f.service.verify(
+            accountID: "a", purpose: .login, code: login.code, challengeID: login.id)
         #expect(loginOutcome.proofToken == nil)
 
         let change = try await f.challenge("a", .changePhone)
         #expect(f.sender.messages.last?.to.e164 == "+15551234567", "the change code goes to the current number")
         #expect(f.sender.messages.last?.body.contains("to change your phone number") == true)
-        let proven = try await f.service.verify(accountID: "a", purpose: .changePhone, code: change.code, challengeID: change.id)
+        let proven = try await f.service.verify(
+            accountID: "a", purpose: .changePhone, code: change.code, challengeID: change.id)
         let token = try #require(proven.proofToken)
         let pending = try await f.service.setPhone(accountID: "a", number: "+447700900123", proof: .token(token))
         #expect(pending.pending)
@@ -223,7 +228,8 @@ struct LimitsAndFactorsTests {
         #expect(f.sender.messages.last?.to.e164 == "+15551234567")
         let verify = try await f.challenge("a", .verifyPhone)
         #expect(f.sender.messages.last?.to.e164 == "+447700900123")
-        let replaced = try await f.service.verify(accountID: "a", purpose: .verifyPhone, code: verify.code, challengeID: verify.id)
+        let replaced = try await f.service.verify(
+            accountID: "a", purpose: .verifyPhone, code: verify.code, challengeID: verify.id)
         #expect(replaced.success)
         #expect(replaced.summary.phoneMasked == "+44******0123")
         #expect(replaced.summary.pendingPhoneMasked.isEmpty)
@@ -241,8 +247,10 @@ struct LimitsAndFactorsTests {
         } throws: { ($0 as? TwoFactorError)?.kind == .permissionDenied }
         f.clock.advance(31)
         let code = try await f.challenge("a", .disableFactor)
-        let proof = try await f.service.verify(accountID: "a", purpose: .disableFactor, code: code.code, challengeID: code.id)
-        let summary = try await f.service.disableFactor(accountID: "a", factor: .sms, proof: .token(try #require(proof.proofToken)))
+        let proof = try await f.service.verify(
+            accountID: "a", purpose: .disableFactor, code: code.code, challengeID: code.id)
+        let summary = try await f.service.disableFactor(
+            accountID: "a", factor: .sms, proof: .token(try #require(proof.proofToken)))
         #expect(!summary.smsEnabled)
         #expect(summary.phoneMasked.isEmpty)
         #expect(summary.pendingPhoneMasked.isEmpty)
@@ -286,7 +294,9 @@ struct LimitsAndFactorsTests {
         #expect(first.remaining == 9)
         #expect(!(try await f.service.redeemBackupCode(accountID: "a", code: set.codes[0]).success))
         for code in set.codes[1...6] {
-            #expect(try await f.service.redeemBackupCode(accountID: "a", code: code.replacingOccurrences(of: "-", with: "")).success)
+            #expect(
+                try await f.service.redeemBackupCode(accountID: "a", code: code.replacingOccurrences(of: "-", with: ""))
+                    .success)
         }
         let low = try await f.service.redeemBackupCode(accountID: "a", code: "  \(set.codes[7])  ")
         #expect(low.remaining == 2)
@@ -295,12 +305,15 @@ struct LimitsAndFactorsTests {
         #expect(kinds.contains(.backupCodesLow))
 
         // A backup code proves a lost phone's change; then regenerate voids the rest.
-        let pending = try await f.service.setPhone(accountID: "a", number: "+447700900123", proof: .backupCode(set.codes[8]))
+        let pending = try await f.service.setPhone(
+            accountID: "a", number: "+447700900123", proof: .backupCode(set.codes[8]))
         #expect(pending.pending)
         f.clock.advance(31)
         let manage = try await f.challenge("a", .manageFactors)
-        let proof = try await f.service.verify(accountID: "a", purpose: .manageFactors, code: manage.code, challengeID: manage.id)
-        let fresh = try await f.service.generateBackupCodes(accountID: "a", proof: .token(try #require(proof.proofToken)))
+        let proof = try await f.service.verify(
+            accountID: "a", purpose: .manageFactors, code: manage.code, challengeID: manage.id)
+        let fresh = try await f.service.generateBackupCodes(
+            accountID: "a", proof: .token(try #require(proof.proofToken)))
         #expect(!(try await f.service.redeemBackupCode(accountID: "a", code: set.codes[9]).success), "old set void")
         #expect(Set(fresh.codes).isDisjoint(with: set.codes))
         #expect(try await f.service.status(accountID: "a").backupCodesRemaining == 10)

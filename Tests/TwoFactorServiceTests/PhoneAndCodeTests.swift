@@ -81,12 +81,15 @@ struct PhoneAndCodeTests {
         f.clock.advance(60)
         let first = try await f.challenge("a", .login)
         f.clock.advance(299)
-        #expect(try await f.service.verify(accountID: "a", purpose: .login, code: first.code, challengeID: first.id).success)
+        #expect(
+            try await f.service.verify(accountID: "a", purpose: .login, code: first.code, challengeID: first.id).success
+        )
 
         f.clock.advance(60)
         let second = try await f.challenge("a", .login)
         f.clock.advance(300)
-        let late = try await f.service.verify(accountID: "a", purpose: .login, code: second.code, challengeID: second.id)
+        let late = try await f.service.verify(
+            accountID: "a", purpose: .login, code: second.code, challengeID: second.id)
         #expect(!late.success)
         let events = try await f.service.listEvents(accountID: "a", pageSize: 1, beforeID: nil).events
         #expect(events.first?.detail.contains("expired") == true)
@@ -100,11 +103,19 @@ struct PhoneAndCodeTests {
         f.clock.advance(60)
         let login = try await f.challenge("a", .login)
         // Another purpose, another account: refused.
-        #expect(!(try await f.service.verify(accountID: "a", purpose: .changePhone, code: login.code, challengeID: login.id).success))
-        #expect(!(try await f.service.verify(accountID: "b", purpose: .login, code: login.code, challengeID: login.id).success))
+        #expect(
+            !(try await f.service.verify(accountID: "a", purpose: .changePhone, code: login.code, challengeID: login.id)
+                .success))
+        #expect(
+            !(try await f.service.verify(accountID: "b", purpose: .login, code: login.code, challengeID: login.id)
+                .success))
         // The right one works, once.
-        #expect(try await f.service.verify(accountID: "a", purpose: .login, code: login.code, challengeID: login.id).success)
-        #expect(!(try await f.service.verify(accountID: "a", purpose: .login, code: login.code, challengeID: login.id).success))
+        #expect(
+            try await f.service.verify(accountID: "a", purpose: .login, code: login.code, challengeID: login.id).success
+        )
+        #expect(
+            !(try await f.service.verify(accountID: "a", purpose: .login, code: login.code, challengeID: login.id)
+                .success))
     }
 
     @Test func aNewCodeVoidsThePreviousOneButNotTheFailureCounter() async throws {
@@ -113,12 +124,19 @@ struct PhoneAndCodeTests {
         try await f.enrollPhone("a")
         f.clock.advance(60)
         let first = try await f.challenge("a", .login)
-        _ = try await f.service.verify(accountID: "a", purpose: .login, code: f.wrongCode(than: first.code), challengeID: first.id)
+        _ = try await f.service.verify(
+            accountID: "a", purpose: .login, code: f.wrongCode(than: first.code), challengeID: first.id)
         f.clock.advance(31)
         let second = try await f.challenge("a", .login)
-        #expect(try await f.service.status(accountID: "a").consecutiveFailures == 1, "a new code does not reset the counter")
-        #expect(!(try await f.service.verify(accountID: "a", purpose: .login, code: first.code, challengeID: first.id).success))
-        #expect(try await f.service.verify(accountID: "a", purpose: .login, code: second.code, challengeID: second.id).success)
+        #expect(
+            try await f.service.status(accountID: "a").consecutiveFailures == 1, "a new code does not reset the counter"
+        )
+        #expect(
+            !(try await f.service.verify(accountID: "a", purpose: .login, code: first.code, challengeID: first.id)
+                .success))
+        #expect(
+            try await f.service.verify(accountID: "a", purpose: .login, code: second.code, challengeID: second.id)
+                .success)
         #expect(try await f.service.status(accountID: "a").consecutiveFailures == 0, "a success does")
     }
 
@@ -136,12 +154,16 @@ struct PhoneAndCodeTests {
             left.append(outcome.attemptsLeft)
         }
         #expect(left == [4, 3, 2, 1, 0])
-        #expect(!(try await f.service.verify(accountID: "a", purpose: .login, code: login.code, challengeID: login.id).success))
+        #expect(
+            !(try await f.service.verify(accountID: "a", purpose: .login, code: login.code, challengeID: login.id)
+                .success))
     }
 
     /// docs/SECURITY.md §9: all refused the same way, all counted.
     @Test func malformedCodesAreFailedAttempts() async throws {
-        let f = try Fixture { $0.lockThreshold = 100; $0.attemptsPerChallenge = 20 }
+        let f = try Fixture {
+            $0.lockThreshold = 100; $0.attemptsPerChallenge = 20
+        }
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         f.clock.advance(60)
@@ -155,7 +177,8 @@ struct PhoneAndCodeTests {
             code + "0", "-" + String(code.dropFirst()), "1e5000", "0x1234",
         ]
         for input in inputs {
-            let outcome = try await f.service.verify(accountID: "a", purpose: .login, code: input, challengeID: login.id)
+            let outcome = try await f.service.verify(
+                accountID: "a", purpose: .login, code: input, challengeID: login.id)
             #expect(!outcome.success, "accepted \(input.debugDescription)")
         }
         #expect(try await f.service.status(accountID: "a").consecutiveFailures == inputs.count)
@@ -171,7 +194,8 @@ struct PhoneAndCodeTests {
         let mine = try await f.challenge("a", .login)
         let theirs = try await f.challenge("b", .login)
         let outcomes = [
-            try await f.service.verify(accountID: "a", purpose: .login, code: f.wrongCode(than: mine.code), challengeID: mine.id),
+            try await f.service.verify(
+                accountID: "a", purpose: .login, code: f.wrongCode(than: mine.code), challengeID: mine.id),
             try await f.service.verify(accountID: "a", purpose: .login, code: "12a456", challengeID: mine.id),
             try await f.service.verify(accountID: "a", purpose: .login, code: theirs.code, challengeID: theirs.id),
             try await f.service.verify(accountID: "a", purpose: .login, code: mine.code, challengeID: "ch_nope"),
@@ -207,7 +231,9 @@ struct PhoneAndCodeTests {
         f.sender.fail(with: nil)
         let sentBefore = f.sender.messages.count
         f.clock.advance(600)
-        await #expect(throws: TwoFactorError.self) { _ = try await f.service.startChallenge(accountID: "a", purpose: .login) }
+        await #expect(throws: TwoFactorError.self) {
+            _ = try await f.service.startChallenge(accountID: "a", purpose: .login)
+        }
         #expect(f.sender.messages.count == sentBefore)
         // A temporary failure is not remembered against the number.
         try await f.enrollPhone("b", "+447700900123")

@@ -1,7 +1,8 @@
 import Foundation
-@testable import OTPCore
 import OTPStore
 import Testing
+
+@testable import OTPCore
 
 /// The step-up table (docs/SECURITY.md, "Step-up"), walked through the domain service: every
 /// account state × every factor change × every kind of proof. The expected table below is
@@ -199,8 +200,10 @@ import Testing
             subject.totp = secret
         }
         if backup {
-            subject.backupCodes = try await f.service.generateBackupCodes(accountID: id, proof: grace.map { .token($0) })
-                .codes
+            subject.backupCodes = try await f.service.generateBackupCodes(
+                accountID: id, proof: grace.map { .token($0) }
+            )
+            .codes
         }
         if state == .backupOnly {
             // Codes made before the rule existed: written as an older otpd would have.

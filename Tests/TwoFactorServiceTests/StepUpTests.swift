@@ -1,7 +1,8 @@
 import Foundation
-@testable import OTPCore
 import OTPStore
 import Testing
+
+@testable import OTPCore
 
 /// The step-up rules around the table: the enrolment grace, what a first factor voids, the
 /// order of checks in SetPhone, the SMS pools, and uniform failures.
@@ -47,7 +48,8 @@ import Testing
                 accountID: "a", hashes: planted.map { f.keys.hashing.hash($0, accountID: "a") }, at: f.clock.now())
         }
         // They are the account's only factor: saving a number takes one of them as the proof.
-        _ = try await f.service.setPhone(accountID: "a", number: "+15551234567", proof: .backupCode(planted[0].formatted))
+        _ = try await f.service.setPhone(
+            accountID: "a", number: "+15551234567", proof: .backupCode(planted[0].formatted))
         let ticket = try await f.service.startChallenge(accountID: "a", purpose: .verifyPhone)
         let verified = try await f.service.verify(
             accountID: "a", purpose: .verifyPhone, code: f.sender.lastCode, challengeID: ticket.challengeID)
@@ -167,7 +169,8 @@ import Testing
         _ = try await f.service.generateBackupCodes(accountID: "known", proof: .token(grace))
         _ = try await f.service.verify(accountID: "known", purpose: .login, code: "000000", challengeID: nil)
         let known = try await f.service.verify(accountID: "known", purpose: .login, code: "000000", challengeID: nil)
-        let unknown = try await f.service.verify(accountID: "unknown", purpose: .login, code: "000000", challengeID: nil)
+        let unknown = try await f.service.verify(
+            accountID: "unknown", purpose: .login, code: "000000", challengeID: nil)
         #expect(known.success == unknown.success)
         #expect(known.attemptsLeft == unknown.attemptsLeft)
         #expect(known.lockedUntil == unknown.lockedUntil)
