@@ -138,6 +138,11 @@ let package = Package(
             ],
             path: "Tests/TwilioStandIn",
             swiftSettings: strictSettings),
+        // The test doubles the test targets share: a seeded random source, a manual clock, a
+        // temporary directory.
+        .target(
+            name: "OTPTestSupport", dependencies: ["OTPCore"], path: "Tests/OTPTestSupport",
+            swiftSettings: strictSettings),
         .testTarget(
             name: "OTPSMSTests",
             dependencies: ["OTPSMS", "OTPCore", "TwilioStandIn", .product(name: "Logging", package: "swift-log")],
@@ -146,26 +151,28 @@ let package = Package(
             name: "OTPProtocolTests", dependencies: ["OTPProtocol", "DecoderFuzzHarness"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "OTPCoreTests", dependencies: ["OTPCore"],
+            name: "OTPCoreTests", dependencies: ["OTPCore", "OTPTestSupport"],
             // The RFC 4226 and RFC 6238 test vectors, read from the source tree by the tests.
             exclude: ["Vectors"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "OTPStoreTests", dependencies: ["OTPStore", "OTPCore"],
+            name: "OTPStoreTests", dependencies: ["OTPStore", "OTPCore", "OTPTestSupport"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPServerTests",
             dependencies: [
+                "OTPTestSupport",
                 "OTPServer", "OTPClient", "OTPProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "TwoFactorServiceTests", dependencies: ["OTPCore", "OTPStore"],
+            name: "TwoFactorServiceTests", dependencies: ["OTPCore", "OTPStore", "OTPTestSupport"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "IntegrationTests", dependencies: ["OTPClient", "OTPProtocol", "OTPCore", "TwilioStandIn"],
+            name: "IntegrationTests",
+            dependencies: ["OTPClient", "OTPProtocol", "OTPCore", "TwilioStandIn", "OTPTestSupport"],
             swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]

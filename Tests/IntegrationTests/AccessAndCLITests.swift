@@ -1,5 +1,6 @@
 import Foundation
 import OTPClient
+import OTPTestSupport
 import Testing
 
 #if canImport(Glibc)

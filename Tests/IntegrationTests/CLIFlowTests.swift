@@ -1,5 +1,6 @@
 import Foundation
 import OTPClient
+import OTPTestSupport
 import Testing
 
 /// The product flow driven through the built `otpctl` binary against the real daemon: human

@@ -1,6 +1,7 @@
 import Foundation
 import OTPClient
 import OTPProtocol
+import OTPTestSupport
 import Testing
 
 /// The notification hook through the real daemon: a shell script as the command.

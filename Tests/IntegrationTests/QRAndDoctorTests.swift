@@ -1,4 +1,5 @@
 import Foundation
+import OTPTestSupport
 import Testing
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import Foundation
 import OTPClient
 import OTPCore
+import OTPTestSupport
 import Testing
 import TwilioStandIn
 

@@ -1,5 +1,6 @@
 import Foundation
 import OTPCore
+import OTPTestSupport
 import Testing
 
 @Suite("Clock")
@@ -16,7 +17,7 @@ struct ClockTests {
     func manualClock() {
         let clock = ManualClock(Date(timeIntervalSince1970: 1_000))
         #expect(clock.now() == Date(timeIntervalSince1970: 1_000))
-        clock.advance(by: 30)
+        clock.advance(30)
         #expect(clock.now() == Date(timeIntervalSince1970: 1_030))
     }
 }

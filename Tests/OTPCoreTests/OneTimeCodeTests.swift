@@ -1,4 +1,5 @@
 import OTPCore
+import OTPTestSupport
 import Testing
 
 @Suite("OneTimeCode")

@@ -1,5 +1,6 @@
 import Foundation
 import OTPCore
+import OTPTestSupport
 import Testing
 
 @Suite("TOTP (RFC 6238)")
@@ -60,10 +61,10 @@ struct TOTPTests {
         #expect(totp.verify(codes[2], at: clock.now(), window: 0) == current)
 
         // Anywhere inside the 30-second step gives the same answer.
-        clock.advance(by: 29 - Double(1_111_111_111 % 30))
+        clock.advance(29 - Double(1_111_111_111 % 30))
         #expect(totp.parameters.step(at: clock.now()) == current)
         #expect(totp.verify(codes[3], at: clock.now()) == current + 1)
-        clock.advance(by: 1)
+        clock.advance(1)
         #expect(totp.verify(codes[1], at: clock.now()) == nil, "now two steps behind")
     }
 
@@ -116,7 +117,7 @@ struct TOTPTests {
         #expect(!attempt(now), "reuse within the same step")
         #expect(!attempt(totp.code(forStep: current - 1)), "older step after a newer one")
         #expect(!attempt(totp.code(forStep: current + 2)), "two steps ahead")
-        clock.advance(by: 30)
+        clock.advance(30)
         #expect(attempt(try #require(totp.code(at: clock.now()))), "next step is fine")
         #expect(lastAccepted == current + 1)
     }

@@ -3,38 +3,6 @@ import OTPCore
 import Synchronization
 import Testing
 
-/// A deterministic RandomSource (SplitMix64) for reproducible tests. Not for production.
-final class SeededRandom: RandomSource {
-    private let state: Mutex<UInt64>
-
-    init(seed: UInt64) {
-        state = Mutex(seed)
-    }
-
-    private func next() -> UInt64 {
-        state.withLock { state in
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-        var index = 0
-        while index < buffer.count {
-            let word = next()
-            withUnsafeBytes(of: word) { bytes in
-                for byte in bytes where index < buffer.count {
-                    buffer[index] = byte
-                    index += 1
-                }
-            }
-        }
-    }
-}
-
 /// A RandomSource that hands out a fixed script of 64-bit words (as `nextUInt64` reads them)
 /// and counts how many were consumed; running past the end fails the test.
 final class ScriptedRandom: RandomSource {
@@ -57,21 +25,6 @@ final class ScriptedRandom: RandomSource {
             return state.words[state.used]
         }
         withUnsafeBytes(of: word) { buffer.copyMemory(from: $0) }
-    }
-}
-
-/// A clock the test sets and advances by hand.
-final class ManualClock: OTPClock {
-    private let current: Mutex<Date>
-
-    init(_ start: Date) {
-        current = Mutex(start)
-    }
-
-    func now() -> Date { current.withLock { $0 } }
-
-    func advance(by seconds: TimeInterval) {
-        current.withLock { $0 += seconds }
     }
 }
 

@@ -3,6 +3,7 @@ import Logging
 import OTPClient
 import OTPProtocol
 import OTPServer
+import OTPTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -29,8 +30,7 @@ struct AdministratorGateTests {
     private func withServer(
         admins: Set<UInt32>, _ body: (OTPClient, RecordingRouter) async throws -> Void
     ) async throws {
-        var template = Array("/tmp/otpd-srv-XXXXXX".utf8CString)
-        let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let directory = try TemporaryDirectory(prefix: "otpd-srv").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/s.sock"
         var configuration = ServerConfiguration(listener: .path(path))

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OTPProtocol
 import OTPServer
+import OTPTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -194,8 +195,7 @@ struct DeadlineTests {
     private func withServer(
         router: ProbeRouter, maximumInFlight: Int = 512, _ body: (String) async throws -> Void
     ) async throws {
-        var template = Array("/tmp/otpd-dl-XXXXXX".utf8CString)
-        let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let directory = try TemporaryDirectory(prefix: "otpd-dl").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/s.sock"
         var configuration = ServerConfiguration(listener: .path(path))

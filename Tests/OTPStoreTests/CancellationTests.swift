@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import OTPTestSupport
 import Synchronization
 import Testing
 
@@ -20,8 +21,7 @@ struct CancellationTests {
     let logger = Logger(label: "test")
 
     private func openTable() throws -> (store: SQLiteStore, directory: String) {
-        var template = Array("/tmp/otpd-cancel-XXXXXX".utf8CString)
-        let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let directory = try TemporaryDirectory(prefix: "otpd-cancel").path
         let migrations =
             Migration.all + [
                 Migration(

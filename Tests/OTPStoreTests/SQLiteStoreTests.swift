@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OTPStore
+import OTPTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -11,9 +12,8 @@ import Testing
 struct SQLiteStoreTests {
     let logger = Logger(label: "test")
 
-    private func temporaryPath() -> (directory: String, database: String) {
-        var template = Array("/tmp/otpd-store-XXXXXX".utf8CString)
-        let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    private func temporaryPath() throws -> (directory: String, database: String) {
+        let directory = try TemporaryDirectory(prefix: "otpd-store").path
         return (directory, directory + "/test.sqlite")
     }
 
@@ -30,7 +30,7 @@ struct SQLiteStoreTests {
     /// Migration 4 rebuilds four tables: a database written by version 3 keeps every row, and
     /// the rebuilt CHECKs still refuse what version 3 refused.
     @Test func migration4KeepsTheRowsAndTheRules() async throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let old = try SQLiteStore(
             path: path, migrations: Array(Migration.all.prefix { $0.version <= 3 }), logger: logger)
@@ -86,7 +86,7 @@ struct SQLiteStoreTests {
     /// With a 1 MiB limit and 48 MB written it stays at what arrives between two background
     /// passes (about 14 MB here); the bound leaves room for a slower machine.
     @Test func theWALStaysBoundedUnderSustainedWrites() async throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let migrations =
             Migration.all + [
@@ -124,7 +124,7 @@ struct SQLiteStoreTests {
     }
 
     @Test func pragmasAndSchemaVersion() async throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try SQLiteStore(path: path, logger: logger)
         #expect(store.schemaVersion == Migration.all.last!.version)
@@ -144,7 +144,7 @@ struct SQLiteStoreTests {
     /// Many concurrent writers share commits: every write is there afterwards, and there were
     /// fewer commits than writes.
     @Test func concurrentWritesShareCommits() async throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openTable(path)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -172,7 +172,7 @@ struct SQLiteStoreTests {
 
     /// A body that throws is rolled back alone; the others of its batch commit.
     @Test func aFailingWriteDoesNotTouchItsBatch() async throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openTable(path)
         struct Refused: Error {}
@@ -202,7 +202,7 @@ struct SQLiteStoreTests {
     }
 
     @Test func constraintViolationsAreReportedAsSuch() async throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openTable(path)
         _ = try await store.write { db in try db.run("INSERT INTO items (name) VALUES ('a')") }
@@ -215,7 +215,7 @@ struct SQLiteStoreTests {
     }
 
     @Test func aCorruptFileIsRefused() throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         // A valid database whose pages are then overwritten in the middle.
         do {
@@ -234,7 +234,7 @@ struct SQLiteStoreTests {
     }
 
     @Test func aNewerSchemaIsRefused() throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openTable(path)
         store.close()
@@ -246,7 +246,7 @@ struct SQLiteStoreTests {
     }
 
     @Test func migrationsAreAppliedOnceAndInOrder() async throws {
-        let (directory, path) = temporaryPath()
+        let (directory, path) = try temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let first = try openTable(path)
         _ = try await first.write { db in try db.run("INSERT INTO items (name) VALUES ('kept')") }

@@ -1,6 +1,7 @@
 import Foundation
 import OTPCore
 import OTPStore
+import OTPTestSupport
 import Testing
 
 /// A call whose caller stopped waiting (deadline passed, connection closed).

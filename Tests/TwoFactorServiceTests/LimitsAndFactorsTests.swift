@@ -1,5 +1,6 @@
 import Foundation
 import OTPCore
+import OTPTestSupport
 import Testing
 
 @Suite("lockout, SMS budgets, authenticator, phone change, backup codes")

@@ -1,6 +1,7 @@
 import Foundation
 import OTPCore
 import OTPStore
+import OTPTestSupport
 import Synchronization
 import Testing
 

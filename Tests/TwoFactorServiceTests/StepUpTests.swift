@@ -1,5 +1,6 @@
 import Foundation
 import OTPStore
+import OTPTestSupport
 import Testing
 
 @testable import OTPCore

@@ -2,38 +2,9 @@ import Foundation
 import Logging
 import OTPCore
 import OTPStore
+import OTPTestSupport
 import Synchronization
 import Testing
-
-/// A clock the test moves by hand.
-final class ManualClock: OTPClock {
-    private let current: Mutex<Date>
-
-    init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) { current = Mutex(start) }
-
-    func now() -> Date { current.withLock { $0 } }
-
-    func advance(_ seconds: TimeInterval) { current.withLock { $0 = $0.addingTimeInterval(seconds) } }
-}
-
-/// A deterministic random source (SplitMix64), so failures reproduce.
-final class SeededRandom: RandomSource {
-    private let state: Mutex<UInt64>
-
-    init(seed: UInt64 = 0x5EED) { state = Mutex(seed) }
-
-    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
-        state.withLock { state in
-            for i in 0..<buffer.count {
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                buffer[i] = UInt8(truncatingIfNeeded: z ^ (z >> 31))
-            }
-        }
-    }
-}
 
 /// Captures messages instead of sending them; can be told to fail.
 final class RecordingSender: SMSSender {
@@ -84,8 +55,7 @@ struct Fixture {
     let keys: DaemonKeys
 
     init(configure: (inout TwoFactorPolicy) -> Void = { _ in }) throws {
-        var template = Array("/tmp/otpd-svc-XXXXXX".utf8CString)
-        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        directory = try TemporaryDirectory(prefix: "otpd-svc").path
         database = try SQLiteStore(path: directory + "/test.sqlite", logger: Logger(label: "test"))
         keys = try DaemonKeys(masterKey: (0..<32).map { UInt8($0 + 1) })
         var policy = TwoFactorPolicy()

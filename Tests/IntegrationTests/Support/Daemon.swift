@@ -1,5 +1,6 @@
 import Foundation
 import OTPClient
+import OTPTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -24,23 +25,6 @@ enum Binaries {
 
     static var otpd: String { directory.appendingPathComponent("otpd").path }
     static var otpctl: String { directory.appendingPathComponent("otpctl").path }
-}
-
-/// A temporary directory removed by `remove()`.
-struct TemporaryDirectory: Sendable {
-    let path: String
-
-    init() throws {
-        // Short paths: a Unix socket path must fit in 107 bytes.
-        var template = Array("/tmp/otpd-test-XXXXXX".utf8CString)
-        let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard let result else { throw POSIXError(.EIO) }
-        path = String(cString: result)
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
 /// The real `otpd` binary, started on a temporary socket, database and key.
