@@ -204,42 +204,46 @@ public struct DeliveryRecord: Sendable, Equatable {
     }
 }
 
-/// The operations of one transaction. Everything done through one transaction object is
-/// atomic and isolated from every other transaction: it commits whole or not at all, durably
-/// before the caller hears of it.
-public protocol StoreTransaction {
+/// The account rows: each account's factors, failure counter and lock.
+public protocol AccountStorage {
     func account(_ id: String) throws -> AccountRecord?
     /// Inserts or replaces the account row.
     func saveAccount(_ account: AccountRecord) throws
     /// Removes the account and its challenges, proofs and backup codes (events stay).
     func deleteAccountData(_ id: String) throws
+    /// Adds one to the daemon-wide count of verifications for accounts that do not exist.
+    func countUnknownAccountAttempt() throws
+}
 
+/// Codes sent by SMS (challenges) and the single-use proofs that verified codes earn.
+public protocol ChallengeStorage {
     func insertChallenge(_ challenge: ChallengeRecord) throws
     func challenge(id: String) throws -> ChallengeRecord?
     func updateChallenge(id: String, state: ChallengeState, attemptsLeft: Int) throws
     /// Voids the account's active challenges of `purpose` (every purpose when nil).
     func voidActiveChallenges(accountID: String, purpose: CodePurpose?) throws
+    /// Challenges that expired before `expiredBefore`, at most `limit`; returns how many.
+    func deleteChallenges(expiredBefore: Date, limit: Int) throws -> Int
 
     func insertProof(_ proof: ProofRecord) throws
     /// Removes and returns the proof with this token hash (single use), or nil.
     func takeProof(tokenHash: [UInt8]) throws -> ProofRecord?
+    /// Proofs that expired before `expiredBefore`, at most `limit`; returns how many.
+    func deleteProofs(expiredBefore: Date, limit: Int) throws -> Int
+}
 
-    /// Appends an event and returns its id.
-    @discardableResult
-    func appendEvent(_ event: EventRecord) throws -> Int64
-    /// Events newest first: of one account (or all when nil), with ids below `beforeID`.
-    func events(accountID: String?, beforeID: Int64?, limit: Int) throws -> [EventRecord]
-    /// Events of `kinds` with ids in `afterID+1 ... throughID`, oldest first, at most `limit`
-    /// (for the notification hook).
-    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws -> [EventRecord]
-    /// The newest event's id, 0 when there is none.
-    func lastEventID() throws -> Int64
-    /// Adds one to the daemon-wide count of verifications for accounts that do not exist.
-    func countUnknownAccountAttempt() throws
-    /// The id of the last event the notification hook has handled, nil before its first run.
-    func notificationCursor() throws -> Int64?
-    func setNotificationCursor(_ id: Int64) throws
+/// Backup codes, by keyed hash.
+public protocol BackupCodeStorage {
+    /// Replaces the account's backup codes with a new set (the old set is void at once).
+    func replaceBackupCodes(accountID: String, hashes: [[UInt8]], at: Date) throws
+    /// Marks the unused code with this hash used. True only for the one call that changed the
+    /// row (a conditional update whose affected-row count decides).
+    func consumeBackupCode(accountID: String, hash: [UInt8], at: Date) throws -> Bool
+    func remainingBackupCodes(accountID: String) throws -> Int
+}
 
+/// The record of texts sent, for the SMS budgets.
+public protocol SMSBudgetStorage {
     /// The account's SMS sends since `since`, newest first.
     func smsSends(accountID: String, since: Date) throws -> [SMSSendRecord]
     /// Sends to `phone` in `pool` since `since`, counted up to `limit` (the count stops
@@ -250,17 +254,30 @@ public protocol StoreTransaction {
     func recordSMSSend(_ send: SMSSendRecord) throws
     /// Forgets sends older than `before` (they no longer count toward any budget).
     func pruneSMSSends(before: Date) throws
+}
 
-    // Pruning: each deletes at most `limit` rows and returns how many it deleted.
-    /// Challenges that expired before `expiredBefore`.
-    func deleteChallenges(expiredBefore: Date, limit: Int) throws -> Int
-    /// Proofs that expired before `expiredBefore`.
-    func deleteProofs(expiredBefore: Date, limit: Int) throws -> Int
-    /// The oldest events, as far as they were recorded before `before`.
+/// The audit trail and the notification hook's position in it.
+public protocol EventStorage {
+    /// Appends an event and returns its id.
+    @discardableResult
+    func appendEvent(_ event: EventRecord) throws -> Int64
+    /// Events newest first: of one account (or all when nil), with ids below `beforeID`.
+    func events(accountID: String?, beforeID: Int64?, limit: Int) throws -> [EventRecord]
+    /// Events of `kinds` with ids in `afterID+1 ... throughID`, oldest first, at most `limit`
+    /// (for the notification hook).
+    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws -> [EventRecord]
+    /// The newest event's id, 0 when there is none.
+    func lastEventID() throws -> Int64
+    /// The id of the last event the notification hook has handled, nil before its first run.
+    func notificationCursor() throws -> Int64?
+    func setNotificationCursor(_ id: Int64) throws
+    /// The oldest events, as far as they were recorded before `before`, at most `limit`;
+    /// returns how many.
     func deleteEvents(before: Date, limit: Int) throws -> Int
-    /// The oldest delivery records, as far as they were created before `before`.
-    func deleteDeliveries(before: Date, limit: Int) throws -> Int
+}
 
+/// The delivery log of texts handed to a provider, and the numbers it refused.
+public protocol DeliveryStorage {
     /// Appends a delivery log record and returns its id.
     @discardableResult
     func insertDelivery(_ delivery: DeliveryRecord) throws -> Int64
@@ -274,14 +291,19 @@ public protocol StoreTransaction {
     func markUndeliverable(phone: PhoneNumber, errorCode: Int?, at: Date) throws
     /// When `phone` was last found unable to receive texts, and the provider's code.
     func undeliverable(phone: PhoneNumber) throws -> (at: Date, errorCode: Int?)?
-
-    /// Replaces the account's backup codes with a new set (the old set is void at once).
-    func replaceBackupCodes(accountID: String, hashes: [[UInt8]], at: Date) throws
-    /// Marks the unused code with this hash used. True only for the one call that changed the
-    /// row (a conditional update whose affected-row count decides).
-    func consumeBackupCode(accountID: String, hash: [UInt8], at: Date) throws -> Bool
-    func remainingBackupCodes(accountID: String) throws -> Int
+    /// The oldest delivery records, as far as they were created before `before`, at most
+    /// `limit`; returns how many.
+    func deleteDeliveries(before: Date, limit: Int) throws -> Int
 }
+
+/// The operations of one transaction, by role. Everything done through one transaction object
+/// is atomic and isolated from every other transaction: it commits whole or not at all,
+/// durably before the caller hears of it. A store implements every role for one transaction,
+/// so a rule that reads an account and writes a challenge, an event and a budget row holds as
+/// one step.
+public protocol StoreTransaction:
+    AccountStorage, ChallengeStorage, BackupCodeStorage, SMSBudgetStorage, EventStorage, DeliveryStorage
+{}
 
 /// Durable storage for the domain. Transactions are serialized: no two bodies run at once, so
 /// a body's reads and writes form one atomic step (counters, single use, replay checks).

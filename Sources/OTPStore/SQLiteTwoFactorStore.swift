@@ -98,371 +98,12 @@ final class SQLiteStoreTransaction: StoreTransaction {
         }
     }
 
-    // MARK: Accounts
-
-    func account(_ id: String) throws(StoreError) -> AccountRecord? {
-        try perform { db throws(StoreError) in
-            guard let row = try db.query(SQL.selectAccount, [try bind(id)]).first else { return nil }
-            return try Self.decodeAccount(row)
-        }
-    }
-
-    func saveAccount(_ account: AccountRecord) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            let totpLastStep: SQLValue
-            if let step = account.totpLastStep {
-                guard let value = Int64(exactly: step) else {
-                    throw StoreError(kind: .constraint, message: "accounts.totp_last_step is out of range")
-                }
-                totpLastStep = .integer(value)
-            } else {
-                totpLastStep = .null
-            }
-            let parameters: [SQLValue] = [
-                try bind(account.id),
-                try bind(account.phone?.e164),
-                .integer(account.phoneVerified ? 1 : 0),
-                try bind(account.pendingPhone?.e164),
-                try bind(account.totpSecretSealed, column: "accounts.totp_secret"),
-                totpLastStep,
-                try bind(account.pendingTotpSealed, column: "accounts.pending_totp"),
-                try bind(account.pendingTotpExpiresAt),
-                try bind(account.preferred?.rawValue),
-                .integer(Int64(account.consecutiveFailures)),
-                .integer(Int64(account.lockCount)),
-                try bind(account.lockedUntil),
-                try bind(account.createdAt),
-                try bind(account.updatedAt),
-            ]
-            // UPDATE, then INSERT when there was nothing to update: an UPSERT would make SQLite
-            // build a temporary table on every call (a third of the writer's time under load).
-            if try db.run(SQL.updateAccount, parameters) == 0 {
-                try db.run(SQL.insertAccount, parameters)
-            }
-        }
-    }
-
-    func deleteAccountData(_ id: String) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            let parameters = [try bind(id)]
-            try db.run("DELETE FROM challenges WHERE account_id = ?", parameters)
-            try db.run("DELETE FROM proofs WHERE account_id = ?", parameters)
-            try db.run("DELETE FROM backup_codes WHERE account_id = ?", parameters)
-            try db.run("DELETE FROM accounts WHERE id = ?", parameters)
-        }
-    }
-
-    // MARK: Challenges
-
-    func insertChallenge(_ challenge: ChallengeRecord) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            try db.run(
-                SQL.insertChallenge,
-                [
-                    try bind(challenge.id),
-                    try bind(challenge.accountID),
-                    .text(challenge.purpose.rawValue),
-                    .text(challenge.destination.e164),
-                    try bind(challenge.codeHash, column: "challenges.code_hash"),
-                    try bind(challenge.createdAt),
-                    try bind(challenge.expiresAt),
-                    .integer(Int64(challenge.attemptsLeft)),
-                    .text(challenge.state.rawValue),
-                ])
-        }
-    }
-
-    func challenge(id: String) throws(StoreError) -> ChallengeRecord? {
-        try perform { db throws(StoreError) in
-            guard let row = try db.query(SQL.selectChallenge, [try bind(id)]).first else { return nil }
-            return try Self.decodeChallenge(row)
-        }
-    }
-
-    /// Throws (kind `.other`) when no challenge has this id, so a lost decrement never passes
-    /// unnoticed.
-    func updateChallenge(id: String, state: ChallengeState, attemptsLeft: Int) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            let changed = try db.run(
-                SQL.updateChallenge,
-                [.text(state.rawValue), .integer(Int64(attemptsLeft)), try bind(id)])
-            guard changed == 1 else {
-                throw StoreError(kind: .other, message: "no challenge to update with the given id")
-            }
-        }
-    }
-
-    func voidActiveChallenges(accountID: String, purpose: CodePurpose?) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            if let purpose {
-                try db.run(
-                    SQL.voidChallengesOfPurpose,
-                    [try bind(accountID), .text(purpose.rawValue)])
-            } else {
-                try db.run(
-                    SQL.voidChallenges,
-                    [try bind(accountID)])
-            }
-        }
-    }
-
-    // MARK: Proofs
-
-    func insertProof(_ proof: ProofRecord) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            try db.run(
-                "INSERT INTO proofs (token_hash, account_id, purpose, expires_at) VALUES (?, ?, ?, ?)",
-                [
-                    try bind(proof.tokenHash, column: "proofs.token_hash"),
-                    try bind(proof.accountID),
-                    .text(proof.purpose.rawValue),
-                    try bind(proof.expiresAt),
-                ])
-        }
-    }
-
-    func takeProof(tokenHash: [UInt8]) throws(StoreError) -> ProofRecord? {
-        try perform { db throws(StoreError) in
-            guard !tokenHash.isEmpty else { return nil }
-            // Read, then delete, in this transaction (one writer: nothing runs in between).
-            let rows = try db.query(SQL.selectProof, [.blob(tokenHash)])
-            guard let row = rows.first else { return nil }
-            var reader = RowReader(row, table: "proofs")
-            let proof = ProofRecord(
-                tokenHash: try reader.blob("token_hash"),
-                accountID: try reader.text("account_id"),
-                purpose: try reader.enumeration("purpose", CodePurpose.self),
-                expiresAt: try reader.date("expires_at"))
-            guard try db.run(SQL.deleteProof, [.blob(tokenHash)]) == 1 else {
-                throw StoreError(kind: .other, message: "a proof vanished while it was being taken")
-            }
-            return proof
-        }
-    }
-
-    // MARK: Events
-
-    @discardableResult
-    func appendEvent(_ event: EventRecord) throws(StoreError) -> Int64 {
-        try perform { db throws(StoreError) in
-            try db.insert(
-                SQL.insertEvent,
-                [
-                    try bind(event.accountID), .text(event.kind.rawValue), .text(event.outcome.rawValue),
-                    try bind(event.detail),
-                    try bind(event.destinationMasked), try bind(event.at),
-                ])
-        }
-    }
-
-    /// `limit` is clamped to 1...1000.
-    func events(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [EventRecord] {
-        try perform { db throws(StoreError) in
-            try Self.newestFirst(db, select: SQL.selectEvents, accountID: accountID, beforeID: beforeID, limit: limit)
-                .map(Self.decodeEvent)
-        }
-    }
-
-    /// Oldest first; `limit` is clamped to 1...1000. The kinds are matched inside SQLite, so
-    /// the events skipped cost no decoding.
-    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws(StoreError) -> [EventRecord]
-    {
-        try perform { db throws(StoreError) in
-            guard !kinds.isEmpty else { return [] }
-            var parameters: [SQLValue] = [.integer(afterID), .integer(throughID)]
-            for kind in kinds.map(\.rawValue).sorted() { parameters.append(.text(kind)) }
-            parameters.append(.integer(Int64(min(max(limit, 1), 1000))))
-            let placeholders = Array(repeating: "?", count: kinds.count).joined(separator: ", ")
-            return try db.query(
-                SQL.selectEvents + " WHERE id > ? AND id <= ? AND kind IN (\(placeholders)) ORDER BY id LIMIT ?",
-                parameters
-            ).map(Self.decodeEvent)
-        }
-    }
-
-    func lastEventID() throws(StoreError) -> Int64 {
-        try perform { db throws(StoreError) in try db.scalar("SELECT coalesce(max(id), 0) FROM events") ?? 0 }
-    }
-
-    func countUnknownAccountAttempt() throws(StoreError) {
-        try perform { db throws(StoreError) in
-            if try db.run(SQL.incrementUnknownAccountAttempts) == 0 {
-                try db.run(SQL.insertMeta, [.text("unknown_account_attempts"), .text("1")])
-            }
-        }
-    }
-
-    func notificationCursor() throws(StoreError) -> Int64? {
-        try perform { db throws(StoreError) in
-            guard let text = try db.query(SQL.selectMeta, [.text("notify_cursor")]).first?.first?.text else {
-                return nil
-            }
-            guard let value = Int64(text) else {
-                throw StoreError(kind: .corrupt, message: "daemon_meta.notify_cursor is not a number")
-            }
-            return value
-        }
-    }
-
-    func setNotificationCursor(_ id: Int64) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            if try db.run(SQL.updateMeta, [.text(String(id)), .text("notify_cursor")]) == 0 {
-                try db.run(SQL.insertMeta, [.text("notify_cursor"), .text(String(id))])
-            }
-        }
-    }
-
-    /// The rows of `select` (a query over a table with `id` and `account_id`) newest first:
-    /// of one account or all, with ids below `beforeID`; `limit` is clamped to 1...1000. Every
-    /// shape is a fixed SQL text, so each stays a cached prepared statement.
-    static func newestFirst(
-        _ db: SQLiteConnection, select: String, accountID: String?, beforeID: Int64?, limit: Int
-    ) throws(StoreError) -> [[SQLValue]] {
-        let limit = Int64(min(max(limit, 1), 1000))
-        switch (accountID, beforeID) {
-        case (let accountID?, let beforeID?):
-            return try db.query(
-                select + " WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                [try bind(accountID), .integer(beforeID), .integer(limit)])
-        case (let accountID?, nil):
-            return try db.query(
-                select + " WHERE account_id = ? ORDER BY id DESC LIMIT ?", [try bind(accountID), .integer(limit)])
-        case (nil, let beforeID?):
-            return try db.query(
-                select + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
-        case (nil, nil):
-            return try db.query(select + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
-        }
-    }
-
-    // MARK: SMS sends
-
-    /// Sends at or after `since`, newest first.
-    func smsSends(accountID: String, since: Date) throws(StoreError) -> [SMSSendRecord] {
-        try perform { db throws(StoreError) in
-            let rows = try db.query(
-                """
-                SELECT account_id, phone, purpose, challenge_id, at FROM sms_sends
-                WHERE account_id = ? AND at >= ? ORDER BY at DESC, id DESC
-                """,
-                [try bind(accountID), try bind(since)])
-            return try rows.map(Self.decodeSMSSend)
-        }
-    }
-
-    /// Sends to `phone` from `pool` at or after `since`. The index finds the number's sends
-    /// of the last day; the pool is a filter on those (both pools are bounded by budgets).
-    func countSMSSends(phone: PhoneNumber, pool: SMSPool, since: Date, limit: Int) throws(StoreError) -> Int {
-        try perform { db throws(StoreError) in
-            try Self.count(
-                db,
-                """
-                SELECT count(*) FROM (SELECT 1 FROM sms_sends
-                WHERE phone = ? AND at >= ? AND (purpose = 'verify_phone') = ? LIMIT ?)
-                """,
-                [
-                    .text(phone.e164), try bind(since), .integer(pool == .verification ? 1 : 0),
-                    .integer(Int64(max(0, limit))),
-                ])
-        }
-    }
-
-    /// Sends to numbers of `countryCallingCode` at or after `since`.
-    func countSMSSends(countryCallingCode: String, since: Date, limit: Int) throws(StoreError) -> Int {
-        try perform { db throws(StoreError) in
-            try Self.count(
-                db, "SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE country_code = ? AND at >= ? LIMIT ?)",
-                [try bind(countryCallingCode), try bind(since), .integer(Int64(max(0, limit)))])
-        }
-    }
-
-    /// All sends at or after `since`.
-    func countAllSMSSends(since: Date, limit: Int) throws(StoreError) -> Int {
-        try perform { db throws(StoreError) in
-            try Self.count(
-                db, "SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE at >= ? LIMIT ?)",
-                [try bind(since), .integer(Int64(max(0, limit)))])
-        }
-    }
-
-    func recordSMSSend(_ send: SMSSendRecord) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            try db.run(
-                """
-                INSERT INTO sms_sends (account_id, phone, country_code, purpose, challenge_id, at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    try bind(send.accountID), .text(send.phone.e164), .text(send.phone.countryCallingCode),
-                    .text(send.purpose.rawValue), try bind(send.challengeID), try bind(send.at),
-                ])
-        }
-    }
-
-    /// Deletes sends strictly before `before`.
-    func pruneSMSSends(before: Date) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            try db.run("DELETE FROM sms_sends WHERE at < ?", [try bind(before)])
-        }
-    }
-
-    // MARK: Pruning (bounded batches, each through an index: never a scan of a whole table)
-
-    func deleteChallenges(expiredBefore: Date, limit: Int) throws(StoreError) -> Int {
-        try perform { db throws(StoreError) in
-            try db.run(SQL.deleteExpiredChallenges, [try bind(expiredBefore), .integer(Int64(limit))])
-        }
-    }
-
-    func deleteProofs(expiredBefore: Date, limit: Int) throws(StoreError) -> Int {
-        try perform { db throws(StoreError) in
-            try db.run(SQL.deleteExpiredProofs, [try bind(expiredBefore), .integer(Int64(limit))])
-        }
-    }
-
-    func deleteEvents(before: Date, limit: Int) throws(StoreError) -> Int {
-        try perform { db throws(StoreError) in
-            try db.run(SQL.deleteOldEvents, [.integer(Int64(limit)), try bind(before)])
-        }
-    }
-
-    // MARK: Backup codes
-
-    func replaceBackupCodes(accountID: String, hashes: [[UInt8]], at: Date) throws(StoreError) {
-        try perform { db throws(StoreError) in
-            let account = try bind(accountID)
-            let createdAt = try bind(at)
-            try db.run("DELETE FROM backup_codes WHERE account_id = ?", [account])
-            for hash in hashes {
-                try db.run(
-                    "INSERT INTO backup_codes (account_id, code_hash, created_at, used_at) VALUES (?, ?, ?, NULL)",
-                    [account, try bind(hash, column: "backup_codes.code_hash"), createdAt])
-            }
-        }
-    }
-
-    /// One conditional update; true only when it changed exactly one row (docs/SECURITY.md §7).
-    func consumeBackupCode(accountID: String, hash: [UInt8], at: Date) throws(StoreError) -> Bool {
-        try perform { db throws(StoreError) in
-            guard !hash.isEmpty else { return false }
-            let changed = try db.run(
-                "UPDATE backup_codes SET used_at = ? WHERE account_id = ? AND code_hash = ? AND used_at IS NULL",
-                [try bind(at), try bind(accountID), .blob(hash)])
-            return changed == 1
-        }
-    }
-
-    func remainingBackupCodes(accountID: String) throws(StoreError) -> Int {
-        try perform { db throws(StoreError) in
-            try Self.count(
-                db, "SELECT count(*) FROM backup_codes WHERE account_id = ? AND used_at IS NULL",
-                [try bind(accountID)])
-        }
-    }
+    // The operations, by role: SQLiteTwoFactorStore+Accounts, +Challenges, +BackupCodes,
+    // +Budgets, +Events, +Deliveries.
 
     // MARK: Decoding
 
-    private static func decodeAccount(_ row: [SQLValue]) throws(StoreError) -> AccountRecord {
+    static func decodeAccount(_ row: [SQLValue]) throws(StoreError) -> AccountRecord {
         var reader = RowReader(row, table: "accounts")
         var account = AccountRecord(id: try reader.text("id"), now: Date(timeIntervalSince1970: 0))
         account.phone = try reader.optionalPhone("phone")
@@ -481,7 +122,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
         return account
     }
 
-    private static func decodeEvent(_ row: [SQLValue]) throws(StoreError) -> EventRecord {
+    static func decodeEvent(_ row: [SQLValue]) throws(StoreError) -> EventRecord {
         var reader = RowReader(row, table: "events")
         return EventRecord(
             id: try reader.integer("id"),
@@ -493,7 +134,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
             at: try reader.date("at"))
     }
 
-    private static func decodeSMSSend(_ row: [SQLValue]) throws(StoreError) -> SMSSendRecord {
+    static func decodeSMSSend(_ row: [SQLValue]) throws(StoreError) -> SMSSendRecord {
         var reader = RowReader(row, table: "sms_sends")
         return SMSSendRecord(
             accountID: try reader.text("account_id"),
@@ -503,7 +144,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
             at: try reader.date("at"))
     }
 
-    private static func decodeChallenge(_ row: [SQLValue]) throws(StoreError) -> ChallengeRecord {
+    static func decodeChallenge(_ row: [SQLValue]) throws(StoreError) -> ChallengeRecord {
         var reader = RowReader(row, table: "challenges")
         return ChallengeRecord(
             id: try reader.text("id"),
@@ -517,7 +158,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
             state: try reader.enumeration("state", ChallengeState.self))
     }
 
-    private static func count(_ db: SQLiteConnection, _ sql: String, _ parameters: [SQLValue]) throws(StoreError)
+    static func count(_ db: SQLiteConnection, _ sql: String, _ parameters: [SQLValue]) throws(StoreError)
         -> Int
     {
         guard let value = try db.scalar(sql, parameters), let count = Int(exactly: value), count >= 0 else {

@@ -1,0 +1,96 @@
+internal import Foundation
+internal import OTPCore
+
+/// The audit trail and the notification cursor (`EventStorage`).
+extension SQLiteStoreTransaction {
+    @discardableResult
+    func appendEvent(_ event: EventRecord) throws(StoreError) -> Int64 {
+        try perform { db throws(StoreError) in
+            try db.insert(
+                SQL.insertEvent,
+                [
+                    try bind(event.accountID), .text(event.kind.rawValue), .text(event.outcome.rawValue),
+                    try bind(event.detail),
+                    try bind(event.destinationMasked), try bind(event.at),
+                ])
+        }
+    }
+
+    /// `limit` is clamped to 1...1000.
+    func events(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [EventRecord] {
+        try perform { db throws(StoreError) in
+            try Self.newestFirst(db, select: SQL.selectEvents, accountID: accountID, beforeID: beforeID, limit: limit)
+                .map(Self.decodeEvent)
+        }
+    }
+
+    /// Oldest first; `limit` is clamped to 1...1000. The kinds are matched inside SQLite, so
+    /// the events skipped cost no decoding.
+    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws(StoreError) -> [EventRecord]
+    {
+        try perform { db throws(StoreError) in
+            guard !kinds.isEmpty else { return [] }
+            var parameters: [SQLValue] = [.integer(afterID), .integer(throughID)]
+            for kind in kinds.map(\.rawValue).sorted() { parameters.append(.text(kind)) }
+            parameters.append(.integer(Int64(min(max(limit, 1), 1000))))
+            let placeholders = Array(repeating: "?", count: kinds.count).joined(separator: ", ")
+            return try db.query(
+                SQL.selectEvents + " WHERE id > ? AND id <= ? AND kind IN (\(placeholders)) ORDER BY id LIMIT ?",
+                parameters
+            ).map(Self.decodeEvent)
+        }
+    }
+
+    func lastEventID() throws(StoreError) -> Int64 {
+        try perform { db throws(StoreError) in try db.scalar("SELECT coalesce(max(id), 0) FROM events") ?? 0 }
+    }
+
+    func notificationCursor() throws(StoreError) -> Int64? {
+        try perform { db throws(StoreError) in
+            guard let text = try db.query(SQL.selectMeta, [.text("notify_cursor")]).first?.first?.text else {
+                return nil
+            }
+            guard let value = Int64(text) else {
+                throw StoreError(kind: .corrupt, message: "daemon_meta.notify_cursor is not a number")
+            }
+            return value
+        }
+    }
+
+    func setNotificationCursor(_ id: Int64) throws(StoreError) {
+        try perform { db throws(StoreError) in
+            if try db.run(SQL.updateMeta, [.text(String(id)), .text("notify_cursor")]) == 0 {
+                try db.run(SQL.insertMeta, [.text("notify_cursor"), .text(String(id))])
+            }
+        }
+    }
+
+    /// The rows of `select` (a query over a table with `id` and `account_id`) newest first:
+    /// of one account or all, with ids below `beforeID`; `limit` is clamped to 1...1000. Every
+    /// shape is a fixed SQL text, so each stays a cached prepared statement.
+    static func newestFirst(
+        _ db: SQLiteConnection, select: String, accountID: String?, beforeID: Int64?, limit: Int
+    ) throws(StoreError) -> [[SQLValue]] {
+        let limit = Int64(min(max(limit, 1), 1000))
+        switch (accountID, beforeID) {
+        case (let accountID?, let beforeID?):
+            return try db.query(
+                select + " WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                [try bind(accountID), .integer(beforeID), .integer(limit)])
+        case (let accountID?, nil):
+            return try db.query(
+                select + " WHERE account_id = ? ORDER BY id DESC LIMIT ?", [try bind(accountID), .integer(limit)])
+        case (nil, let beforeID?):
+            return try db.query(
+                select + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
+        case (nil, nil):
+            return try db.query(select + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
+        }
+    }
+
+    func deleteEvents(before: Date, limit: Int) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try db.run(SQL.deleteOldEvents, [.integer(Int64(limit)), try bind(before)])
+        }
+    }
+}
