@@ -141,7 +141,7 @@ let package = Package(
         // The test doubles the test targets share: a seeded random source, a manual clock, a
         // temporary directory.
         .target(
-            name: "OTPTestSupport", dependencies: ["OTPCore"], path: "Tests/OTPTestSupport",
+            name: "OTPTestSupport", dependencies: ["OTPCore", "OTPProtocol"], path: "Tests/OTPTestSupport",
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPSMSTests",

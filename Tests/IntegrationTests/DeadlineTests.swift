@@ -1,5 +1,6 @@
 import Foundation
 import OTPClient
+import OTPTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -37,9 +38,8 @@ struct DaemonDeadlineTests {
         writer.start()
         // Blocking reads on a thread of their own, not on the concurrency pool other tests share.
         let responses = await withCheckedContinuation { (done: CheckedContinuation<[Response], Never>) in
-            Thread { done.resume(returning: Self.readResponses(fd: fd, count: count)) }.start()
+            Thread { done.resume(returning: raw.readResponses(count)) }.start()
         }
-        withExtendedLifetime(raw) {}
         var codes: [RPCError.Code?: Int] = [:]
         var answered: Set<UInt64> = []
         for response in responses {
@@ -62,23 +62,5 @@ struct DaemonDeadlineTests {
         #expect(verified.success)
         #expect(daemon.process?.isRunning == true)
         await client.close()
-    }
-
-    /// Reads `count` answers from `fd` (fewer at EOF or when the socket's receive timeout passes).
-    private static func readResponses(fd: Int32, count: Int) -> [Response] {
-        var decoder = FrameDecoder(maximumPayload: 1 << 20)
-        var responses: [Response] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while responses.count < count {
-            if let frame = try? decoder.next() {
-                if let response = try? Response(serialized: frame) { responses.append(response) }
-                continue
-            }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            decoder.append(buffer[0..<n])
-        }
-        return responses
     }
 }

@@ -30,27 +30,16 @@ struct AdministratorGateTests {
     private func withServer(
         admins: Set<UInt32>, _ body: (OTPClient, RecordingRouter) async throws -> Void
     ) async throws {
-        let directory = try TemporaryDirectory(prefix: "otpd-srv").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/s.sock"
-        var configuration = ServerConfiguration(listener: .path(path))
-        configuration.adminUIDs = admins
         let router = RecordingRouter()
-        let server = SocketServer(
-            configuration: configuration, router: router, statistics: ConnectionStatistics(),
-            logger: Logger(label: "test"))
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], logger: Logger(label: "test")))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            for _ in 0..<200 where !FileManager.default.fileExists(atPath: path) {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+        try await withRunningServer(router: router, configure: { $0.adminUIDs = admins }) { path, _ in
             let client = OTPClient(socketPath: path, defaultDeadline: .seconds(10))
-            try await body(client, router)
+            do {
+                try await body(client, router)
+            } catch {
+                await client.close()
+                throw error
+            }
             await client.close()
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
         }
     }
 

@@ -94,39 +94,17 @@ final class ProbeRouter: CallRouter {
     }
 }
 
-/// A blocking client socket for sending envelopes the client library never would (call ids of
-/// the test's choosing). Its blocking reads and writes run on threads of their own, never on
+/// The shared `RawConnection` with async sends and reads that block threads of their own, never
 /// the concurrency pool that runs the handlers.
-final class RawSocket: @unchecked Sendable {
-    // @unchecked Sendable: `fd` never changes; `decoder` is used only by `read`, and a test
-    // awaits each `read` before it starts the next, so one thread at a time touches it.
-    let fd: Int32
-    private var decoder = FrameDecoder(maximumPayload: 1 << 20)
+final class RawSocket: Sendable {
+    private let connection: RawConnection
 
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (i, byte) in path.utf8.enumerated() { buffer[i] = byte }
-        }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard rc == 0 else {
-            Glibc.close(fd)
-            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-        }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        connection = try RawConnection(path: path, receiveTimeout: 10)
     }
 
-    deinit { Glibc.close(fd) }
-
     /// Closes both directions (the daemon sees the connection end).
-    func hangUp() { shutdown(fd, Int32(SHUT_RDWR)) }
+    func hangUp() { connection.hangUp() }
 
     /// Sends one call.
     func send(callID: UInt64, _ method: TwoFactorMethod = .verify, code: String = "", deadlineMs: UInt32 = 0) async {
@@ -136,44 +114,20 @@ final class RawSocket: @unchecked Sendable {
     static func frame(callID: UInt64, _ method: TwoFactorMethod = .verify, code: String = "", deadlineMs: UInt32 = 0)
         -> [UInt8]
     {
-        let payload = method == .verify ? VerifyRequest(code: code).serialized() : []
-        return Frame.encode(
-            Request(callId: callID, method: method.rawValue, deadlineMs: deadlineMs, payload: payload).serialized())
+        requestFrame(
+            callID: callID, method: method.rawValue,
+            payload: method == .verify ? VerifyRequest(code: code).serialized() : [], deadlineMs: deadlineMs)
     }
 
     /// Sends every byte, however long the daemon takes to read them.
     func send(_ bytes: [UInt8]) async {
-        let fd = fd
-        await onThread {
-            bytes.withUnsafeBytes { buffer in
-                var offset = 0
-                while offset < buffer.count {
-                    let n = Glibc.send(fd, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
-                    if n < 0 && errno == EINTR { continue }
-                    if n <= 0 { return }
-                    offset += n
-                }
-            }
-        }
+        let fd = connection.fd
+        await onThread { RawConnection.sendAll(fd: fd, bytes) }
     }
 
     /// Reads `count` answers (fewer at EOF or after 10 s of silence).
     func read(_ count: Int) async -> [Response] {
-        await onThread { [self] in
-            var responses: [Response] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while responses.count < count {
-                if let frame = try? decoder.next() {
-                    if let response = try? Response(serialized: frame) { responses.append(response) }
-                    continue
-                }
-                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                decoder.append(buffer[0..<n])
-            }
-            return responses
-        }
+        await onThread { [connection] in connection.readResponses(count) }
     }
 
     /// Reads one answer.
@@ -195,29 +149,10 @@ struct DeadlineTests {
     private func withServer(
         router: ProbeRouter, maximumInFlight: Int = 512, _ body: (String) async throws -> Void
     ) async throws {
-        let directory = try TemporaryDirectory(prefix: "otpd-dl").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/s.sock"
-        var configuration = ServerConfiguration(listener: .path(path))
-        configuration.maximumCallsInFlightPerConnection = maximumInFlight
-        let server = SocketServer(
-            configuration: configuration, router: router, statistics: ConnectionStatistics(),
-            logger: Logger(label: "test"))
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], logger: Logger(label: "test")))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            for _ in 0..<200 where !FileManager.default.fileExists(atPath: path) {
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            // A failing test still stops the server (else the test would hang instead of failing).
-            var failure: (any Error)?
-            do { try await body(path) } catch { failure = error }
-            router.release()
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            if let failure { throw failure }
-        }
+        try await withRunningServer(
+            router: router, configure: { $0.maximumCallsInFlightPerConnection = maximumInFlight },
+            beforeShutdown: { router.release() }
+        ) { path, _ in try await body(path) }
     }
 
     /// Polls `condition` every millisecond for up to five seconds.

@@ -27,23 +27,7 @@ struct SlowRouter: CallRouter {
 @Suite("socket server", .serialized)
 struct ServerTests {
     private func withServer(_ body: (String) async throws -> Void) async throws {
-        let directory = try TemporaryDirectory(prefix: "otpd-srv").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/s.sock"
-        let server = SocketServer(
-            configuration: ServerConfiguration(listener: .path(path)), router: SlowRouter(),
-            statistics: ConnectionStatistics(), logger: Logger(label: "test"))
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], logger: Logger(label: "test")))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            for _ in 0..<200 where !FileManager.default.fileExists(atPath: path) {
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            try await body(path)
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-        }
+        try await withRunningServer(router: SlowRouter()) { path, _ in try await body(path) }
     }
 
     @Test func aCallPastItsDeadlineIsAnsweredDeadlineExceeded() async throws {
@@ -80,28 +64,18 @@ struct ServerTests {
     }
 
     @Test func gracefulShutdownFinishesCallsInFlight() async throws {
-        let directory = try TemporaryDirectory(prefix: "otpd-srv").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/s.sock"
-        let server = SocketServer(
-            configuration: ServerConfiguration(listener: .path(path)), router: SlowRouter(),
-            statistics: ConnectionStatistics(), logger: Logger(label: "test"))
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], logger: Logger(label: "test")))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            for _ in 0..<200 where !FileManager.default.fileExists(atPath: path) {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+        var socketPath = ""
+        try await withRunningServer(router: SlowRouter()) { path, group in
+            socketPath = path
             let client = OTPClient(socketPath: path, defaultDeadline: .seconds(10))
             #expect(try await client.health().status == "SERVING")
             async let slow = client.verify(VerifyRequest(code: "500"))
             try await Task.sleep(for: .milliseconds(100))
             await group.triggerGracefulShutdown()
             #expect(try await slow.success, "the call in flight was answered before the server stopped")
-            try await tasks.waitForAll()
-            #expect(!FileManager.default.fileExists(atPath: path))
             await client.close()
         }
+        // withRunningServer returns once the server has stopped.
+        #expect(!FileManager.default.fileExists(atPath: socketPath))
     }
 }
