@@ -326,17 +326,10 @@ public final class TwoFactorService: Sendable {
     }
 
     /// Why an authenticator code was not accepted; the description is the audit wording.
-    enum TOTPRejection: CustomStringConvertible {
-        case notEnabled, malformed, wrong, replayed
+    enum TOTPRejection: String, CustomStringConvertible {
+        case notEnabled = "not enabled", malformed, wrong, replayed
 
-        var description: String {
-            switch self {
-            case .notEnabled: "not enabled"
-            case .malformed: "malformed"
-            case .wrong: "wrong"
-            case .replayed: "replayed"
-            }
-        }
+        var description: String { rawValue }
     }
 
     /// Checks an authenticator code against the enabled secret and records the accepted step,
