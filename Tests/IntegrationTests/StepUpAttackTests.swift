@@ -57,6 +57,10 @@ struct StepUpAttackTests {
             await refusal {
                 _ = try await client.disableFactor(DisableFactorRequest(accountId: account, factor: .totp))
             } == .permissionDenied)
+        #expect(
+            await refusal {
+                _ = try await client.setPreferredMethod(SetPreferredMethodRequest(accountId: account, method: .totp))
+            } == .permissionDenied)
         // A proof token made up or taken from another account proves nothing either.
         #expect(
             await refusal {
@@ -132,5 +136,35 @@ struct StepUpAttackTests {
             GenerateBackupCodesRequest(accountId: account, proof: Proof(kind: .token(enrolled.proofToken)))
         ).codes
         #expect(codes.count == 10)
+    }
+
+    /// A session of one account saves another person's number and asks for verification
+    /// texts until that number's verification budget is spent: the owner of the number, who
+    /// verified it on their own account, still gets login texts (docs/SECURITY.md §12).
+    @Test func anotherAccountCannotDrainANumbersLoginTexts() async throws {
+        let daemon = try DaemonProcess(
+            config: "[sms]\nresend_cooldown_seconds = 0\nper_account_per_hour = 1000\nper_phone_per_day = 10\n"
+                + "verifications_per_phone_per_day = 3\nglobal_per_minute = 100000\nper_country_per_hour = 100000\n")
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        let client = daemon.client()
+        defer { Task { await client.close() } }
+        let number = "+15551234567"
+        try await daemon.enrollPhone(client, "owner", number: number)
+
+        _ = try await client.setPhone(SetPhoneRequest(accountId: "stranger", phoneNumber: number))
+        var drained = false
+        for _ in 0..<10 where !drained {
+            drained =
+                await refusal {
+                    _ = try await client.startChallenge(
+                        StartChallengeRequest(accountId: "stranger", purpose: .verifyPhone))
+                } == .resourceExhausted
+        }
+        #expect(drained, "the verification pool has a bound")
+        for _ in 0..<3 {
+            let login = try await client.startChallenge(StartChallengeRequest(accountId: "owner", purpose: .login))
+            #expect(!login.challengeId.isEmpty)
+        }
     }
 }
