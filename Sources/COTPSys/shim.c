@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,3 +134,5 @@ int cotp_spawn_with_input(const char *path, char *const envp[], const void *inpu
     close(ends[1]);
     return rc;
 }
+
+int cotp_release_free_memory(void) { return malloc_trim(0); }

@@ -41,6 +41,38 @@ extension TwoFactorMethod {
 }
 
 extension TwoFactorMethod {
+    /// The most bytes a listing answer (`ListEvents`, `ListDeliveries`) encodes to. A page that
+    /// would be larger is cut short, and its `next_before_id` continues it, so a caller asking
+    /// for 500 large records gets them over several pages rather than in one unbounded answer.
+    /// 60 KiB leaves room for the response envelope under the 64 KiB frame that the clients
+    /// accept by default.
+    public static let maximumListingAnswerBytes = 60 * 1024
+
+    /// The bytes the server sets aside for this call, from its connection's and the daemon's
+    /// answer budgets, from the moment it starts the call until its answer is written to the
+    /// socket (from its end on, the answer's own bytes are counted instead). It covers the
+    /// call's working memory, not only its answer: a listing's page of up to 500 records is
+    /// held decoded (Swift strings and arrays, about three times their encoded size) until
+    /// the writer's batch that read it commits, then encoded; so a listing sets aside four
+    /// times its largest answer (``maximumListingAnswerBytes``). Every other answer is a
+    /// handful of short fields (an account status, ten backup codes, an `otpauth://` URI),
+    /// well under 1 KiB.
+    public var answerReservation: Int {
+        switch self {
+        case .listEvents, .listDeliveries:
+            return 4 * Self.maximumListingAnswerBytes
+        case .health, .serverInfo, .getStatus, .setPhone, .startChallenge, .verify, .beginTotpEnrollment,
+            .confirmTotpEnrollment, .disableFactor, .generateBackupCodes, .redeemBackupCode, .setPreferredMethod,
+            .unlockAccount, .resetAccount, .reportDelivery, .sendTestSms:
+            return Self.shortAnswerReservation
+        }
+    }
+
+    /// ``answerReservation`` of every call but the listings, and of an answer that is an error.
+    public static let shortAnswerReservation = 1024
+}
+
+extension TwoFactorMethod {
     /// The method whose wire name is exactly these UTF-8 bytes, or `nil`. Allocates nothing:
     /// the server looks up every call's method this way.
     public init?(utf8 name: UnsafeRawBufferPointer) {

@@ -17,10 +17,20 @@ struct QuiesceEvent: Sendable {}
 /// have more than `maximumInFlight` handlers of its connection running at once. When the
 /// connection closes, every task still running is cancelled.
 ///
-/// Backpressure: while the answers already written have not been taken by the socket (NIO's
-/// write buffer is past its high-water mark, 64 KiB by default), the handler turns the
-/// channel's automatic reading off, so a client that sends calls but does not read the answers
-/// stops being read instead of making the daemon buffer answers without bound.
+/// Backpressure, in bytes: every call sets aside room for its answer
+/// (`TwoFactorMethod.answerReservation`) from two budgets before it starts, its connection's
+/// (`Limits.answerBytes`) and the daemon's (`AnswerBudget`), and the room is given back when
+/// its answer has been written to the socket (a write promise per flush tells when). A call
+/// for which there is no room is not started: the frame waits, whole, and the connection stops
+/// being read (automatic reading off) until answers have been written or calls have finished.
+/// So a connection holds at most its budget in answers (or one call's answer when it has
+/// nothing else, so that no connection is stuck), whatever its calls are and however slowly
+/// its client reads; and all connections together at most the daemon's budget, plus one short
+/// answer per connection (see `takeRoom`). Connections waiting for the daemon's budget get
+/// room in the order they asked (`AnswerBudget`). The room a call takes covers its working
+/// memory too: a listing's reservation is four times its largest answer. A client that stops
+/// reading altogether is closed by the idle timeout. Reading also stops while NIO's write
+/// buffer is past its high-water mark (64 KiB by default).
 ///
 /// Framing and the idle clock live here rather than in `ByteToMessageHandler` and
 /// `IdleStateHandler` because every call passes through them: one handler saves two pipeline
@@ -39,6 +49,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         var idleTimeout: TimeAmount
         /// Calls in flight beyond this get RESOURCE_EXHAUSTED.
         var maximumInFlight: Int
+        /// Answer bytes the connection may hold: set aside for its calls in flight, encoded
+        /// and not yet flushed, or flushed and not yet written to the socket.
+        var answerBytes: Int
     }
 
     /// The idle clock ticks this many times per idle timeout; after that many quiet ticks in a
@@ -48,6 +61,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let router: any CallRouter
     private let peer: PeerCredentials
     private let limits: Limits
+    private let daemonBudget: AnswerBudget
     private var logger: Logger
     /// One call whose task has not returned yet.
     private struct Call {
@@ -57,6 +71,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         var deadlineTimer: Scheduled<Void>?
         /// The deadline answered the call; the task's answer is dropped.
         var answered = false
+        /// Bytes set aside for the answer in both budgets until the task returns.
+        var reservation: Int
     }
 
     /// Calls whose task has not returned yet, answered or not: each holds its call id and a
@@ -77,11 +93,26 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var idleClock: RepeatedTask?
     private var readSinceTick = false
     private var quietTicks: Int64 = 0
+    /// Bytes set aside for the answers of the calls in `inFlight` (in both budgets).
+    private var reserved = 0
+    /// Bytes flushed to NIO whose write has not completed (in both budgets).
+    private var unwritten = 0
+    /// A call found no room in a budget: its frame waits in `partial`, and nothing is read.
+    private var waitingForRoom = false
+    /// Whether the channel reads by itself now (mirrors the `autoRead` option).
+    private var reading = true
+    /// Bytes the daemon's budget charged for this connection when its turn came, not yet
+    /// taken by the call that waited for them.
+    private var grantedBytes = 0
+    /// Reservations of calls answered since the last flush, still charged to the daemon's
+    /// budget: the flush charges their answers' bytes against them and gives back the rest.
+    private var prepaid = 0
 
-    init(router: any CallRouter, peer: PeerCredentials, limits: Limits, logger: Logger) {
+    init(router: any CallRouter, peer: PeerCredentials, limits: Limits, daemonBudget: AnswerBudget, logger: Logger) {
         self.router = router
         self.peer = peer
         self.limits = limits
+        self.daemonBudget = daemonBudget
         self.logger = logger
         self.logger[metadataKey: "peer.pid"] = "\(peer.pid)"
         self.logger[metadataKey: "peer.uid"] = "\(peer.uid)"
@@ -104,6 +135,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard !closing else { return }
         readSinceTick = true
         var incoming = Self.unwrapInboundIn(data)
+        if waitingForRoom {
+            // A read that was under way when reading stopped: kept behind the waiting frame.
+            if partial != nil { partial!.writeBuffer(&incoming) } else { partial = incoming }
+            return
+        }
         if partial != nil {
             partial!.writeBuffer(&incoming)
             var buffer = partial.take()!
@@ -116,7 +152,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Handles every whole frame in `buffer` and keeps the rest for the next read.
     private func readFrames(context: ChannelHandlerContext, from buffer: inout ByteBuffer) {
         var completed = false
-        while !closing, buffer.readableBytes >= Frame.headerSize,
+        while !closing, !waitingForRoom, buffer.readableBytes >= Frame.headerSize,
             let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
             let announced = buffer.getInteger(at: buffer.readerIndex + 1, endianness: .big, as: UInt32.self)
         {
@@ -128,18 +164,25 @@ final class ConnectionHandler: ChannelInboundHandler {
                 return
             }
             guard buffer.readableBytes >= Frame.headerSize + length else { break }
+            let start = buffer.readerIndex
             buffer.moveReaderIndex(forwardBy: Frame.headerSize)
-            completed = true
             handleFrame(context: context, payload: buffer.readSlice(length: length)!)
+            if waitingForRoom {
+                // No room for its answer: the frame is handled again when there is.
+                buffer.moveReaderIndex(to: start)
+                break
+            }
+            completed = true
         }
         guard !closing else { return }
-        if completed {
+        if completed || waitingForRoom {
             frameTimer?.cancel()
             frameTimer = nil
         }
         if buffer.readableBytes > 0 {
             partial = buffer
-            armFrameTimer(context: context)
+            // The client sent the waiting frame whole; only a frame it has not finished is timed.
+            if !waitingForRoom { armFrameTimer(context: context) }
         }
     }
 
@@ -192,15 +235,31 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Runs one decoded call: inline when the router can answer on the event loop (no task, no
     /// entry in `inFlight`), otherwise as a task whose answer comes back to this loop.
     private func handleCall(context: ChannelHandlerContext, _ fields: RequestFields) {
+        let method = TwoFactorMethod(utf8: fields.method)
+        let reservation = method?.answerReservation ?? TwoFactorMethod.shortAnswerReservation
+        guard takeRoom(context: context, reservation) else { return }
+        reserved += reservation
+        if !startCall(context: context, fields, method: method, reservation: reservation) {
+            // Answered at once: the answer, in `output`, is paid from the reservation.
+            reserved -= reservation
+            prepaid += reservation
+        }
+    }
+
+    /// Answers the call at once (false), or starts its task (true), which keeps `reservation`
+    /// until it returns.
+    private func startCall(
+        context: ChannelHandlerContext, _ fields: RequestFields, method: TwoFactorMethod?, reservation: Int
+    ) -> Bool {
         let callID = fields.callID
-        guard let method = TwoFactorMethod(utf8: fields.method) else {
+        guard let method else {
             let name = String(decoding: fields.method, as: UTF8.self)
             send(
                 context: context, callID: callID,
                 .failure(
                     RPCError(
                         code: .unimplemented, message: "unknown method \(name.prefix(200))")))
-            return
+            return false
         }
         if quiescing {
             send(
@@ -208,7 +267,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 .failure(
                     RPCError(
                         code: .unavailable, message: "otpd is shutting down")))
-            return
+            return false
         }
         guard inFlight.isEmpty || inFlight[callID] == nil else {
             send(
@@ -216,7 +275,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 .failure(
                     RPCError(
                         code: .invalidArgument, message: "call id \(callID) is already in flight on this connection")))
-            return
+            return false
         }
         guard inFlight.count < limits.maximumInFlight else {
             send(
@@ -224,7 +283,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 .failure(
                     RPCError(
                         code: .resourceExhausted, message: "too many calls in flight on this connection")))
-            return
+            return false
         }
         // `deadline_ms` counts from the moment the call is read, so no call arrives past its
         // deadline. One whose deadline passes before its task gets to the store finds the task
@@ -236,13 +295,13 @@ final class ConnectionHandler: ChannelInboundHandler {
 
         if let result = router.handleInline(payload: payload, context: callContext) {
             send(context: context, callID: callID, result)
-            return
+            return false
         }
 
         lastSerial &+= 1
         let serial = lastSerial
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        var call = Call(serial: serial)
+        var call = Call(serial: serial, reservation: reservation)
         if deadlineMs > 0 {
             call.deadlineTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) {
                 let (handler, context) = bound.value
@@ -259,6 +318,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
         }
         inFlight[callID] = call
+        return true
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -271,24 +331,29 @@ final class ConnectionHandler: ChannelInboundHandler {
             quiescing = true
             if inFlight.isEmpty { close(context: context) }
         } else if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
-            if let partial, partial.readableBytes > 0 {
-                // The stream ended inside a frame.
-                let header = partial.viewBytes(at: partial.readerIndex, length: Frame.headerSize)
-                let expected = header.flatMap {
-                    try? Frame.payloadLength(header: $0, maximumPayload: limits.maximumFrame)
-                }
-                malformed(
-                    context: context,
-                    .truncated(
-                        received: partial.readableBytes, expected: Frame.headerSize + (expected ?? 0)))
-                return
-            }
-            // The client has sent everything: answer what is in flight, then close.
+            // The client has sent everything: answer what is in flight (and what waits for
+            // room), then close.
             inputClosed = true
-            if inFlight.isEmpty { close(context: context) }
+            if !waitingForRoom { endOfInput(context: context) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
+    }
+
+    /// The client has sent everything and every whole frame has been handled: bytes left over
+    /// are a frame it did not finish.
+    private func endOfInput(context: ChannelHandlerContext) {
+        if let partial, partial.readableBytes > 0 {
+            let header = partial.viewBytes(at: partial.readerIndex, length: Frame.headerSize)
+            let expected = header.flatMap {
+                try? Frame.payloadLength(header: $0, maximumPayload: limits.maximumFrame)
+            }
+            malformed(
+                context: context,
+                .truncated(received: partial.readableBytes, expected: Frame.headerSize + (expected ?? 0)))
+            return
+        }
+        closeIfDone(context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -301,13 +366,108 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        // Switching automatic reading costs nothing per call, unlike holding back each read.
+        updateReading(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Answer budgets
+
+    /// Takes room for a call's answer, `reservation` bytes, from the connection's budget and
+    /// the daemon's, or returns false and waits for room: the caller leaves the frame unread,
+    /// and reading stops.
+    ///
+    /// A connection that holds nothing may always start one call, however large its answer,
+    /// as far as its own budget goes; and one short call even when the daemon's budget is
+    /// full, so clients that never read can fill the daemon's budget but not keep an
+    /// administrator who sends a Verify and reads its answer from logging in. That goes past
+    /// the ceiling by at most 1 KiB per connection, which `maximumConnections` bounds.
+    private func takeRoom(context: ChannelHandlerContext, _ reservation: Int) -> Bool {
+        let held = reserved + unwritten + (output?.readableBytes ?? 0)
+        guard held == 0 || held + reservation <= limits.answerBytes else {
+            waitForRoom(context: context)
+            return false
+        }
+        if grantedBytes >= reservation {
+            grantedBytes -= reservation
+            return true
+        }
+        if held == 0 && reservation <= TwoFactorMethod.shortAnswerReservation {
+            daemonBudget.charge(reservation)
+            return true
+        }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let waiter = AnswerBudget.Waiter(id: ObjectIdentifier(self), bytes: reservation) { bytes in
+            eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.granted(context: context, bytes)
+            }
+        }
+        guard daemonBudget.charge(reservation, orQueue: waiter) else {
+            waitForRoom(context: context)
+            return false
+        }
+        return true
+    }
+
+    /// Gives back room taken for a call's answer.
+    private func giveBack(_ reservation: Int) {
+        reserved -= reservation
+        daemonBudget.release(reservation)
+    }
+
+    private func waitForRoom(context: ChannelHandlerContext) {
+        waitingForRoom = true
+        updateReading(context: context)
+    }
+
+    /// The daemon's budget charged `bytes` for this connection, whose turn in its queue came:
+    /// the waiting frame takes them, and what it does not take is given back.
+    private func granted(context: ChannelHandlerContext, _ bytes: Int) {
+        grantedBytes += bytes
+        resumeIfWaiting(context: context)
+        if grantedBytes > 0 {
+            daemonBudget.release(grantedBytes)
+            grantedBytes = 0
+        }
+    }
+
+    /// Room may have been made: handles the frames that waited, then reads again if they all
+    /// found room.
+    private func resumeIfWaiting(context: ChannelHandlerContext) {
+        guard waitingForRoom, !closing, context.channel.isActive else { return }
+        waitingForRoom = false
+        if var buffer = partial.take() {
+            readFrames(context: context, from: &buffer)
+        }
+        flushIfNeeded(context: context)
+        guard !closing, !waitingForRoom else { return }
+        if inputClosed {
+            endOfInput(context: context)
+        } else {
+            updateReading(context: context)
+        }
+    }
+
+    /// Reads while the client's answers leave room and NIO's write buffer is under its
+    /// high-water mark. Switching automatic reading costs nothing per call, unlike holding
+    /// back each read.
+    private func updateReading(context: ChannelHandlerContext) {
+        let read = !waitingForRoom && context.channel.isWritable
+        guard read != reading, !closing else { return }
+        reading = read
         do {
-            try context.channel.syncOptions?.setOption(.autoRead, value: context.channel.isWritable)
+            try context.channel.syncOptions?.setOption(.autoRead, value: read)
         } catch {
             close(context: context)
         }
-        context.fireChannelWritabilityChanged()
+    }
+
+    /// `bytes` flushed earlier have been written to the socket (or dropped with the connection).
+    private func written(context: ChannelHandlerContext, _ bytes: Int) {
+        unwritten -= bytes
+        daemonBudget.release(bytes)
+        resumeIfWaiting(context: context)
     }
 
     /// Nobody can be answered any more: every task still running is cancelled (its answer,
@@ -319,6 +479,15 @@ final class ConnectionHandler: ChannelInboundHandler {
             call.task?.cancel()
         }
         inFlight.removeAll()
+        closing = true
+        // The tasks' answers will find no call; their room is given back now. (Flushed bytes
+        // are given back as NIO fails their writes.)
+        daemonBudget.stopWaiting(ObjectIdentifier(self))
+        daemonBudget.release(reserved + grantedBytes + prepaid)
+        reserved = 0
+        grantedBytes = 0
+        prepaid = 0
+        partial = nil
         context.fireChannelInactive()
     }
 
@@ -347,18 +516,43 @@ final class ConnectionHandler: ChannelInboundHandler {
         // No call: the connection closed.
         guard let index = inFlight.index(forKey: callID), inFlight.values[index].serial == serial else { return }
         let call = inFlight.remove(at: index).value
-        if !call.answered {
+        if call.answered {
+            giveBack(call.reservation)
+        } else {
             call.deadlineTimer?.cancel()
             send(context: context, callID: callID, result)
+            // The answer is paid from the reservation: the daemon's budget never counts both.
+            reserved -= call.reservation
+            prepaid += call.reservation
             flushIfNeeded(context: context)
         }
-        if (quiescing || inputClosed) && inFlight.isEmpty { close(context: context) }
+        resumeIfWaiting(context: context)
+        closeIfDone(context: context)
+    }
+
+    /// Closes a connection that has nothing left to answer once the daemon is shutting down or
+    /// the client has sent everything (and no frame of it waits for room).
+    private func closeIfDone(context: ChannelHandlerContext) {
+        guard inFlight.isEmpty else { return }
+        if quiescing || (inputClosed && !waitingForRoom) { close(context: context) }
     }
 
     /// Encodes the answer to call `callID` straight into the output buffer: the response
     /// envelope with the handler's bytes, or with the error's status and detail.
     private func send(context: ChannelHandlerContext, callID: UInt64, _ result: Result<[UInt8], RPCError>) {
         guard !closing else { return }
+        let payloadBytes: Int
+        switch result {
+        case .success(let payload): payloadBytes = payload.count
+        case .failure(let error): payloadBytes = error.message.utf8.count + 64
+        }
+        if payloadBytes > Self.retainedOutputCapacity {
+            // A large answer gets a buffer of its own size: appended to the shared one, it
+            // would double that buffer's capacity, and the memory held would be up to twice
+            // the bytes the budgets count. Earlier answers are flushed first, in order.
+            flushIfNeeded(context: context)
+            output = context.channel.allocator.buffer(capacity: payloadBytes + 64)
+        }
         if output == nil { output = context.channel.allocator.buffer(capacity: 1024) }
         switch result {
         case .success(let payload):
@@ -385,9 +579,29 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {
-        guard var buffer = output, buffer.readableBytes > 0 else { return }
+        guard var buffer = output, buffer.readableBytes > 0 else {
+            if prepaid > 0 {
+                daemonBudget.release(prepaid)
+                prepaid = 0
+            }
+            return
+        }
         output = nil
-        context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+        let bytes = buffer.readableBytes
+        unwritten += bytes
+        if bytes > prepaid {
+            daemonBudget.charge(bytes - prepaid)
+        } else if prepaid > bytes {
+            daemonBudget.release(prepaid - bytes)
+        }
+        prepaid = 0
+        // Completes when the socket has taken the bytes, or fails when the connection closes
+        // first: either way their room is given back exactly once.
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.writeAndFlush(Self.wrapOutboundOut(buffer)).whenComplete { _ in
+            let (handler, context) = bound.value
+            handler.written(context: context, bytes)
+        }
         guard buffer.capacity <= Self.retainedOutputCapacity else { return }
         // Only `buffer` and, if the socket could not take every byte yet, NIO refer to the
         // storage now. Clearing reuses it when NIO is done with it and takes fresh storage

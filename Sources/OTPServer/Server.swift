@@ -32,6 +32,7 @@ public final class SocketServer: Service, Sendable {
     private let state = NIOLockedValueBox(State.idle)
     private let connections: ConnectionStatistics
     private let readiness: @Sendable () -> Void
+    private let answerBudget: AnswerBudget
 
     /// - Parameter onReady: called once the socket accepts connections (otpd sends
     ///   `READY=1` to systemd here).
@@ -45,7 +46,11 @@ public final class SocketServer: Service, Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
         self.readiness = onReady
+        self.answerBudget = AnswerBudget(limit: configuration.maximumAnswerBytes)
     }
+
+    /// Answer bytes the connections hold now (set aside for calls in flight, or not yet written).
+    public var answerBytesHeld: Int { answerBudget.charged }
 
     /// Connections open right now.
     public var connectionCount: Int { connections.count }
@@ -83,7 +88,9 @@ public final class SocketServer: Service, Sendable {
             maximumFrame: configuration.maximumFrameSize,
             frameTimeout: TimeAmount(configuration.frameTimeout),
             idleTimeout: TimeAmount(configuration.idleTimeout),
-            maximumInFlight: configuration.maximumCallsInFlightPerConnection)
+            maximumInFlight: configuration.maximumCallsInFlightPerConnection,
+            answerBytes: configuration.maximumAnswerBytesPerConnection)
+        let answerBudget = self.answerBudget
         // Every call passes the administrator check before the router sees it.
         let router = AdministratorGate(
             router: self.router, administrators: PeerPolicy(administratorsOf: configuration), logger: logger)
@@ -115,7 +122,8 @@ public final class SocketServer: Service, Sendable {
                         connections.withLockedValue { $0.remove(channel) }
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(router: router, peer: peer, limits: limits, logger: logger))
+                        ConnectionHandler(
+                            router: router, peer: peer, limits: limits, daemonBudget: answerBudget, logger: logger))
                 }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)

@@ -40,6 +40,14 @@ public struct ServerConfiguration: Sendable {
     public var maximumConnections: Int = 1024
     /// Calls in flight on one connection beyond this number are answered RESOURCE_EXHAUSTED.
     public var maximumCallsInFlightPerConnection: Int = 512
+    /// Answer bytes one connection may hold (set aside for its calls in flight, or waiting for
+    /// its client to read them) before otpd stops reading from it and starts none of its calls
+    /// (default 1 MiB). A connection holding nothing may always start one call.
+    public var maximumAnswerBytesPerConnection: Int = 1024 * 1024
+    /// Answer bytes all connections together may hold (default 64 MiB): past it, connections
+    /// wait for room before they start calls, so hostile clients that never read cannot make
+    /// the daemon hold more than this in answers, however many connections they open.
+    public var maximumAnswerBytes: Int = 64 * 1024 * 1024
     /// Event-loop threads (default: one per two cores, at least one). The loops only frame,
     /// decode and encode; database work runs on the store's writer thread and the Swift
     /// concurrency pool, and the clients (on a Unix socket, always on this machine) need CPU

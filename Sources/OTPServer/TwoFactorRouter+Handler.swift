@@ -147,8 +147,9 @@ extension TwoFactorRouter: TwoFactorHandler {
         return try await call(context, request.accountId) { () async throws(TwoFactorError) in
             let page = try await service.listEvents(
                 accountID: accountID, pageSize: Int(request.pageSize), beforeID: beforeID)
-            return ListEventsResponse(
-                events: page.events.map(Event.init), nextBeforeId: UInt64(page.nextBeforeID ?? 0))
+            let (events, next) = Self.boundedPage(
+                page.events.map(Event.init), next: page.nextBeforeID, id: { UInt64($0.id) })
+            return ListEventsResponse(events: events, nextBeforeId: next)
         }
     }
 
@@ -195,8 +196,9 @@ extension TwoFactorRouter: TwoFactorHandler {
         return try await call(context, request.accountId) { () async throws(TwoFactorError) in
             let page = try await service.listDeliveries(
                 accountID: accountID, pageSize: Int(request.pageSize), beforeID: beforeID)
-            return ListDeliveriesResponse(
-                deliveries: page.deliveries.map(Delivery.init), nextBeforeId: UInt64(page.nextBeforeID ?? 0))
+            let (deliveries, next) = Self.boundedPage(
+                page.deliveries.map(Delivery.init), next: page.nextBeforeID, id: { UInt64($0.id) })
+            return ListDeliveriesResponse(deliveries: deliveries, nextBeforeId: next)
         }
     }
 
@@ -217,6 +219,25 @@ extension TwoFactorRouter: TwoFactorHandler {
     /// `account_id` is every account, a `before_id` of 0 starts from the newest.
     private func listing(_ accountId: String, _ beforeId: UInt64) -> (accountID: String?, beforeID: Int64?) {
         (accountId.isEmpty ? nil : accountId, beforeId == 0 ? nil : Int64(clamping: beforeId))
+    }
+
+    /// The longest prefix of a page's records whose answer stays within
+    /// `TwoFactorMethod.maximumListingAnswerBytes` (at least one record), and the `next_before_id`
+    /// that continues after it: the page's own when nothing was cut, else the last record kept.
+    /// So the memory the server sets aside for a listing answer is a bound, not a guess.
+    static func boundedPage<Record: WireMessage>(
+        _ records: [Record], next: Int64?, id: (Record) -> UInt64
+    ) -> ([Record], UInt64) {
+        // The answer's own fields (next_before_id) and the response envelope around it.
+        var size = 64
+        for (index, record) in records.enumerated() {
+            // Each record is a length-delimited field: one tag byte and at most 3 length bytes.
+            size += record.serialized().count + 4
+            if size > TwoFactorMethod.maximumListingAnswerBytes && index > 0 {
+                return (Array(records.prefix(index)), id(records[index - 1]))
+            }
+        }
+        return (records, UInt64(next ?? 0))
     }
 
     /// Runs one domain call, logging refusals that need an operator's attention, and turns

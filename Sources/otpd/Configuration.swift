@@ -20,6 +20,8 @@ struct DaemonConfiguration: Sendable {
     var frameTimeoutSeconds = 10
     var maximumConnections = 1024
     var maximumCallsInFlight = 512
+    var answerKiBPerConnection = 1024
+    var answerMiBTotal = 64
     var threads = 0
     // [storage]
     var databasePath = "otpd.sqlite"
@@ -129,6 +131,8 @@ extension DaemonConfiguration {
             try r.int("frame_timeout_seconds", 1...3_600) { frameTimeoutSeconds = $0 }
             try r.int("max_connections", 1...100_000) { maximumConnections = $0 }
             try r.int("max_calls_in_flight", 1...100_000) { maximumCallsInFlight = $0 }
+            try r.int("answer_kib_per_connection", 64...1_048_576) { answerKiBPerConnection = $0 }
+            try r.int("answer_mib_total", 1...65_536) { answerMiBTotal = $0 }
             try r.int("threads", 0...256) { threads = $0 }
         case "storage":
             try r.string("database") { databasePath = $0 }

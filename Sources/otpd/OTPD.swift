@@ -234,6 +234,8 @@ struct OTPD: AsyncParsableCommand {
         server.frameTimeout = .seconds(configuration.frameTimeoutSeconds)
         server.maximumConnections = configuration.maximumConnections
         server.maximumCallsInFlightPerConnection = configuration.maximumCallsInFlight
+        server.maximumAnswerBytesPerConnection = configuration.answerKiBPerConnection * 1024
+        server.maximumAnswerBytes = configuration.answerMiBTotal * 1024 * 1024
         if configuration.threads > 0 { server.eventLoopThreads = configuration.threads }
         return server
     }

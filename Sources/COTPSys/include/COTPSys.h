@@ -41,4 +41,8 @@ int cotp_unix_socket_is_live(const char *path);
 int cotp_spawn_with_input(const char *path, char *const envp[], const void *input, size_t input_length,
                           pid_t *pid_out);
 
+/// Gives the C heap's free memory back to the system (glibc's malloc_trim(0), which also
+/// releases free pages inside the heap, in every arena). Returns 1 when memory was released.
+int cotp_release_free_memory(void);
+
 #endif

@@ -1,0 +1,110 @@
+import Foundation
+import OTPClient
+import OTPProtocol
+import OTPTestSupport
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What hostile local clients can make the real daemon hold in memory, measured as its
+/// resident set (`VmRSS`), and that the memory is given back.
+@Suite("Memory bounds") struct MemoryBoundTests {
+    /// The daemon's resident memory in KiB.
+    static func residentKiB(_ pid: Int32) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    /// 64 connections send `ListEvents` calls with 500-record pages (about 60 KiB answers)
+    /// and never read. Without byte budgets each connection held up to 512 answers (30 MiB);
+    /// with them the daemon grows by at most its ceiling (`answer_mib_total = 16` here) plus
+    /// what the connections themselves cost. Then every answer arrives whole once the clients
+    /// read, and after they leave the daemon's memory goes back to where it was.
+    @Test func clientsThatNeverReadStayUnderTheCeilingAndTheMemoryIsGivenBack() async throws {
+        let ceilingMiB = 16
+        let daemon = try DaemonProcess(config: "[server]\nanswer_mib_total = \(ceilingMiB)\n")
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        let pid = try #require(daemon.process?.processIdentifier)
+
+        // 600 audit events with long account ids: numbers saved on new accounts.
+        let client = daemon.client()
+        for index in 0..<600 {
+            let account = String(format: "%04d", index) + String(repeating: "a", count: 124)
+            _ = try await client.setPhone(SetPhoneRequest(accountId: account, phoneNumber: "+15551230042"))
+        }
+        let page = try await client.listEvents(ListEventsRequest(pageSize: 500))
+        let answerBytes = page.serialized().count
+        #expect(answerBytes > 40_000)
+        #expect(answerBytes <= TwoFactorMethod.maximumListingAnswerBytes)
+        await client.close()
+
+        let request = ListEventsRequest(pageSize: 500).serialized()
+        // Warm up the paths the flood takes, so the baseline includes them.
+        do {
+            let raw = try RawConnection(path: daemon.socket)
+            for id in 1...UInt64(20) {
+                raw.send(requestFrame(callID: id, method: TwoFactorMethod.listEvents.rawValue, payload: request))
+                _ = raw.readResponse()
+            }
+            raw.hangUp()
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let baseline = Self.residentKiB(pid)
+
+        let connections = try (0..<64).map { _ in try RawConnection(path: daemon.socket, receiveTimeout: 30) }
+        let callsEach = 40
+        let frames = (1...callsEach).flatMap {
+            requestFrame(callID: UInt64($0), method: TwoFactorMethod.listEvents.rawValue, payload: request)
+        }
+        // Writers on threads of their own: the daemon stops reading, so they block.
+        for raw in connections {
+            let fd = raw.fd
+            Thread { RawConnection.sendAll(fd: fd, frames) }.start()
+        }
+        var most = baseline
+        for _ in 0..<30 {
+            try await Task.sleep(for: .milliseconds(100))
+            most = max(most, Self.residentKiB(pid))
+        }
+        let grownMiB = Double(most - baseline) / 1024
+        print("memory bound: baseline \(baseline / 1024) MiB, most \(most / 1024) MiB, grown \(grownMiB) MiB")
+        // The ceiling, and 16 MiB for the connections' own buffers, the allocator's slack and
+        // the events' pages in SQLite's cache. Without the budgets: hundreds of MiB.
+        #expect(grownMiB < Double(ceilingMiB + 16))
+
+        let answered = Mutex<[Int]>([])
+        for raw in connections {
+            Thread {
+                // Calls run at once and are answered in any order, each exactly once.
+                var whole: Set<UInt64> = []
+                for _ in 1...callsEach {
+                    guard let response = raw.readResponse() else { break }
+                    guard response.error == nil,
+                        (try? ListEventsResponse(serialized: response.payload))?.events.count ?? 0 > 0
+                    else { break }
+                    whole.insert(response.callId)
+                }
+                answered.withLock { $0.append(whole.count) }
+            }.start()
+        }
+        for _ in 0..<6000 where answered.withLock({ $0.count }) < connections.count {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(answered.withLock { $0 } == Array(repeating: callsEach, count: connections.count))
+
+        for raw in connections { raw.hangUp() }
+        var after = Int.max
+        for _ in 0..<50 {
+            try await Task.sleep(for: .milliseconds(100))
+            after = Self.residentKiB(pid)
+            if after - baseline < 4 * 1024 { break }
+        }
+        print("memory bound: after the clients left \(after / 1024) MiB (baseline \(baseline / 1024) MiB)")
+        #expect(after - baseline < 4 * 1024, "memory was not given back")
+    }
+}
