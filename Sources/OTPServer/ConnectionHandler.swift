@@ -602,7 +602,9 @@ final class ConnectionHandler: ChannelInboundHandler {
             let (handler, context) = bound.value
             handler.written(context: context, bytes)
         }
-        guard buffer.capacity <= Self.retainedOutputCapacity else { return }
+        // A write the socket took at once completes inside `writeAndFlush`, and `written` may
+        // then have handled waiting frames and flushed their answers with a buffer of its own.
+        guard output == nil, buffer.capacity <= Self.retainedOutputCapacity else { return }
         // Only `buffer` and, if the socket could not take every byte yet, NIO refer to the
         // storage now. Clearing reuses it when NIO is done with it and takes fresh storage
         // otherwise, so bytes waiting to be written are never overwritten.
