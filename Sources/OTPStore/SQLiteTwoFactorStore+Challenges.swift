@@ -60,7 +60,7 @@ extension SQLiteStoreTransaction {
     func insertProof(_ proof: ProofRecord) throws(StoreError) {
         try perform { db throws(StoreError) in
             try db.run(
-                "INSERT INTO proofs (token_hash, account_id, purpose, expires_at) VALUES (?, ?, ?, ?)",
+                SQL.insertProof,
                 [
                     try bind(proof.tokenHash, column: "proofs.token_hash"),
                     try bind(proof.accountID),
