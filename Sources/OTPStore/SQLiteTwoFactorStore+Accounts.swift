@@ -5,7 +5,7 @@ internal import OTPCore
 extension SQLiteStoreTransaction {
     func account(_ id: String) throws(StoreError) -> AccountRecord? {
         try perform { db throws(StoreError) in
-            guard let row = try db.query(SQL.selectAccount, [try bind(id)]).first else { return nil }
+            guard let row = try db.rows(SQL.selectAccount, [try bind(id)]).first else { return nil }
             return try Self.decodeAccount(row)
         }
     }

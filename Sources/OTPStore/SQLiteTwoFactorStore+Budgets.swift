@@ -6,7 +6,7 @@ extension SQLiteStoreTransaction {
     /// Sends at or after `since`, newest first.
     func smsSends(accountID: String, since: Date) throws(StoreError) -> [SMSSendRecord] {
         try perform { db throws(StoreError) in
-            let rows = try db.query(SQL.selectSMSSendsOfAccount, [try bind(accountID), try bind(since)])
+            let rows = try db.rows(SQL.selectSMSSendsOfAccount, [try bind(accountID), try bind(since)])
             return try rows.map(Self.decodeSMSSend)
         }
     }

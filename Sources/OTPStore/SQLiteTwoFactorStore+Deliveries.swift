@@ -20,7 +20,7 @@ extension SQLiteStoreTransaction {
     func delivery(messageSID: String) throws(StoreError) -> DeliveryRecord? {
         guard !messageSID.isEmpty else { return nil }
         return try perform { db throws(StoreError) in
-            let rows = try db.query(SQL.selectDeliveryBySID, [try bind(messageSID)])
+            let rows = try db.rows(SQL.selectDeliveryBySID, [try bind(messageSID)])
             return try rows.first.map(Self.decodeDelivery)
         }
     }
@@ -54,7 +54,7 @@ extension SQLiteStoreTransaction {
 
     func undeliverable(phone: PhoneNumber) throws(StoreError) -> (at: Date, errorCode: Int?)? {
         try perform { db throws(StoreError) in
-            guard let row = try db.query(SQL.selectUndeliverable, [.text(phone.e164)]).first else { return nil }
+            guard let row = try db.rows(SQL.selectUndeliverable, [.text(phone.e164)]).first else { return nil }
             var reader = RowReader(row, table: "undeliverable_numbers")
             let at = try reader.date("at")
             let code = try reader.optionalInteger("error_code").map { Int($0) }
@@ -62,7 +62,7 @@ extension SQLiteStoreTransaction {
         }
     }
 
-    private static func decodeDelivery(_ row: [SQLValue]) throws(StoreError) -> DeliveryRecord {
+    private static func decodeDelivery(_ row: SQLRow) throws(StoreError) -> DeliveryRecord {
         var reader = RowReader(row, table: "deliveries")
         return DeliveryRecord(
             id: try reader.integer("id"), accountID: try reader.text("account_id"),

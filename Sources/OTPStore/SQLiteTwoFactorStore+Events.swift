@@ -33,7 +33,7 @@ extension SQLiteStoreTransaction {
             var parameters: [SQLValue] = [.integer(afterID), .integer(throughID)]
             for kind in kinds.map(\.rawValue).sorted() { parameters.append(.text(kind)) }
             parameters.append(.integer(Int64(min(max(limit, 1), 1000))))
-            return try db.query(SQL.eventsOfKinds[kinds.count - 1], parameters).map(Self.decodeEvent)
+            return try db.rows(SQL.eventsOfKinds[kinds.count - 1], parameters).map(Self.decodeEvent)
         }
     }
 
@@ -65,17 +65,17 @@ extension SQLiteStoreTransaction {
     /// of one account or all, with ids below `beforeID`; `limit` is clamped to 1...1000.
     static func newestFirst(
         _ db: SQLiteConnection, _ shapes: SQL.NewestFirst, accountID: String?, beforeID: Int64?, limit: Int
-    ) throws(StoreError) -> [[SQLValue]] {
+    ) throws(StoreError) -> [SQLRow] {
         let limit = Int64(min(max(limit, 1), 1000))
         switch (accountID, beforeID) {
         case (let accountID?, let beforeID?):
-            return try db.query(shapes.ofAccountBeforeID, [try bind(accountID), .integer(beforeID), .integer(limit)])
+            return try db.rows(shapes.ofAccountBeforeID, [try bind(accountID), .integer(beforeID), .integer(limit)])
         case (let accountID?, nil):
-            return try db.query(shapes.ofAccount, [try bind(accountID), .integer(limit)])
+            return try db.rows(shapes.ofAccount, [try bind(accountID), .integer(limit)])
         case (nil, let beforeID?):
-            return try db.query(shapes.beforeID, [.integer(beforeID), .integer(limit)])
+            return try db.rows(shapes.beforeID, [.integer(beforeID), .integer(limit)])
         case (nil, nil):
-            return try db.query(shapes.all, [.integer(limit)])
+            return try db.rows(shapes.all, [.integer(limit)])
         }
     }
 

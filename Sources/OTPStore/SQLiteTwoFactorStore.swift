@@ -103,7 +103,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
 
     // MARK: Decoding
 
-    static func decodeAccount(_ row: [SQLValue]) throws(StoreError) -> AccountRecord {
+    static func decodeAccount(_ row: SQLRow) throws(StoreError) -> AccountRecord {
         var reader = RowReader(row, table: "accounts")
         var account = AccountRecord(id: try reader.text("id"), now: Date(timeIntervalSince1970: 0))
         account.phone = try reader.optionalPhone("phone")
@@ -122,7 +122,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
         return account
     }
 
-    static func decodeEvent(_ row: [SQLValue]) throws(StoreError) -> EventRecord {
+    static func decodeEvent(_ row: SQLRow) throws(StoreError) -> EventRecord {
         var reader = RowReader(row, table: "events")
         return EventRecord(
             id: try reader.integer("id"),
@@ -134,7 +134,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
             at: try reader.date("at"))
     }
 
-    static func decodeSMSSend(_ row: [SQLValue]) throws(StoreError) -> SMSSendRecord {
+    static func decodeSMSSend(_ row: SQLRow) throws(StoreError) -> SMSSendRecord {
         var reader = RowReader(row, table: "sms_sends")
         return SMSSendRecord(
             accountID: try reader.text("account_id"),
@@ -144,7 +144,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
             at: try reader.date("at"))
     }
 
-    static func decodeChallenge(_ row: [SQLValue]) throws(StoreError) -> ChallengeRecord {
+    static func decodeChallenge(_ row: SQLRow) throws(StoreError) -> ChallengeRecord {
         var reader = RowReader(row, table: "challenges")
         return ChallengeRecord(
             id: try reader.text("id"),
@@ -221,15 +221,20 @@ private enum StoredTime {
 
 // MARK: - Reading rows
 
-/// Reads one row's columns in order, refusing (kind `.corrupt`) whatever does not decode.
-/// Messages name the column, never the stored value (it may be a phone number).
+/// Reads one row's columns by name, refusing (kind `.corrupt`) whatever does not decode or is
+/// missing. Messages name the column, never the stored value (it may be a phone number).
+///
+/// Reading in the SELECT's order costs one comparison of names per column (the names are
+/// resolved once per prepared statement; see `SQLColumns`), so the hot path pays next to
+/// nothing for it.
 struct RowReader {
-    private let values: [SQLValue]
+    private let row: SQLRow
     private let table: String
-    private var index = 0
+    /// Where the next column is expected: just after the last one read.
+    private var hint = 0
 
-    init(_ values: [SQLValue], table: String) {
-        self.values = values
+    init(_ row: SQLRow, table: String) {
+        self.row = row
         self.table = table
     }
 
@@ -238,9 +243,11 @@ struct RowReader {
     }
 
     private mutating func next(_ column: String) throws(StoreError) -> SQLValue {
-        guard index < values.count else { throw corrupt(column, "is missing from the row") }
-        defer { index += 1 }
-        return values[index]
+        guard let position = row.columns.position(of: column, hint: hint) else {
+            throw corrupt(column, "is missing from the row")
+        }
+        hint = position + 1
+        return row.values[position]
     }
 
     mutating func text(_ column: String) throws(StoreError) -> String {
