@@ -43,9 +43,7 @@ extension SQLiteStoreTransaction {
 
     func notificationCursor() throws(StoreError) -> Int64? {
         try perform { db throws(StoreError) in
-            guard let text = try db.query(SQL.selectMeta, [.text("notify_cursor")]).first?.first?.text else {
-                return nil
-            }
+            guard let text = try db.metaValue(forKey: "notify_cursor") else { return nil }
             guard let value = Int64(text) else {
                 throw StoreError(kind: .corrupt, message: "daemon_meta.notify_cursor is not a number")
             }
@@ -55,9 +53,7 @@ extension SQLiteStoreTransaction {
 
     func setNotificationCursor(_ id: Int64) throws(StoreError) {
         try perform { db throws(StoreError) in
-            if try db.run(SQL.updateMeta, [.text(String(id)), .text("notify_cursor")]) == 0 {
-                try db.run(SQL.insertMeta, [.text("notify_cursor"), .text(String(id))])
-            }
+            try db.setMetaValue(String(id), forKey: "notify_cursor")
         }
     }
 
