@@ -462,13 +462,13 @@ extension TwoFactorService {
         if isLocked(account, at: now), stored != nil {
             // A guess during a lock is still a guess: it counts, and the lock holds even for
             // the right code.
-            try registerFailure(&account, now: now, in: tx)
-            try tx.saveAccount(account)
-            try audit(
-                .verify, .failure, account: accountID, detail: "\(purpose.rawValue): account locked", at: now, in: tx)
-            return VerifyOutcome(
-                success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: account.lockedUntil,
-                summary: AccountSummary(accountID: accountID))
+            return try failCounted(
+                &account, .verify, detail: "\(purpose.rawValue): account locked", now: now, in: tx
+            ) { saved in
+                VerifyOutcome(
+                    success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: saved.lockedUntil,
+                    summary: AccountSummary(accountID: accountID))
+            }
         }
 
         // The authenticator, wherever an SMS code is accepted (not for proving a new number).
@@ -508,17 +508,17 @@ extension TwoFactorService {
                 try tx.updateChallenge(
                     id: challenge.id, state: attemptsLeft == 0 ? .voided : .active, attemptsLeft: attemptsLeft)
             }
-            try registerFailure(&account, now: now, in: tx)
-            try tx.saveAccount(account)
-            try audit(
-                .verify, .failure, account: accountID, detail: "\(purpose.rawValue): \(reason)",
-                destination: challenge?.destination.masked ?? "", at: now, in: tx)
             // Only the account id comes back: the account's state (its masked number, its
             // failure count) would tell a known account from an unknown one (docs/SECURITY.md §13).
-            return VerifyOutcome(
-                success: false, attemptsLeft: attemptsLeft,
-                lockedUntil: isLocked(account, at: now) ? account.lockedUntil : nil,
-                summary: AccountSummary(accountID: accountID))
+            return try failCounted(
+                &account, .verify, detail: "\(purpose.rawValue): \(reason)",
+                destination: challenge?.destination.masked ?? "", now: now, in: tx
+            ) { saved in
+                VerifyOutcome(
+                    success: false, attemptsLeft: attemptsLeft,
+                    lockedUntil: isLocked(saved, at: now) ? saved.lockedUntil : nil,
+                    summary: AccountSummary(accountID: accountID))
+            }
         }
 
         // Success.

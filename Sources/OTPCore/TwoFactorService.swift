@@ -109,6 +109,21 @@ public final class TwoFactorService: Sendable {
         return locked
     }
 
+    /// The one way a verification, a redemption or a confirmation fails with a counted attempt
+    /// (docs/SECURITY.md §10, §11): counts the failure against `account` (locking it at the
+    /// thresholds), saves the account, appends the failure's audit event (`kind`, outcome
+    /// `.failure`), and only then makes the caller's answer from the saved account. The answer
+    /// exists only after the save, so a counted failure cannot be lost by forgetting it.
+    func failCounted<Answer>(
+        _ account: inout AccountRecord, _ kind: EventKind, detail: String, destination: String = "", now: Date,
+        in tx: any StoreTransaction, answer: (_ saved: AccountRecord) throws -> Answer
+    ) throws -> Answer {
+        try registerFailure(&account, now: now, in: tx)
+        try tx.saveAccount(account)
+        try audit(kind, .failure, account: account.id, detail: detail, destination: destination, at: now, in: tx)
+        return try answer(account)
+    }
+
     func registerSuccess(_ account: inout AccountRecord, now: Date) {
         account.consecutiveFailures = 0
         account.lockCount = 0
