@@ -44,7 +44,9 @@ let package = Package(
             swiftSettings: strictSettings),
         .target(
             name: "OTPCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings),
         .target(
             name: "OTPStore",

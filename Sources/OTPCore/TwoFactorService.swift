@@ -1,5 +1,6 @@
 import Crypto
 public import Foundation
+public import Logging
 import Synchronization
 
 /// The second factor of one shop: phone enrolment and verification, SMS and authenticator
@@ -18,15 +19,18 @@ public final class TwoFactorService: Sendable {
     let reportVerifier: (any DeliveryReportVerifier)?
     let deliveryStatuses: (any DeliveryStatusOrder)?
     let unrecorded = Atomic<Int>(0)
+    let logger: Logger
 
     /// Delivery reports are accepted only with both `reportVerifier` and `deliveryStatuses`
-    /// (the provider's).
+    /// (the provider's). `logger` gets what only an operator can act on (a record that could
+    /// not be stored); the default logs through the process's logging system as `otpd`.
     ///
     /// - Throws: `TwoFactorError` when `policy` breaks a security rule.
     public init(
         store: any TwoFactorStore, sender: any SMSSender, keys: DaemonKeys, policy: TwoFactorPolicy,
         clock: any OTPClock = SystemClock(), random: any RandomSource = SystemRandom(),
-        reportVerifier: (any DeliveryReportVerifier)? = nil, deliveryStatuses: (any DeliveryStatusOrder)? = nil
+        reportVerifier: (any DeliveryReportVerifier)? = nil, deliveryStatuses: (any DeliveryStatusOrder)? = nil,
+        logger: Logger = Logger(label: "otpd")
     ) throws(TwoFactorError) {
         try policy.validate()
         self.store = store
@@ -37,11 +41,13 @@ public final class TwoFactorService: Sendable {
         self.random = AnyRandomSource(random)
         self.reportVerifier = reportVerifier
         self.deliveryStatuses = deliveryStatuses
+        self.logger = logger
     }
 
     /// Records of texts already sent (or refused by the provider) that could not be written
     /// since start-up, because storage failed: the delivery log and the audit trail miss them.
-    /// Anything above 0 needs an operator's attention.
+    /// Anything above 0 needs an operator's attention: each one is logged at `.error` with its
+    /// event kind, and `ServerInfo` reports the count.
     public var unrecordedEvents: Int { unrecorded.load(ordering: .relaxed) }
 
     /// The name of the SMS sender in use.

@@ -170,12 +170,14 @@ struct Info: AsyncParsableCommand {
                 "version": info.version, "uptime_seconds": info.uptimeSeconds, "database_path": info.databasePath,
                 "schema_version": info.schemaVersion, "connections": info.connections,
                 "max_connections": info.maxConnections, "sms_sender": info.smsSender, "started_at": info.startedAt,
+                "unrecorded_events": info.unrecordedEvents,
             ])
         } else {
             print("otpd \(info.version), up \(info.uptimeSeconds) s")
             print("database: \(info.databasePath) (schema \(info.schemaVersion))")
             print("connections: \(info.connections) of \(info.maxConnections)")
             print("sms sender: \(info.smsSender)")
+            print("unrecorded events: \(info.unrecordedEvents)")
         }
     }
 }
