@@ -143,11 +143,15 @@ let package = Package(
         // The test doubles the test targets share: a seeded random source, a manual clock, a
         // temporary directory.
         .target(
-            name: "OTPTestSupport", dependencies: ["OTPCore", "OTPProtocol"], path: "Tests/OTPTestSupport",
+            name: "OTPTestSupport",
+            dependencies: ["OTPCore", "OTPProtocol", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/OTPTestSupport",
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPSMSTests",
-            dependencies: ["OTPSMS", "OTPCore", "TwilioStandIn", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "OTPSMS", "OTPCore", "OTPTestSupport", "TwilioStandIn", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPProtocolTests", dependencies: ["OTPProtocol", "DecoderFuzzHarness"],
