@@ -42,6 +42,7 @@ let package = Package(
         .target(
             name: "OTPProtocol", dependencies: ["COTPProto", "CProtobufC"],
             swiftSettings: strictSettings),
+        .target(name: "OTPFiles", swiftSettings: strictSettings),
         .target(
             name: "OTPCore",
             dependencies: [
@@ -86,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "otpd",
             dependencies: [
-                "OTPServer", "OTPStore", "OTPSMS", "OTPCore", "COTPSys",
+                "OTPServer", "OTPStore", "OTPSMS", "OTPCore", "OTPFiles", "COTPSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -97,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "otpctl",
             dependencies: [
-                "OTPClient", "CQRencode",
+                "OTPClient", "OTPFiles", "CQRencode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
