@@ -42,9 +42,12 @@ let package = Package(
         .target(
             name: "OTPProtocol", dependencies: ["COTPProto", "CProtobufC"],
             swiftSettings: strictSettings),
+        .target(name: "OTPFiles", swiftSettings: strictSettings),
         .target(
             name: "OTPCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings),
         .target(
             name: "OTPStore",
@@ -84,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "otpd",
             dependencies: [
-                "OTPServer", "OTPStore", "OTPSMS", "OTPCore", "COTPSys",
+                "OTPServer", "OTPStore", "OTPSMS", "OTPCore", "OTPFiles", "COTPSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -95,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "otpctl",
             dependencies: [
-                "OTPClient", "CQRencode",
+                "OTPClient", "OTPFiles", "CQRencode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings),
@@ -141,11 +144,15 @@ let package = Package(
         // The test doubles the test targets share: a seeded random source, a manual clock, a
         // temporary directory.
         .target(
-            name: "OTPTestSupport", dependencies: ["OTPCore", "OTPProtocol"], path: "Tests/OTPTestSupport",
+            name: "OTPTestSupport",
+            dependencies: ["OTPCore", "OTPProtocol", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/OTPTestSupport",
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPSMSTests",
-            dependencies: ["OTPSMS", "OTPCore", "TwilioStandIn", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "OTPSMS", "OTPCore", "OTPTestSupport", "TwilioStandIn", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPProtocolTests", dependencies: ["OTPProtocol", "DecoderFuzzHarness"],

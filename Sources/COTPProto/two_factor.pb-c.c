@@ -2041,7 +2041,7 @@ const ProtobufCMessageDescriptor otp__v1__server_info_request__descriptor =
   (ProtobufCMessageInit) otp__v1__server_info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor otp__v1__server_info_response__field_descriptors[8] =
+static const ProtobufCFieldDescriptor otp__v1__server_info_response__field_descriptors[9] =
 {
   {
     "version",
@@ -2139,6 +2139,18 @@ static const ProtobufCFieldDescriptor otp__v1__server_info_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "unrecorded_events",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ServerInfoResponse, unrecorded_events),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned otp__v1__server_info_response__field_indices_by_name[] = {
   4,   /* field[4] = connections */
@@ -2147,13 +2159,14 @@ static const unsigned otp__v1__server_info_response__field_indices_by_name[] = {
   3,   /* field[3] = schema_version */
   6,   /* field[6] = sms_sender */
   7,   /* field[7] = started_at */
+  8,   /* field[8] = unrecorded_events */
   1,   /* field[1] = uptime_seconds */
   0,   /* field[0] = version */
 };
 static const ProtobufCIntRange otp__v1__server_info_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor otp__v1__server_info_response__descriptor =
 {
@@ -2163,7 +2176,7 @@ const ProtobufCMessageDescriptor otp__v1__server_info_response__descriptor =
   "Otp__V1__ServerInfoResponse",
   "otp.v1",
   sizeof(Otp__V1__ServerInfoResponse),
-  8,
+  9,
   otp__v1__server_info_response__field_descriptors,
   otp__v1__server_info_response__field_indices_by_name,
   1,  otp__v1__server_info_response__number_ranges,

@@ -23,16 +23,6 @@ _Static_assert(offsetof(cotp_ucred, gid) == offsetof(struct ucred, gid), "gid of
 int cotp_sol_socket(void) { return SOL_SOCKET; }
 int cotp_so_peercred(void) { return SO_PEERCRED; }
 
-int cotp_peer_credentials(int fd, cotp_ucred *out) {
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
-    out->pid = cred.pid;
-    out->uid = cred.uid;
-    out->gid = cred.gid;
-    return 0;
-}
-
 static int fill_sockaddr(const char *path, struct sockaddr_un *addr, socklen_t *len) {
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof(addr->sun_path)) { errno = ENAMETOOLONG; return -1; }

@@ -71,12 +71,10 @@ extension TwoFactorService {
                 return .success(BackupRedemption(success: false, remaining: 0, low: false))
             }
             if self.isLocked(account, at: now) {
-                try self.registerFailure(&account, now: now, in: tx)
-                try tx.saveAccount(account)
-                try self.audit(
-                    .backupCodeRedeemed, .failure, account: accountID, detail: "account locked", at: now, in: tx)
                 return .success(
-                    BackupRedemption(success: false, remaining: 0, low: false, lockedUntil: account.lockedUntil))
+                    try self.failCounted(&account, .backupCodeRedeemed, detail: "account locked", now: now, in: tx) {
+                        BackupRedemption(success: false, remaining: 0, low: false, lockedUntil: $0.lockedUntil)
+                    })
             }
             let consumed = try self.consumeBackupCode(code, account: account, now: now, in: tx)
             let remaining = try tx.remainingBackupCodes(accountID: accountID)
@@ -94,15 +92,16 @@ extension TwoFactorService {
                 }
                 return .success(BackupRedemption(success: true, remaining: remaining, low: low))
             }
-            try self.registerFailure(&account, now: now, in: tx)
-            try tx.saveAccount(account)
-            try self.audit(
-                .backupCodeRedeemed, .failure, account: accountID,
-                detail: BackupCode(parsing: code) == nil ? "malformed code" : "unknown or used code", at: now, in: tx)
             return .success(
-                BackupRedemption(
-                    success: false, remaining: 0, low: false,
-                    lockedUntil: self.isLocked(account, at: now) ? account.lockedUntil : nil))
+                try self.failCounted(
+                    &account, .backupCodeRedeemed,
+                    detail: BackupCode(parsing: code) == nil ? "malformed code" : "unknown or used code", now: now,
+                    in: tx
+                ) { saved in
+                    BackupRedemption(
+                        success: false, remaining: 0, low: false,
+                        lockedUntil: self.isLocked(saved, at: now) ? saved.lockedUntil : nil)
+                })
         }
     }
 }

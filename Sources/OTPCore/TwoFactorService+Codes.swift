@@ -1,4 +1,5 @@
 public import Foundation
+import Logging
 import Synchronization
 
 /// A challenge created and sent: what the caller may show.
@@ -161,19 +162,27 @@ extension TwoFactorService {
     /// Writes the record of something that already happened outside otpd (a text the provider
     /// took or refused), in a task of its own: the caller's deadline or closed connection must
     /// not skip it. A record that still cannot be written (storage failing) is counted in
-    /// ``unrecordedEvents``; the caller's answer does not depend on it.
+    /// ``unrecordedEvents`` and logged with the kind of its event (`kind`), never with a number
+    /// or a code; the caller's answer does not depend on it.
     func recordOutsideCancellation(
-        _ body: @escaping @Sendable (any StoreTransaction) throws -> Result<Void, TwoFactorError>
+        _ kind: EventKind, _ body: @escaping @Sendable (any StoreTransaction) throws -> Result<Void, TwoFactorError>
     ) async {
-        let written = await Task { () -> Bool in
-            do {
+        let failure = await Task { () -> TwoFactorError? in
+            do throws(TwoFactorError) {
                 try await self.transact(body)
-                return true
+                return nil
             } catch {
-                return false
+                return error
             }
         }.value
-        if !written { unrecorded.add(1, ordering: .relaxed) }
+        guard let failure else { return }
+        let count = unrecorded.add(1, ordering: .relaxed).newValue
+        logger.error(
+            "the record of a text could not be stored; the delivery log and the audit trail miss it",
+            metadata: [
+                "event.kind": "\(kind.rawValue)", "unrecorded_events": "\(count)",
+                "error": "\(failure.logDetail ?? failure.message)",
+            ])
     }
 
     /// Records what became of a text: the delivery log, the audit event and, for a number the
@@ -187,7 +196,7 @@ extension TwoFactorService {
         let suffix = text.detail.isEmpty ? "" : "; \(text.detail)"
         switch result {
         case .success(let receipt):
-            await recordOutsideCancellation { tx in
+            await recordOutsideCancellation(text.sentKind) { tx in
                 let now = self.clock.now()
                 try tx.insertDelivery(
                     DeliveryRecord(
@@ -202,7 +211,7 @@ extension TwoFactorService {
             }
             return receipt
         case .failure(let sendError):
-            await recordOutsideCancellation { tx in
+            await recordOutsideCancellation(text.failedKind) { tx in
                 let now = self.clock.now()
                 try tx.updateChallenge(id: text.challengeID, state: .failed, attemptsLeft: 0)
                 try tx.insertDelivery(
@@ -462,13 +471,13 @@ extension TwoFactorService {
         if isLocked(account, at: now), stored != nil {
             // A guess during a lock is still a guess: it counts, and the lock holds even for
             // the right code.
-            try registerFailure(&account, now: now, in: tx)
-            try tx.saveAccount(account)
-            try audit(
-                .verify, .failure, account: accountID, detail: "\(purpose.rawValue): account locked", at: now, in: tx)
-            return VerifyOutcome(
-                success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: account.lockedUntil,
-                summary: AccountSummary(accountID: accountID))
+            return try failCounted(
+                &account, .verify, detail: "\(purpose.rawValue): account locked", now: now, in: tx
+            ) { saved in
+                VerifyOutcome(
+                    success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: saved.lockedUntil,
+                    summary: AccountSummary(accountID: accountID))
+            }
         }
 
         // The authenticator, wherever an SMS code is accepted (not for proving a new number).
@@ -508,17 +517,17 @@ extension TwoFactorService {
                 try tx.updateChallenge(
                     id: challenge.id, state: attemptsLeft == 0 ? .voided : .active, attemptsLeft: attemptsLeft)
             }
-            try registerFailure(&account, now: now, in: tx)
-            try tx.saveAccount(account)
-            try audit(
-                .verify, .failure, account: accountID, detail: "\(purpose.rawValue): \(reason)",
-                destination: challenge?.destination.masked ?? "", at: now, in: tx)
             // Only the account id comes back: the account's state (its masked number, its
             // failure count) would tell a known account from an unknown one (docs/SECURITY.md §13).
-            return VerifyOutcome(
-                success: false, attemptsLeft: attemptsLeft,
-                lockedUntil: isLocked(account, at: now) ? account.lockedUntil : nil,
-                summary: AccountSummary(accountID: accountID))
+            return try failCounted(
+                &account, .verify, detail: "\(purpose.rawValue): \(reason)",
+                destination: challenge?.destination.masked ?? "", now: now, in: tx
+            ) { saved in
+                VerifyOutcome(
+                    success: false, attemptsLeft: attemptsLeft,
+                    lockedUntil: isLocked(saved, at: now) ? saved.lockedUntil : nil,
+                    summary: AccountSummary(accountID: accountID))
+            }
         }
 
         // Success.

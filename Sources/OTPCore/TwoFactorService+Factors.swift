@@ -90,14 +90,13 @@ extension TwoFactorService {
             guard let candidate = OneTimeCode(parsing: code, length: .six),
                 let step = totp.verify(candidate, at: now, window: self.policy.totpWindow)
             else {
-                try self.registerFailure(&account, now: now, in: tx)
-                try tx.saveAccount(account)
-                try self.audit(
-                    .totpEnrollmentConfirm, .failure, account: accountID, detail: "wrong or malformed code", at: now,
-                    in: tx)
                 return .success(
-                    TOTPConfirmation(
-                        success: false, summary: try self.summary(account, id: accountID, in: tx, now: now)))
+                    try self.failCounted(
+                        &account, .totpEnrollmentConfirm, detail: "wrong or malformed code", now: now, in: tx
+                    ) { saved in
+                        TOTPConfirmation(
+                            success: false, summary: try self.summary(saved, id: accountID, in: tx, now: now))
+                    })
             }
             let before = try self.activeFactors(account, in: tx)
             var detail = ""

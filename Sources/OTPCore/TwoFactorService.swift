@@ -1,5 +1,6 @@
 import Crypto
 public import Foundation
+public import Logging
 import Synchronization
 
 /// The second factor of one shop: phone enrolment and verification, SMS and authenticator
@@ -18,15 +19,18 @@ public final class TwoFactorService: Sendable {
     let reportVerifier: (any DeliveryReportVerifier)?
     let deliveryStatuses: (any DeliveryStatusOrder)?
     let unrecorded = Atomic<Int>(0)
+    let logger: Logger
 
     /// Delivery reports are accepted only with both `reportVerifier` and `deliveryStatuses`
-    /// (the provider's).
+    /// (the provider's). `logger` gets what only an operator can act on (a record that could
+    /// not be stored); the default logs through the process's logging system as `otpd`.
     ///
     /// - Throws: `TwoFactorError` when `policy` breaks a security rule.
     public init(
         store: any TwoFactorStore, sender: any SMSSender, keys: DaemonKeys, policy: TwoFactorPolicy,
         clock: any OTPClock = SystemClock(), random: any RandomSource = SystemRandom(),
-        reportVerifier: (any DeliveryReportVerifier)? = nil, deliveryStatuses: (any DeliveryStatusOrder)? = nil
+        reportVerifier: (any DeliveryReportVerifier)? = nil, deliveryStatuses: (any DeliveryStatusOrder)? = nil,
+        logger: Logger = Logger(label: "otpd")
     ) throws(TwoFactorError) {
         try policy.validate()
         self.store = store
@@ -37,11 +41,13 @@ public final class TwoFactorService: Sendable {
         self.random = AnyRandomSource(random)
         self.reportVerifier = reportVerifier
         self.deliveryStatuses = deliveryStatuses
+        self.logger = logger
     }
 
     /// Records of texts already sent (or refused by the provider) that could not be written
     /// since start-up, because storage failed: the delivery log and the audit trail miss them.
-    /// Anything above 0 needs an operator's attention.
+    /// Anything above 0 needs an operator's attention: each one is logged at `.error` with its
+    /// event kind, and `ServerInfo` reports the count.
     public var unrecordedEvents: Int { unrecorded.load(ordering: .relaxed) }
 
     /// The name of the SMS sender in use.
@@ -107,6 +113,21 @@ public final class TwoFactorService: Sendable {
                 detail: "\(account.consecutiveFailures) consecutive failures; locked \(until)", at: now, in: tx)
         }
         return locked
+    }
+
+    /// The one way a verification, a redemption or a confirmation fails with a counted attempt
+    /// (docs/SECURITY.md §10, §11): counts the failure against `account` (locking it at the
+    /// thresholds), saves the account, appends the failure's audit event (`kind`, outcome
+    /// `.failure`), and only then makes the caller's answer from the saved account. The answer
+    /// exists only after the save, so a counted failure cannot be lost by forgetting it.
+    func failCounted<Answer>(
+        _ account: inout AccountRecord, _ kind: EventKind, detail: String, destination: String = "", now: Date,
+        in tx: any StoreTransaction, answer: (_ saved: AccountRecord) throws -> Answer
+    ) throws -> Answer {
+        try registerFailure(&account, now: now, in: tx)
+        try tx.saveAccount(account)
+        try audit(kind, .failure, account: account.id, detail: detail, destination: destination, at: now, in: tx)
+        return try answer(account)
     }
 
     func registerSuccess(_ account: inout AccountRecord, now: Date) {

@@ -253,8 +253,9 @@ public struct ServerInfoResponse: WireMessage {
     public var maxConnections: UInt32
     public var smsSender: String
     public var startedAt: Int64
+    public var unrecordedEvents: UInt64
 
-    public init(version: String = "", uptimeSeconds: UInt64 = 0, databasePath: String = "", schemaVersion: UInt32 = 0, connections: UInt32 = 0, maxConnections: UInt32 = 0, smsSender: String = "", startedAt: Int64 = 0) {
+    public init(version: String = "", uptimeSeconds: UInt64 = 0, databasePath: String = "", schemaVersion: UInt32 = 0, connections: UInt32 = 0, maxConnections: UInt32 = 0, smsSender: String = "", startedAt: Int64 = 0, unrecordedEvents: UInt64 = 0) {
         self.version = version
         self.uptimeSeconds = uptimeSeconds
         self.databasePath = databasePath
@@ -263,6 +264,7 @@ public struct ServerInfoResponse: WireMessage {
         self.maxConnections = maxConnections
         self.smsSender = smsSender
         self.startedAt = startedAt
+        self.unrecordedEvents = unrecordedEvents
     }
 
     public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__server_info_response()!) }
@@ -276,6 +278,7 @@ public struct ServerInfoResponse: WireMessage {
         maxConnections = fields.uint32(6)
         smsSender = fields.string(7)
         startedAt = fields.int64(8)
+        unrecordedEvents = fields.uint64(9)
     }
 
     public func encode(to fields: inout FieldWriter) {
@@ -287,6 +290,7 @@ public struct ServerInfoResponse: WireMessage {
         fields.set(6, maxConnections)
         fields.set(7, smsSender)
         fields.set(8, startedAt)
+        fields.set(9, unrecordedEvents)
     }
 }
 

@@ -72,7 +72,8 @@ public struct TwoFactorRouter: CallRouter {
             version: facts.version, uptimeSeconds: UInt64(max(0, uptime.components.seconds)),
             databasePath: facts.databasePath, schemaVersion: facts.schemaVersion,
             connections: UInt32(statistics.count), maxConnections: UInt32(facts.maximumConnections),
-            smsSender: facts.smsSender, startedAt: facts.startedAtUnix)
+            smsSender: facts.smsSender, startedAt: facts.startedAtUnix,
+            unrecordedEvents: UInt64(max(0, service.unrecordedEvents)))
     }
 
     public func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {

@@ -104,6 +104,19 @@ public final class SQLiteConnection {
         return rows
     }
 
+    /// Runs a statement with parameters and returns every row, its values read by column name.
+    func rows(_ sql: String, _ parameters: [SQLValue] = []) throws(StoreError) -> [SQLRow] {
+        let statement = try prepare(sql)
+        defer { statement.reset() }
+        try statement.bind(parameters)
+        let columns = statement.columns
+        var rows: [SQLRow] = []
+        while try statement.step() {
+            rows.append(SQLRow(values: statement.row(), columns: columns))
+        }
+        return rows
+    }
+
     /// Runs a statement and returns the number of rows it changed.
     @discardableResult
     public func run(_ sql: String, _ parameters: [SQLValue] = []) throws(StoreError) -> Int {
@@ -160,6 +173,10 @@ final class Statement {
     }
 
     deinit { sqlite3_finalize(raw) }
+
+    /// The names of the result columns, looked up once for the life of the prepared statement.
+    private(set) lazy var columns = SQLColumns(
+        names: (0..<sqlite3_column_count(raw)).map { String(cString: sqlite3_column_name(raw, $0)) })
 
     func bind(_ values: [SQLValue]) throws(StoreError) {
         for (offset, value) in values.enumerated() {
@@ -224,6 +241,41 @@ final class Statement {
 
     private func error(_ rc: Int32) -> StoreError {
         StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)))
+    }
+}
+
+/// The result columns of one prepared statement: their names, resolved to positions once.
+final class SQLColumns: Sendable {
+    /// The names, in the order of the SELECT.
+    let names: [String]
+    private let positions: [String: Int]
+
+    init(names: [String]) {
+        self.names = names
+        // The first column of a name wins, as in SQLite's own lookups.
+        self.positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// The position of the column `name`, or nil when the result has none. `hint` is where the
+    /// caller expects it (reading in SELECT order): a match there costs one comparison of
+    /// names, and only a column elsewhere is looked up.
+    func position(of name: String, hint: Int) -> Int? {
+        if hint >= 0, hint < names.count, names[hint] == name { return hint }
+        return positions[name]
+    }
+}
+
+/// One result row whose values are read by column name, so a column added to a SELECT (or
+/// the columns reordered) cannot shift another column's value into a field.
+struct SQLRow: Sendable {
+    /// The values, in the order of the SELECT.
+    let values: [SQLValue]
+    /// The statement's columns, shared by all its rows.
+    let columns: SQLColumns
+
+    /// The value of the column `name`, or nil when the result has no such column.
+    subscript(name: String) -> SQLValue? {
+        columns.position(of: name, hint: 0).map { values[$0] }
     }
 }
 

@@ -5,7 +5,7 @@ internal import OTPCore
 extension SQLiteStoreTransaction {
     func account(_ id: String) throws(StoreError) -> AccountRecord? {
         try perform { db throws(StoreError) in
-            guard let row = try db.query(SQL.selectAccount, [try bind(id)]).first else { return nil }
+            guard let row = try db.rows(SQL.selectAccount, [try bind(id)]).first else { return nil }
             return try Self.decodeAccount(row)
         }
     }
@@ -48,10 +48,10 @@ extension SQLiteStoreTransaction {
     func deleteAccountData(_ id: String) throws(StoreError) {
         try perform { db throws(StoreError) in
             let parameters = [try bind(id)]
-            try db.run("DELETE FROM challenges WHERE account_id = ?", parameters)
-            try db.run("DELETE FROM proofs WHERE account_id = ?", parameters)
-            try db.run("DELETE FROM backup_codes WHERE account_id = ?", parameters)
-            try db.run("DELETE FROM accounts WHERE id = ?", parameters)
+            try db.run(SQL.deleteAccountChallenges, parameters)
+            try db.run(SQL.deleteAccountProofs, parameters)
+            try db.run(SQL.deleteBackupCodes, parameters)
+            try db.run(SQL.deleteAccount, parameters)
         }
     }
 

@@ -7,11 +7,10 @@ extension SQLiteStoreTransaction {
         try perform { db throws(StoreError) in
             let account = try bind(accountID)
             let createdAt = try bind(at)
-            try db.run("DELETE FROM backup_codes WHERE account_id = ?", [account])
+            try db.run(SQL.deleteBackupCodes, [account])
             for hash in hashes {
                 try db.run(
-                    "INSERT INTO backup_codes (account_id, code_hash, created_at, used_at) VALUES (?, ?, ?, NULL)",
-                    [account, try bind(hash, column: "backup_codes.code_hash"), createdAt])
+                    SQL.insertBackupCode, [account, try bind(hash, column: "backup_codes.code_hash"), createdAt])
             }
         }
     }
@@ -20,18 +19,14 @@ extension SQLiteStoreTransaction {
     func consumeBackupCode(accountID: String, hash: [UInt8], at: Date) throws(StoreError) -> Bool {
         try perform { db throws(StoreError) in
             guard !hash.isEmpty else { return false }
-            let changed = try db.run(
-                "UPDATE backup_codes SET used_at = ? WHERE account_id = ? AND code_hash = ? AND used_at IS NULL",
-                [try bind(at), try bind(accountID), .blob(hash)])
+            let changed = try db.run(SQL.consumeBackupCode, [try bind(at), try bind(accountID), .blob(hash)])
             return changed == 1
         }
     }
 
     func remainingBackupCodes(accountID: String) throws(StoreError) -> Int {
         try perform { db throws(StoreError) in
-            try Self.count(
-                db, "SELECT count(*) FROM backup_codes WHERE account_id = ? AND used_at IS NULL",
-                [try bind(accountID)])
+            try Self.count(db, SQL.countUnusedBackupCodes, [try bind(accountID)])
         }
     }
 }

@@ -23,7 +23,7 @@ extension SQLiteStoreTransaction {
 
     func challenge(id: String) throws(StoreError) -> ChallengeRecord? {
         try perform { db throws(StoreError) in
-            guard let row = try db.query(SQL.selectChallenge, [try bind(id)]).first else { return nil }
+            guard let row = try db.rows(SQL.selectChallenge, [try bind(id)]).first else { return nil }
             return try Self.decodeChallenge(row)
         }
     }
@@ -60,7 +60,7 @@ extension SQLiteStoreTransaction {
     func insertProof(_ proof: ProofRecord) throws(StoreError) {
         try perform { db throws(StoreError) in
             try db.run(
-                "INSERT INTO proofs (token_hash, account_id, purpose, expires_at) VALUES (?, ?, ?, ?)",
+                SQL.insertProof,
                 [
                     try bind(proof.tokenHash, column: "proofs.token_hash"),
                     try bind(proof.accountID),
@@ -74,7 +74,7 @@ extension SQLiteStoreTransaction {
         try perform { db throws(StoreError) in
             guard !tokenHash.isEmpty else { return nil }
             // Read, then delete, in this transaction (one writer: nothing runs in between).
-            let rows = try db.query(SQL.selectProof, [.blob(tokenHash)])
+            let rows = try db.rows(SQL.selectProof, [.blob(tokenHash)])
             guard let row = rows.first else { return nil }
             var reader = RowReader(row, table: "proofs")
             let proof = ProofRecord(

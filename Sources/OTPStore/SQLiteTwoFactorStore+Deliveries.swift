@@ -3,19 +3,10 @@ internal import OTPCore
 
 /// The delivery log and the numbers that cannot receive texts (schema version 3).
 extension SQLiteStoreTransaction {
-    private static let deliveryColumns = """
-        id, account_id, challenge_id, purpose, destination_masked, provider, message_sid, status, error_code,
-        attempts, created_at, updated_at
-        """
-
     func insertDelivery(_ delivery: DeliveryRecord) throws(StoreError) -> Int64 {
         try perform { db throws(StoreError) in
             try db.insert(
-                """
-                INSERT INTO deliveries (account_id, challenge_id, purpose, destination_masked, provider, message_sid,
-                    status, error_code, attempts, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
+                SQL.insertDelivery,
                 [
                     try bind(delivery.accountID), try bind(delivery.challengeID), try bind(delivery.purpose),
                     try bind(delivery.destinationMasked), try bind(delivery.provider), try bind(delivery.messageSID),
@@ -29,9 +20,7 @@ extension SQLiteStoreTransaction {
     func delivery(messageSID: String) throws(StoreError) -> DeliveryRecord? {
         guard !messageSID.isEmpty else { return nil }
         return try perform { db throws(StoreError) in
-            let rows = try db.query(
-                "SELECT \(Self.deliveryColumns) FROM deliveries WHERE message_sid = ? ORDER BY id DESC LIMIT 1",
-                [try bind(messageSID)])
+            let rows = try db.rows(SQL.selectDeliveryBySID, [try bind(messageSID)])
             return try rows.first.map(Self.decodeDelivery)
         }
     }
@@ -39,7 +28,7 @@ extension SQLiteStoreTransaction {
     func updateDelivery(id: Int64, status: String, errorCode: Int?, at: Date) throws(StoreError) {
         try perform { db throws(StoreError) in
             let changed = try db.run(
-                "UPDATE deliveries SET status = ?, error_code = ?, updated_at = ? WHERE id = ?",
+                SQL.updateDelivery,
                 [try bind(status), errorCode.map { .integer(Int64($0)) } ?? .null, try bind(at), .integer(id)])
             guard changed == 1 else {
                 throw StoreError(kind: .other, message: "delivery \(id) does not exist")
@@ -50,8 +39,7 @@ extension SQLiteStoreTransaction {
     func deliveries(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [DeliveryRecord] {
         try perform { db throws(StoreError) in
             try Self.newestFirst(
-                db, select: "SELECT \(Self.deliveryColumns) FROM deliveries", accountID: accountID,
-                beforeID: beforeID, limit: limit
+                db, SQL.deliveriesNewestFirst, accountID: accountID, beforeID: beforeID, limit: limit
             ).map(Self.decodeDelivery)
         }
     }
@@ -59,21 +47,14 @@ extension SQLiteStoreTransaction {
     func markUndeliverable(phone: PhoneNumber, errorCode: Int?, at: Date) throws(StoreError) {
         try perform { db throws(StoreError) in
             try db.run(
-                """
-                INSERT INTO undeliverable_numbers (phone, error_code, at) VALUES (?, ?, ?)
-                ON CONFLICT (phone) DO UPDATE SET error_code = excluded.error_code, at = excluded.at
-                """,
+                SQL.upsertUndeliverable,
                 [.text(phone.e164), errorCode.map { .integer(Int64($0)) } ?? .null, try bind(at)])
         }
     }
 
     func undeliverable(phone: PhoneNumber) throws(StoreError) -> (at: Date, errorCode: Int?)? {
         try perform { db throws(StoreError) in
-            guard
-                let row = try db.query(
-                    "SELECT at, error_code FROM undeliverable_numbers WHERE phone = ?", [.text(phone.e164)]
-                ).first
-            else { return nil }
+            guard let row = try db.rows(SQL.selectUndeliverable, [.text(phone.e164)]).first else { return nil }
             var reader = RowReader(row, table: "undeliverable_numbers")
             let at = try reader.date("at")
             let code = try reader.optionalInteger("error_code").map { Int($0) }
@@ -81,7 +62,7 @@ extension SQLiteStoreTransaction {
         }
     }
 
-    private static func decodeDelivery(_ row: [SQLValue]) throws(StoreError) -> DeliveryRecord {
+    private static func decodeDelivery(_ row: SQLRow) throws(StoreError) -> DeliveryRecord {
         var reader = RowReader(row, table: "deliveries")
         return DeliveryRecord(
             id: try reader.integer("id"), accountID: try reader.text("account_id"),

@@ -19,7 +19,7 @@ extension SQLiteStoreTransaction {
     /// `limit` is clamped to 1...1000.
     func events(accountID: String?, beforeID: Int64?, limit: Int) throws(StoreError) -> [EventRecord] {
         try perform { db throws(StoreError) in
-            try Self.newestFirst(db, select: SQL.selectEvents, accountID: accountID, beforeID: beforeID, limit: limit)
+            try Self.newestFirst(db, SQL.eventsNewestFirst, accountID: accountID, beforeID: beforeID, limit: limit)
                 .map(Self.decodeEvent)
         }
     }
@@ -33,23 +33,17 @@ extension SQLiteStoreTransaction {
             var parameters: [SQLValue] = [.integer(afterID), .integer(throughID)]
             for kind in kinds.map(\.rawValue).sorted() { parameters.append(.text(kind)) }
             parameters.append(.integer(Int64(min(max(limit, 1), 1000))))
-            let placeholders = Array(repeating: "?", count: kinds.count).joined(separator: ", ")
-            return try db.query(
-                SQL.selectEvents + " WHERE id > ? AND id <= ? AND kind IN (\(placeholders)) ORDER BY id LIMIT ?",
-                parameters
-            ).map(Self.decodeEvent)
+            return try db.rows(SQL.eventsOfKinds[kinds.count - 1], parameters).map(Self.decodeEvent)
         }
     }
 
     func lastEventID() throws(StoreError) -> Int64 {
-        try perform { db throws(StoreError) in try db.scalar("SELECT coalesce(max(id), 0) FROM events") ?? 0 }
+        try perform { db throws(StoreError) in try db.scalar(SQL.lastEventID) ?? 0 }
     }
 
     func notificationCursor() throws(StoreError) -> Int64? {
         try perform { db throws(StoreError) in
-            guard let text = try db.query(SQL.selectMeta, [.text("notify_cursor")]).first?.first?.text else {
-                return nil
-            }
+            guard let text = try db.metaValue(forKey: "notify_cursor") else { return nil }
             guard let value = Int64(text) else {
                 throw StoreError(kind: .corrupt, message: "daemon_meta.notify_cursor is not a number")
             }
@@ -59,32 +53,25 @@ extension SQLiteStoreTransaction {
 
     func setNotificationCursor(_ id: Int64) throws(StoreError) {
         try perform { db throws(StoreError) in
-            if try db.run(SQL.updateMeta, [.text(String(id)), .text("notify_cursor")]) == 0 {
-                try db.run(SQL.insertMeta, [.text("notify_cursor"), .text(String(id))])
-            }
+            try db.setMetaValue(String(id), forKey: "notify_cursor")
         }
     }
 
-    /// The rows of `select` (a query over a table with `id` and `account_id`) newest first:
-    /// of one account or all, with ids below `beforeID`; `limit` is clamped to 1...1000. Every
-    /// shape is a fixed SQL text, so each stays a cached prepared statement.
+    /// The rows of `shapes` (a query over a table with `id` and `account_id`) newest first:
+    /// of one account or all, with ids below `beforeID`; `limit` is clamped to 1...1000.
     static func newestFirst(
-        _ db: SQLiteConnection, select: String, accountID: String?, beforeID: Int64?, limit: Int
-    ) throws(StoreError) -> [[SQLValue]] {
+        _ db: SQLiteConnection, _ shapes: SQL.NewestFirst, accountID: String?, beforeID: Int64?, limit: Int
+    ) throws(StoreError) -> [SQLRow] {
         let limit = Int64(min(max(limit, 1), 1000))
         switch (accountID, beforeID) {
         case (let accountID?, let beforeID?):
-            return try db.query(
-                select + " WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                [try bind(accountID), .integer(beforeID), .integer(limit)])
+            return try db.rows(shapes.ofAccountBeforeID, [try bind(accountID), .integer(beforeID), .integer(limit)])
         case (let accountID?, nil):
-            return try db.query(
-                select + " WHERE account_id = ? ORDER BY id DESC LIMIT ?", [try bind(accountID), .integer(limit)])
+            return try db.rows(shapes.ofAccount, [try bind(accountID), .integer(limit)])
         case (nil, let beforeID?):
-            return try db.query(
-                select + " WHERE id < ? ORDER BY id DESC LIMIT ?", [.integer(beforeID), .integer(limit)])
+            return try db.rows(shapes.beforeID, [.integer(beforeID), .integer(limit)])
         case (nil, nil):
-            return try db.query(select + " ORDER BY id DESC LIMIT ?", [.integer(limit)])
+            return try db.rows(shapes.all, [.integer(limit)])
         }
     }
 

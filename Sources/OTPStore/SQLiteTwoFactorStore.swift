@@ -103,7 +103,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
 
     // MARK: Decoding
 
-    static func decodeAccount(_ row: [SQLValue]) throws(StoreError) -> AccountRecord {
+    static func decodeAccount(_ row: SQLRow) throws(StoreError) -> AccountRecord {
         var reader = RowReader(row, table: "accounts")
         var account = AccountRecord(id: try reader.text("id"), now: Date(timeIntervalSince1970: 0))
         account.phone = try reader.optionalPhone("phone")
@@ -122,7 +122,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
         return account
     }
 
-    static func decodeEvent(_ row: [SQLValue]) throws(StoreError) -> EventRecord {
+    static func decodeEvent(_ row: SQLRow) throws(StoreError) -> EventRecord {
         var reader = RowReader(row, table: "events")
         return EventRecord(
             id: try reader.integer("id"),
@@ -134,7 +134,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
             at: try reader.date("at"))
     }
 
-    static func decodeSMSSend(_ row: [SQLValue]) throws(StoreError) -> SMSSendRecord {
+    static func decodeSMSSend(_ row: SQLRow) throws(StoreError) -> SMSSendRecord {
         var reader = RowReader(row, table: "sms_sends")
         return SMSSendRecord(
             accountID: try reader.text("account_id"),
@@ -144,7 +144,7 @@ final class SQLiteStoreTransaction: StoreTransaction {
             at: try reader.date("at"))
     }
 
-    static func decodeChallenge(_ row: [SQLValue]) throws(StoreError) -> ChallengeRecord {
+    static func decodeChallenge(_ row: SQLRow) throws(StoreError) -> ChallengeRecord {
         var reader = RowReader(row, table: "challenges")
         return ChallengeRecord(
             id: try reader.text("id"),
@@ -165,79 +165,6 @@ final class SQLiteStoreTransaction: StoreTransaction {
             throw StoreError(kind: .other, message: "a count query returned no number")
         }
         return count
-    }
-
-    // MARK: SQL text (fixed strings only: every value is bound)
-
-    /// Fixed SQL text. Internal so that the tests can check every statement of the hot path
-    /// with EXPLAIN (`StatementPlanTests`).
-    enum SQL {
-        static let accountColumns = """
-            id, phone, phone_verified, pending_phone, totp_secret, totp_last_step, pending_totp,
-            pending_totp_expires_at, preferred, consecutive_failures, lock_count, locked_until, created_at, updated_at
-            """
-        static let selectAccount = "SELECT \(accountColumns) FROM accounts WHERE id = ?"
-        static let insertAccount = """
-            INSERT INTO accounts (\(accountColumns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-            """
-        static let updateAccount = """
-            UPDATE accounts SET
-                phone = ?2, phone_verified = ?3, pending_phone = ?4, totp_secret = ?5, totp_last_step = ?6,
-                pending_totp = ?7, pending_totp_expires_at = ?8, preferred = ?9, consecutive_failures = ?10,
-                lock_count = ?11, locked_until = ?12, created_at = ?13, updated_at = ?14
-            WHERE id = ?1
-            """
-        static let insertEvent = """
-            INSERT INTO events (account_id, kind, outcome, detail, destination_masked, at) VALUES (?, ?, ?, ?, ?, ?)
-            """
-        static let selectMeta = "SELECT value FROM daemon_meta WHERE key = ?"
-        static let updateMeta = "UPDATE daemon_meta SET value = ? WHERE key = ?"
-        static let insertMeta = "INSERT INTO daemon_meta (key, value) VALUES (?, ?)"
-        static let incrementUnknownAccountAttempts = """
-            UPDATE daemon_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'unknown_account_attempts'
-            """
-        static let selectProof = "SELECT token_hash, account_id, purpose, expires_at FROM proofs WHERE token_hash = ?"
-        static let deleteProof = "DELETE FROM proofs WHERE token_hash = ?"
-        static let updateChallenge = "UPDATE challenges SET state = ?, attempts_left = ? WHERE id = ?"
-        static let voidChallengesOfPurpose =
-            "UPDATE challenges SET state = 'voided' WHERE account_id = ? AND purpose = ? AND state = 'active'"
-        static let voidChallenges = "UPDATE challenges SET state = 'voided' WHERE account_id = ? AND state = 'active'"
-
-        static let deleteExpiredChallenges = """
-            DELETE FROM challenges WHERE rowid IN
-                (SELECT rowid FROM challenges WHERE expires_at < ? ORDER BY expires_at LIMIT ?)
-            """
-        static let deleteExpiredProofs = """
-            DELETE FROM proofs WHERE rowid IN (SELECT rowid FROM proofs WHERE expires_at < ? ORDER BY expires_at LIMIT ?)
-            """
-        /// The oldest `limit` events by id, of those the ones before the cutoff: ids grow with
-        /// time, so this reads at most `limit` rows however large the table is.
-        static let deleteOldEvents = """
-            DELETE FROM events WHERE id IN
-                (SELECT id FROM (SELECT id, at FROM events ORDER BY id LIMIT ?) WHERE at < ?)
-            """
-        static let deleteOldDeliveries = """
-            DELETE FROM deliveries WHERE id IN
-                (SELECT id FROM (SELECT id, created_at FROM deliveries ORDER BY id LIMIT ?) WHERE created_at < ?)
-            """
-
-        /// What every `Verify`, `StartChallenge` and proof runs: none of these may need a
-        /// temporary table or a sort, and each must find its rows through an index.
-        static let hotPath = [
-            selectAccount, insertAccount, updateAccount, insertEvent, selectProof, deleteProof, insertChallenge,
-            selectChallenge, updateChallenge, voidChallengesOfPurpose, voidChallenges, incrementUnknownAccountAttempts,
-        ]
-
-        static let insertChallenge = """
-            INSERT INTO challenges
-                (id, account_id, purpose, destination, code_hash, created_at, expires_at, attempts_left, state)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """
-        static let selectChallenge = """
-            SELECT id, account_id, purpose, destination, code_hash, created_at, expires_at, attempts_left, state
-            FROM challenges WHERE id = ?
-            """
-        static let selectEvents = "SELECT id, account_id, kind, outcome, detail, destination_masked, at FROM events"
     }
 }
 
@@ -294,15 +221,20 @@ private enum StoredTime {
 
 // MARK: - Reading rows
 
-/// Reads one row's columns in order, refusing (kind `.corrupt`) whatever does not decode.
-/// Messages name the column, never the stored value (it may be a phone number).
+/// Reads one row's columns by name, refusing (kind `.corrupt`) whatever does not decode or is
+/// missing. Messages name the column, never the stored value (it may be a phone number).
+///
+/// Reading in the SELECT's order costs one comparison of names per column (the names are
+/// resolved once per prepared statement; see `SQLColumns`), so the hot path pays next to
+/// nothing for it.
 struct RowReader {
-    private let values: [SQLValue]
+    private let row: SQLRow
     private let table: String
-    private var index = 0
+    /// Where the next column is expected: just after the last one read.
+    private var hint = 0
 
-    init(_ values: [SQLValue], table: String) {
-        self.values = values
+    init(_ row: SQLRow, table: String) {
+        self.row = row
         self.table = table
     }
 
@@ -311,9 +243,11 @@ struct RowReader {
     }
 
     private mutating func next(_ column: String) throws(StoreError) -> SQLValue {
-        guard index < values.count else { throw corrupt(column, "is missing from the row") }
-        defer { index += 1 }
-        return values[index]
+        guard let position = row.columns.position(of: column, hint: hint) else {
+            throw corrupt(column, "is missing from the row")
+        }
+        hint = position + 1
+        return row.values[position]
     }
 
     mutating func text(_ column: String) throws(StoreError) -> String {

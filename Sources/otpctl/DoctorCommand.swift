@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import OTPClient
+import OTPFiles
 
 #if canImport(Glibc)
     import Glibc
@@ -196,7 +197,12 @@ struct Doctor {
             "otpd \(info.version), schema \(info.schemaVersion), database \(info.databasePath), "
             + "SMS sender \(info.smsSender.isEmpty ? "(none)" : info.smsSender), up \(info.uptimeSeconds) s, "
             + "\(info.connections) of \(info.maxConnections) connections"
-        if info.maxConnections > 0, info.connections * 10 >= info.maxConnections * 9 {
+        if info.unrecordedEvents > 0 {
+            add(
+                "server_info", .problem, facts + ", \(info.unrecordedEvents) records of sent texts not stored",
+                fix: "storage failed after texts were sent, so the delivery log and the audit trail miss them: see "
+                    + "otpd's log (journalctl -u otpd) and check the disk")
+        } else if info.maxConnections > 0, info.connections * 10 >= info.maxConnections * 9 {
             add(
                 "server_info", .warning, facts,
                 fix: "nearly every connection is in use: raise [server] max_connections or find the client that "

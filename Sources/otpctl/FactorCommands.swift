@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import OTPClient
+import OTPFiles
 
 #if canImport(Glibc)
     import Glibc

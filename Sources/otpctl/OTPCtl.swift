@@ -110,12 +110,6 @@ struct GlobalOptions: ParsableArguments {
             throw CommandFailure(error)
         }
     }
-
-    /// Prints `object` as JSON (sorted keys, so scripts and diffs see a stable shape).
-    func printJSON(_ object: [String: Any]) {
-        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
-        print(String(decoding: data, as: UTF8.self))
-    }
 }
 
 /// A failed command: message for stderr and the exit status.
@@ -151,7 +145,7 @@ struct Health: AsyncParsableCommand {
     func run() async throws {
         let response = try await global.run { client throws(RPCError) in try await client.health() }
         if global.json {
-            global.printJSON(["status": response.status])
+            JSONOutput.print(["status": response.status])
         } else {
             print(response.status)
         }
@@ -166,16 +160,18 @@ struct Info: AsyncParsableCommand {
     func run() async throws {
         let info = try await global.run { client throws(RPCError) in try await client.serverInfo() }
         if global.json {
-            global.printJSON([
+            JSONOutput.print([
                 "version": info.version, "uptime_seconds": info.uptimeSeconds, "database_path": info.databasePath,
                 "schema_version": info.schemaVersion, "connections": info.connections,
                 "max_connections": info.maxConnections, "sms_sender": info.smsSender, "started_at": info.startedAt,
+                "unrecorded_events": info.unrecordedEvents,
             ])
         } else {
             print("otpd \(info.version), up \(info.uptimeSeconds) s")
             print("database: \(info.databasePath) (schema \(info.schemaVersion))")
             print("connections: \(info.connections) of \(info.maxConnections)")
             print("sms sender: \(info.smsSender)")
+            print("unrecorded events: \(info.unrecordedEvents)")
         }
     }
 }

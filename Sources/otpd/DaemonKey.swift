@@ -1,4 +1,5 @@
 import Foundation
+import OTPFiles
 
 #if canImport(Glibc)
     import Glibc
@@ -61,15 +62,16 @@ enum DaemonKey {
         var key = [UInt8](repeating: 0, count: length)
         var generator = SystemRandomNumberGenerator()
         for i in key.indices { key[i] = UInt8.random(in: .min ... .max, using: &generator) }
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw ConfigurationError(description: "cannot create key file \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        let written = key.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == length, fsync(fd) == 0 else {
-            unlink(path)
-            throw ConfigurationError(description: "cannot write key file \(path): \(String(cString: strerror(errno)))")
+        do throws(NewPrivateFile.Failure) {
+            let file = try NewPrivateFile.create(path, existsReason: "another process created it meanwhile")
+            do throws(NewPrivateFile.Failure) {
+                try file.write(key)
+            } catch {
+                unlink(path)  // half a key would be refused at the next start anyway
+                throw error
+            }
+        } catch {
+            throw ConfigurationError(description: "key file: \(error)")
         }
         return key
     }

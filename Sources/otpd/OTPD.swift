@@ -187,12 +187,7 @@ struct OTPD: AsyncParsableCommand {
     /// could check no stored code and open no authenticator secret, so otpd refuses to start.
     private func checkKeyMatchesDatabase(keys: DaemonKeys, keyPath: String, store: SQLiteStore) async throws {
         let fingerprint = keys.fingerprint
-        let recorded = try await store.write { db -> String in
-            let existing = try db.query("SELECT value FROM daemon_meta WHERE key = 'key_fingerprint'")
-            if let value = existing.first?.first?.text { return value }
-            try db.run("INSERT INTO daemon_meta (key, value) VALUES ('key_fingerprint', ?)", [.text(fingerprint)])
-            return fingerprint
-        }
+        let recorded = try await store.keyFingerprint(recordingIfAbsent: fingerprint)
         guard recorded == fingerprint else {
             throw StartError(
                 description:

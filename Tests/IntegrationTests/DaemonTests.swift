@@ -23,6 +23,7 @@ struct DaemonTests {
         #expect(info.schemaVersion >= 1)
         #expect(info.connections == 1)
         #expect(info.maxConnections == 1024)
+        #expect(info.unrecordedEvents == 0)
         let second = daemon.client()
         #expect(try await second.serverInfo().connections == 2)
         await second.close()

@@ -2,54 +2,10 @@ import Foundation
 import Logging
 import OTPCore
 import OTPSMS
+import OTPTestSupport
 import Synchronization
 import Testing
 import TwilioStandIn
-
-/// Every log event, rendered as text (message, the handler's and the event's metadata), so tests
-/// can check what was and was not logged.
-final class LogCapture: Sendable {
-    struct Entry: Sendable {
-        var level: Logger.Level
-        var message: String
-        /// `key=value` pairs, sorted by key.
-        var metadata: String
-        var text: String { "\(level) \(message) \(metadata)" }
-    }
-
-    private let entries = Mutex<[Entry]>([])
-
-    /// A logger at trace level that records into this capture.
-    func logger(label: String = "otpd.sms.test") -> Logger {
-        var logger = Logger(label: label) { _ in CapturingLogHandler(capture: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    func append(_ entry: Entry) { entries.withLock { $0.append(entry) } }
-
-    var all: [Entry] { entries.withLock { $0 } }
-
-    /// All entries, one per line.
-    var text: String { all.map(\.text).joined(separator: "\n") }
-}
-
-struct CapturingLogHandler: LogHandler {
-    let capture: LogCapture
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        let rendered = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        capture.append(.init(level: event.level, message: event.message.description, metadata: rendered))
-    }
-}
 
 /// A clock that stands still except when the sender waits: `sleep` advances it at once, so
 /// back-off costs no real time and expiry decisions are exact.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OTPCore
+import OTPTestSupport
 import Synchronization
 import Testing
 import TwilioStandIn

@@ -17,9 +17,6 @@ typedef struct cotp_ucred {
 int cotp_sol_socket(void);
 int cotp_so_peercred(void);
 
-/// Reads the peer credentials of a connected Unix socket. Returns 0 or -1 with errno set.
-int cotp_peer_credentials(int fd, cotp_ucred *out);
-
 /// Sends `state` (e.g. "READY=1") to $NOTIFY_SOCKET, as sd_notify(3) does. Returns 1 when sent,
 /// 0 when NOTIFY_SOCKET is unset, -1 with errno on failure.
 int cotp_sd_notify(const char *state);

@@ -198,10 +198,15 @@ struct  Otp__V1__ServerInfoResponse
   uint32_t max_connections;
   char *sms_sender;
   int64_t started_at;
+  /*
+   * Records of texts already sent (or refused by the provider) that could not be stored since
+   * start-up: the delivery log and the audit trail miss them. Above 0 needs an operator.
+   */
+  uint64_t unrecorded_events;
 };
 #define OTP__V1__SERVER_INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__server_info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 struct  Otp__V1__GetStatusRequest

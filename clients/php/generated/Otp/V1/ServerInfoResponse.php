@@ -45,6 +45,13 @@ class ServerInfoResponse extends \Google\Protobuf\Internal\Message
      * Generated from protobuf field <code>int64 started_at = 8;</code>
      */
     protected $started_at = 0;
+    /**
+     * Records of texts already sent (or refused by the provider) that could not be stored since
+     * start-up: the delivery log and the audit trail miss them. Above 0 needs an operator.
+     *
+     * Generated from protobuf field <code>uint64 unrecorded_events = 9;</code>
+     */
+    protected $unrecorded_events = 0;
 
     /**
      * Constructor.
@@ -60,6 +67,9 @@ class ServerInfoResponse extends \Google\Protobuf\Internal\Message
      *     @type int $max_connections
      *     @type string $sms_sender
      *     @type int|string $started_at
+     *     @type int|string $unrecorded_events
+     *           Records of texts already sent (or refused by the provider) that could not be stored since
+     *           start-up: the delivery log and the audit trail miss them. Above 0 needs an operator.
      * }
      */
     public function __construct($data = NULL) {
@@ -239,6 +249,34 @@ class ServerInfoResponse extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkInt64($var);
         $this->started_at = $var;
+
+        return $this;
+    }
+
+    /**
+     * Records of texts already sent (or refused by the provider) that could not be stored since
+     * start-up: the delivery log and the audit trail miss them. Above 0 needs an operator.
+     *
+     * Generated from protobuf field <code>uint64 unrecorded_events = 9;</code>
+     * @return int|string
+     */
+    public function getUnrecordedEvents()
+    {
+        return $this->unrecorded_events;
+    }
+
+    /**
+     * Records of texts already sent (or refused by the provider) that could not be stored since
+     * start-up: the delivery log and the audit trail miss them. Above 0 needs an operator.
+     *
+     * Generated from protobuf field <code>uint64 unrecorded_events = 9;</code>
+     * @param int|string $var
+     * @return $this
+     */
+    public function setUnrecordedEvents($var)
+    {
+        GPBUtil::checkUint64($var);
+        $this->unrecorded_events = $var;
 
         return $this;
     }

@@ -4,27 +4,29 @@
     import Darwin
 #endif
 
-/// A new file that will hold a secret (backup codes, the QR code of an authenticator secret):
-/// created with `O_CREAT | O_EXCL | O_NOFOLLOW` and mode 0600, so an existing file or a
-/// symbolic link is never followed or overwritten.
-struct NewPrivateFile {
+/// A new file that will hold a secret (the daemon key, backup codes, the QR code of an
+/// authenticator secret): created with `O_CREAT | O_EXCL | O_NOFOLLOW` and mode 0600, so an
+/// existing file or a symbolic link is never followed or overwritten; written completely and
+/// flushed to disk. The one writer of private files for otpd and otpctl.
+public struct NewPrivateFile {
     /// A file that could not be created or written, with the system's reason.
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    let path: String
+    /// Where the file is.
+    public let path: String
     private let descriptor: Int32
 
     /// True when something (even a dangling symbolic link) is at `path`.
-    static func exists(_ path: String) -> Bool {
+    public static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0
     }
 
     /// Creates the (empty) file; call before asking otpd, so a bad path costs nothing.
     /// `existsReason` is said when something is at `path` already.
-    static func create(_ path: String, existsReason: String) throws(Failure) -> NewPrivateFile {
+    public static func create(_ path: String, existsReason: String) throws(Failure) -> NewPrivateFile {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
             let reason = errno == EEXIST ? existsReason : systemError()
@@ -36,7 +38,7 @@ struct NewPrivateFile {
     }
 
     /// Writes `bytes`, flushes them to disk and closes the file.
-    func write(_ bytes: [UInt8]) throws(Failure) {
+    public func write(_ bytes: [UInt8]) throws(Failure) {
         defer { close(descriptor) }
         var offset = 0
         while offset < bytes.count {
@@ -55,7 +57,7 @@ struct NewPrivateFile {
     }
 
     /// Closes and deletes the (still empty) file.
-    func remove() {
+    public func remove() {
         close(descriptor)
         unlink(path)
     }
