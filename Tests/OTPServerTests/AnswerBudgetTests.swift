@@ -59,6 +59,15 @@ final class LargeAnswerRouter: CallRouter {
         return condition()
     }
 
+    /// `readAnswers` on a thread of its own: a blocking read on one of the few threads of the
+    /// concurrency pool would keep the server's tasks, which answer, from running.
+    static func readAnswersOnThread(_ raw: RawConnection, count: Int, answerBytes: Int) async -> Set<UInt64> {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: readAnswers(raw, count: count, answerBytes: answerBytes)) }
+                .start()
+        }
+    }
+
     /// Reads `count` answers and checks that each is whole and answers one of the calls sent.
     static func readAnswers(_ raw: RawConnection, count: Int, answerBytes: Int) -> Set<UInt64> {
         var answered: Set<UInt64> = []
@@ -95,7 +104,7 @@ final class LargeAnswerRouter: CallRouter {
             #expect(server.answerBytesHeld == 4 * Self.reservation)
 
             router.release()
-            let answered = Self.readAnswers(raw, count: count, answerBytes: 50 * 1024)
+            let answered = await Self.readAnswersOnThread(raw, count: count, answerBytes: 50 * 1024)
             #expect(answered == Set(1...UInt64(count)))
             #expect(try await Self.eventually { server.answerBytesHeld == 0 })
         }
@@ -131,11 +140,20 @@ final class LargeAnswerRouter: CallRouter {
             // A client that sends one short call at a time and reads its answer is served while
             // the others hold the whole budget.
             let polite = try RawConnection(path: path)
-            for id in 1...UInt64(20) {
-                polite.send(requestFrame(callID: id, method: TwoFactorMethod.verify.rawValue))
-                let answer = try #require(polite.readResponse())
-                #expect(answer.callId == id && answer.error == nil)
+            let served = await withCheckedContinuation { continuation in
+                Thread {
+                    var served = 0
+                    for id in 1...UInt64(20) {
+                        polite.send(requestFrame(callID: id, method: TwoFactorMethod.verify.rawValue))
+                        guard let answer = polite.readResponse(), answer.callId == id, answer.error == nil,
+                            answer.payload.count == 10
+                        else { break }
+                        served += 1
+                    }
+                    continuation.resume(returning: served)
+                }.start()
             }
+            #expect(served == 20)
 
             // Blocking reads on threads of their own, not on the test's few pool threads.
             let answered = Mutex<[Set<UInt64>]>([])
