@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "otpd",
             dependencies: [
-                "OTPServer", "OTPStore", "OTPSMS", "OTPCore", "COTPSys",
+                "OTPServer", "OTPProtocol", "OTPStore", "OTPSMS", "OTPCore", "COTPSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -172,7 +172,7 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["OTPClient", "OTPProtocol", "OTPCore", "TwilioStandIn", "OTPTestSupport"],
+            dependencies: ["OTPClient", "OTPProtocol", "OTPCore", "OTPStore", "TwilioStandIn", "OTPTestSupport"],
             swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]
