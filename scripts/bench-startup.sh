@@ -10,7 +10,10 @@
 # Each database is copied once into a temporary directory and every round starts otpd on that
 # copy and stops it with SIGTERM (a clean shutdown). Warm by default (the file is in the OS's
 # page cache after the copy); COLD=1 drops the copy's pages from the page cache before each
-# start (posix_fadvise DONTNEED on that one file; nothing else is evicted). Also prints how
+# start (posix_fadvise DONTNEED on that one file; nothing else is evicted). KILL=1 ends every
+# round with SIGKILL instead, so every start follows an unclean shutdown (otpd then checks every
+# page in the background after it is ready; the last round waits for that check and prints how
+# long it took). Also prints how
 # many pages otpd's start-up read (its "database opened" log line). OTPD defaults to the debug
 # build (built if missing).
 set -euo pipefail
@@ -35,10 +38,10 @@ if [[ -n $large ]]; then
     databases+=("$tmp/large/otpd.sqlite")
 fi
 
-python3 - "$otpd" "$rounds" "${COLD:-0}" "${databases[@]}" <<'PY'
+python3 - "$otpd" "$rounds" "${COLD:-0}" "${KILL:-0}" "${databases[@]}" <<'PY'
 import os, signal, socket, statistics, subprocess, sys, tempfile, time
 
-otpd, rounds, cold, databases = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4:]
+otpd, rounds, cold, kill, databases = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1", sys.argv[5:]
 
 def health_frame():
     method = b"/otp.v1.TwoFactor/Health"
@@ -72,7 +75,7 @@ def evict(path):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             os.close(fd)
 
-def one_start(database, tmp):
+def one_start(database, tmp, wait_for_check=False):
     sock = os.path.join(tmp, "otpd.sock")
     notify_path = os.path.join(tmp, "notify")
     for name in (sock, notify_path):
@@ -107,8 +110,19 @@ def one_start(database, tmp):
         if health is None and os.path.exists(sock) and ask_health(sock):
             health = time.monotonic() - started
         time.sleep(0.0005)
-    process.send_signal(signal.SIGTERM)
+    check = ""
+    if wait_for_check:
+        while time.monotonic() - started < 600:
+            log.seek(0)
+            line = next((l for l in log.read().splitlines() if "database check passed" in l or "database check found" in l), None)
+            if line:
+                check = line.split("duration=")[1].split()[0] if "duration=" in line else "?"
+                break
+            time.sleep(0.05)
+    process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
     status = process.wait(timeout=120)
+    if kill:
+        status = 0
     notify.close()
     log.seek(0)
     text = log.read()
@@ -118,18 +132,20 @@ def one_start(database, tmp):
     for line in text.splitlines():
         if "database opened" in line and "pages_read" in line:
             pages = line.split("pages_read=")[1].split()[0].strip(",]")
-    return ready * 1000, health * 1000, pages
+    return ready * 1000, health * 1000, pages, check
 
-print(f"otpd start-up to ready: {os.path.relpath(otpd)}, {rounds} starts each, {'cold' if cold else 'warm'} page cache")
+print(f"otpd start-up to ready: {os.path.relpath(otpd)}, {rounds} starts each, {'cold' if cold else 'warm'} page cache"
+      + (", each after a SIGKILL" if kill else ""))
 print(f"{'database':<44}{'size MB':>9}{'READY=1 ms':>22}{'Health ms':>22}{'pages read':>12}")
 for database in databases:
     size = os.path.getsize(database) / 1e6
     with tempfile.TemporaryDirectory(prefix="otpd-start.") as tmp:
         one_start(database, tmp)  # a first start that may apply migrations or recover a WAL
-        runs = [one_start(database, tmp) for _ in range(rounds)]
-    ready = [r for r, _, _ in runs]
-    health = [h for _, h, _ in runs]
+        runs = [one_start(database, tmp, wait_for_check=kill and n == rounds - 1) for n in range(rounds)]
+    ready = [r for r, _, _, _ in runs]
+    health = [h for _, h, _, _ in runs]
     span = lambda xs: f"{statistics.median(xs):7.1f} ({min(xs):.0f}-{max(xs):.0f})"
     print(f"{os.path.basename(os.path.dirname(database)) + '/' + os.path.basename(database):<44}{size:>9.0f}"
-          f"{span(ready):>22}{span(health):>22}{runs[-1][2] or '-':>12}")
+          f"{span(ready):>22}{span(health):>22}{runs[-1][2] or '-':>12}"
+          + (f"   background check: {runs[-1][3]} s" if kill else ""))
 PY
