@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "otpd",
             dependencies: [
-                "OTPServer", "OTPStore", "OTPSMS", "OTPCore", "OTPFiles", "COTPSys",
+                "OTPServer", "OTPProtocol", "OTPStore", "OTPSMS", "OTPCore", "OTPFiles", "COTPSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -181,7 +181,7 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["OTPClient", "OTPProtocol", "OTPCore", "TwilioStandIn", "OTPTestSupport"],
+            dependencies: ["OTPClient", "OTPProtocol", "OTPCore", "OTPStore", "TwilioStandIn", "OTPTestSupport"],
             swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]

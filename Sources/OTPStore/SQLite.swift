@@ -54,7 +54,7 @@ public enum SQLValue: Sendable, Equatable {
 /// One SQLite connection. Not thread-safe: it is owned and used by exactly one thread (the
 /// store's writer thread, or the thread that opened it during start-up).
 public final class SQLiteConnection {
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
     private var statements: [String: Statement] = [:]
     /// The file this connection opened.
     public let path: String

@@ -24,11 +24,18 @@ public final class SQLiteStore: Sendable {
     private let queue: WriterQueue
     private let checkpointer: Checkpointer
 
-    /// Opens the database (creating it when missing), checks it with `PRAGMA quick_check`,
-    /// applies pending migrations and starts the writer thread.
+    /// Opens the database (creating it when missing), checks what can be checked in a bounded
+    /// number of pages (the header, the schema, that every table and index the migrations make
+    /// is there: `StartupCheck`), applies pending migrations, records that otpd runs (see
+    /// `previousShutdown`) and starts the writer thread.
     ///
-    /// - Throws: `StoreError` with kind `.corrupt` when the file fails the check, `.schemaTooNew`
-    ///   when it was written by a newer otpd, or the SQLite error when it cannot be opened.
+    /// Start-up does not read the data: its cost does not grow with the file. Damage inside the
+    /// data pages is refused when a statement meets it, and found by the full check
+    /// (`DatabaseCheck`, `BackgroundIntegrityCheck`).
+    ///
+    /// - Throws: `StoreError` with kind `.corrupt` when the file is not a database or its header
+    ///   or schema is damaged, `.schemaTooNew` when it was written by a newer otpd, or the SQLite
+    ///   error when it cannot be opened.
     /// - Parameter walLimitBytes: past this size of WAL the writer lets a checkpoint catch up
     ///   so that the WAL starts over (see `WriterQueue.catchUpCheckpointAndWait`); a WAL that
     ///   started over is also cut back to this size.
@@ -36,6 +43,7 @@ public final class SQLiteStore: Sendable {
         path: String, synchronous: SynchronousMode = .full, migrations: [Migration] = Migration.all,
         walLimitBytes: Int = SQLiteStore.defaultWALLimitBytes, logger: Logger
     ) throws(StoreError) {
+        let started = ContinuousClock.now
         let connection = try SQLiteConnection(path: path)
         try connection.execute("PRAGMA journal_mode=WAL")
         try connection.execute("PRAGMA synchronous=\(synchronous.rawValue.uppercased())")
@@ -52,14 +60,11 @@ public final class SQLiteStore: Sendable {
         // A WAL that was restarted is cut back to this size (it never shrinks otherwise).
         try connection.execute("PRAGMA journal_size_limit=\(walLimitBytes)")
         try connection.execute("PRAGMA temp_store=MEMORY")
-        let check = try connection.query("PRAGMA quick_check")
-        let verdict = check.compactMap { $0.first?.text }
-        guard verdict == ["ok"] else {
-            throw StoreError(
-                kind: .corrupt,
-                message: "\(path) failed PRAGMA quick_check: \(verdict.prefix(5).joined(separator: "; "))")
-        }
+        try StartupCheck.checkReadable(connection)
         self.schemaVersion = try Migration.apply(migrations, to: connection, logger: logger)
+        try StartupCheck.checkSchema(connection, migrations: migrations, path: path)
+        self.previousShutdown = try StartupCheck.markRunning(connection)
+        self.startupPagesRead = connection.pagesRead
         // Checkpoints run on their own connection and thread, not inside a commit of the
         // writer, where they would stall every request queued behind that commit.
         try connection.execute("PRAGMA wal_autocheckpoint=0")
@@ -69,6 +74,29 @@ public final class SQLiteStore: Sendable {
         }
         self.path = path
         self.queue = queue
+        logger.info(
+            "database opened",
+            metadata: [
+                "database": "\(path)", "schema.version": "\(schemaVersion)",
+                "previous_shutdown": "\(previousShutdown.rawValue)", "pages_read": "\(startupPagesRead)",
+                "duration": "\(ContinuousClock.now - started)",
+            ])
+    }
+
+    /// How the previous otpd on this file ended (read when the store opened).
+    public let previousShutdown: PreviousShutdown
+
+    /// Pages the writer's connection read from the file while the store opened: the header, the
+    /// schema and one row of `daemon_meta`, a number that does not grow with the file (tests and
+    /// the start-up log).
+    public let startupPagesRead: Int
+
+    /// Records that otpd is stopping cleanly, so that the next start sees
+    /// `previousShutdown == .clean`. Call it when nothing else writes any more, before `close()`.
+    public func recordCleanShutdown() async throws {
+        try await write { db in
+            try StartupCheck.markStopped(db)
+        }
     }
 
     /// Runs `body` in a write transaction shared with other concurrent writers and returns its

@@ -23,7 +23,9 @@ struct DoctorCommand: AsyncParsableCommand {
             what to do about it. Checks: socket (the path exists and is a socket), \
             socket_permissions (mode 0660 and the group; a world-accessible socket is a \
             warning), socket_access (this user can connect), health and server_info (the \
-            daemon answers), database (exists, not readable by group or others), database_wal \
+            daemon answers; DATABASE_DAMAGED when otpd's background check of the database found \
+            damage), database (exists, not readable by group or others; doctor does not read it: \
+            otpd --check-database reads every page), database_wal \
             (the WAL file is there), sms_sender ("outbox" sends nothing; "twilio" is not tested \
             here: otpctl sms test NUMBER sends a real text) and key_file (mode 0600, 32 bytes; \
             the file from --key-file, else $CREDENTIALS_DIRECTORY/otpd.key or ./otpd.key when \
@@ -173,6 +175,13 @@ struct Doctor {
         }
         if health.status == "SERVING" {
             add("health", .ok, "otpd answers: \(health.status)")
+        } else if health.status == "DATABASE_DAMAGED" {
+            add(
+                "health", .problem,
+                "otpd answers DATABASE_DAMAGED: its background check found damaged pages in the database (otpd "
+                    + "refuses every request that meets them)",
+                fix: "see otpd's log (journalctl -u otpd); stop otpd, run otpd --check-database as otpd's user, and "
+                    + "restore the database from its last backup (or try sqlite3 FILE .recover on a copy)")
         } else {
             add(
                 "health", .problem, "otpd answers \(health.status), not SERVING",
@@ -340,7 +349,10 @@ struct Doctor {
                 "\(path): mode \(octal(mode)), readable by group or others (it holds phone "
                     + "numbers, code hashes and encrypted secrets)", fix: "chmod 600 \(path) \(path)-wal \(path)-shm")
         } else {
-            add("database", .ok, "\(path): mode \(octal(mode)), \(size), owner \(userName(info.st_uid))")
+            add(
+                "database", .ok,
+                "\(path): mode \(octal(mode)), \(size), owner \(userName(info.st_uid)) (its pages are checked by "
+                    + "otpd --check-database, and by otpd in the background after an unclean shutdown)")
         }
 
         var wal = stat()

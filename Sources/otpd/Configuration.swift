@@ -26,6 +26,8 @@ struct DaemonConfiguration: Sendable {
     // [storage]
     var databasePath = "otpd.sqlite"
     var synchronous = "full"
+    /// When the background check of every page runs: "after_unclean_shutdown", "every_start", "off".
+    var integrityCheck = "after_unclean_shutdown"
     var keyFile: String?
     // [log]
     var logLevel = "info"
@@ -137,6 +139,7 @@ extension DaemonConfiguration {
         case "storage":
             try r.string("database") { databasePath = $0 }
             try r.string("synchronous") { synchronous = $0 }
+            try r.string("integrity_check") { integrityCheck = $0 }
             try r.string("key_file") { keyFile = $0 }
         case "log":
             try r.string("level") { logLevel = $0 }
@@ -226,6 +229,12 @@ extension DaemonConfiguration {
         guard ["full", "normal"].contains(synchronous) else {
             throw ConfigurationError(
                 description: "storage.synchronous must be \"full\" or \"normal\", not \"\(synchronous)\"")
+        }
+        guard ["after_unclean_shutdown", "every_start", "off"].contains(integrityCheck) else {
+            throw ConfigurationError(
+                description:
+                    "storage.integrity_check must be \"after_unclean_shutdown\", \"every_start\" or \"off\", not \"\(integrityCheck)\""
+            )
         }
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
             throw ConfigurationError(

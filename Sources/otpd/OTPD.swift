@@ -18,6 +18,11 @@ struct StartError: Error, CustomStringConvertible {
     var description: String
 }
 
+/// `--check-database` found damage or could not read the file (exit status 2).
+struct DatabaseCheckFailure: Error, CustomStringConvertible {
+    var description: String
+}
+
 /// The otpd version reported by `ServerInfo` and `--version`.
 let otpdVersion = "0.1.0"
 
@@ -32,6 +37,9 @@ struct OTPD: AsyncParsableCommand {
             otpd.key (created with mode 0600) and outbox.jsonl (SMS messages instead of Twilio).
             Flags override the file. Exit status: 0 after a graceful shutdown (SIGTERM/SIGINT), \
             1 when it cannot start (socket in use, corrupt database), 2 for a configuration error.
+            --check-database reads every page of the database (PRAGMA integrity_check) and exits \
+            0 when it is sound, 2 when it is damaged or cannot be read; it changes nothing and may \
+            run while otpd serves.
             See otpd.example.toml for every key.
             """,
         version: otpdVersion)
@@ -61,6 +69,13 @@ struct OTPD: AsyncParsableCommand {
         help: "Check the configuration (file and flags) and exit: 0 when valid, 2 otherwise.")
     var checkConfig = false
 
+    @Flag(
+        name: .customLong("check-database"),
+        help: ArgumentHelp(
+            "Check every page of the database (PRAGMA integrity_check; reads the whole file) and exit: 0 when sound, 2 when damaged or unreadable.",
+            discussion: "Changes nothing and may run while otpd serves (a second reader)."))
+    var checkDatabase = false
+
     /// Parses flags and runs, mapping errors to the documented exit statuses.
     static func main() async {
         let command: OTPD
@@ -74,6 +89,9 @@ struct OTPD: AsyncParsableCommand {
         }
         do {
             try await command.start()
+        } catch let error as DatabaseCheckFailure {
+            FileHandle.standardError.write(Data("otpd: \(error.description)\n".utf8))
+            Foundation.exit(2)
         } catch let error as ConfigurationError {
             FileHandle.standardError.write(Data("otpd: \(error.description)\n".utf8))
             Foundation.exit(2)
@@ -100,6 +118,10 @@ struct OTPD: AsyncParsableCommand {
         let configuration = try resolvedConfiguration()
         if checkConfig {
             print("configuration OK")
+            return
+        }
+        if checkDatabase {
+            try checkWholeDatabase(configuration.databasePath)
             return
         }
         // Files otpd creates (database, WAL, key, outbox) are private to its user; the socket's
@@ -149,13 +171,31 @@ struct OTPD: AsyncParsableCommand {
             schemaVersion: UInt32(store.schemaVersion), smsSender: configuration.smsSender,
             maximumConnections: configuration.maximumConnections, startedAt: .now,
             startedAtUnix: Int64(Date().timeIntervalSince1970))
-        let router = TwoFactorRouter(facts: facts, statistics: statistics, service: service, logger: logger)
+        // The full check of every page, after ready and only when it is worth its cost (see
+        // docs/OPERATIONS.md, "What is checked at start"); Health reports damage it finds.
+        let damage = DatabaseDamage()
+        let integrityCheck = BackgroundIntegrityCheck(path: store.path, logger: logger)
+        let runIntegrityCheck =
+            switch configuration.integrityCheck {
+            case "every_start": true
+            case "off": false
+            default: store.previousShutdown != .clean
+            }
+        if runIntegrityCheck {
+            logger.info(
+                "the database will be checked in the background",
+                metadata: ["previous_shutdown": "\(store.previousShutdown.rawValue)"])
+        }
+        let router = DatabaseHealthRouter(
+            inner: TwoFactorRouter(facts: facts, statistics: statistics, service: service, logger: logger),
+            damage: damage)
 
         let server = SocketServer(
             configuration: try serverConfiguration(configuration, environment: environment), router: router,
             statistics: statistics, logger: logger,
             onReady: {
                 _ = cotp_sd_notify("READY=1\nSTATUS=serving")
+                if runIntegrityCheck { integrityCheck.start { damage.record($0) } }
             })
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: server),
@@ -179,6 +219,12 @@ struct OTPD: AsyncParsableCommand {
         try await group.run()
         _ = cotp_sd_notify("STOPPING=1")
         await sms.shutdown()
+        integrityCheck.stop()
+        do {
+            try await store.recordCleanShutdown()
+        } catch {
+            logger.warning("could not record the clean shutdown", metadata: ["error": "\(error)"])
+        }
         store.close()
         logger.info("stopped")
     }
@@ -194,6 +240,26 @@ struct OTPD: AsyncParsableCommand {
                     "the key in \(keyPath) (fingerprint \(fingerprint)) is not the key \(store.path) was created with (fingerprint \(recorded)); stored codes and authenticator secrets need the original key file"
             )
         }
+    }
+
+    /// `--check-database`: `PRAGMA integrity_check` of the whole file, without opening it for
+    /// writing or applying migrations.
+    private func checkWholeDatabase(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw DatabaseCheckFailure(description: "no database at \(path)")
+        }
+        let started = ContinuousClock.now
+        let problems: [String]
+        do {
+            problems = try DatabaseCheck.problems(path: path)
+        } catch {
+            throw DatabaseCheckFailure(description: "\(path) cannot be checked: \(error)")
+        }
+        guard problems.isEmpty else {
+            throw DatabaseCheckFailure(
+                description: "\(path) failed PRAGMA integrity_check:\n" + problems.joined(separator: "\n"))
+        }
+        print("database OK: \(path) passed PRAGMA integrity_check in \(ContinuousClock.now - started)")
     }
 
     private func serverConfiguration(
