@@ -48,6 +48,17 @@ final class AnswerBudget: Sendable {
     /// Connections waiting for room now.
     var waiting: Int { state.withLock { $0.waiters.count } }
 
+    /// Takes `bytes` when nobody waits and they fit under the ceiling; false (nothing taken,
+    /// nothing queued) otherwise.
+    func tryCharge(_ bytes: Int) -> Bool {
+        state.withLock { state in
+            guard state.waiters.isEmpty && state.used + bytes <= limit else { return false }
+            state.used += bytes
+            state.peak = max(state.peak, state.used)
+            return true
+        }
+    }
+
     /// Takes `bytes` when nobody waits and they fit under the ceiling. Otherwise queues
     /// `waiter` (once per id) and returns false: its `granted` is called when its turn comes.
     func charge(_ bytes: Int, orQueue waiter: Waiter) -> Bool {

@@ -71,8 +71,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         var deadlineTimer: Scheduled<Void>?
         /// The deadline answered the call; the task's answer is dropped.
         var answered = false
-        /// Bytes set aside for the answer in both budgets until the task returns.
+        /// Bytes set aside for the answer in the connection's budget until the task returns.
         var reservation: Int
+        /// The part of `reservation` charged to the daemon's budget: all of it, or nothing for
+        /// the one short call a connection holding nothing may always run.
+        var charged: Int
     }
 
     /// Calls whose task has not returned yet, answered or not: each holds its call id and a
@@ -93,9 +96,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var idleClock: RepeatedTask?
     private var readSinceTick = false
     private var quietTicks: Int64 = 0
-    /// Bytes set aside for the answers of the calls in `inFlight` (in both budgets).
+    /// Bytes set aside for the answers of the calls in `inFlight` (the connection's budget).
     private var reserved = 0
-    /// Bytes flushed to NIO whose write has not completed (in both budgets).
+    /// The part of `reserved` charged to the daemon's budget.
+    private var reservedCharged = 0
+    /// Bytes flushed to NIO whose write has not completed, of the flushes that are tracked
+    /// (in both budgets; see `flushIfNeeded`).
     private var unwritten = 0
     /// A call found no room in a budget: its frame waits in `partial`, and nothing is read.
     private var waitingForRoom = false
@@ -237,19 +243,18 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func handleCall(context: ChannelHandlerContext, _ fields: RequestFields) {
         let method = TwoFactorMethod(utf8: fields.method)
         let reservation = method?.answerReservation ?? TwoFactorMethod.shortAnswerReservation
-        guard takeRoom(context: context, reservation) else { return }
-        reserved += reservation
-        if !startCall(context: context, fields, method: method, reservation: reservation) {
+        guard let charged = takeRoom(context: context, reservation) else { return }
+        if !startCall(context: context, fields, method: method, reservation: reservation, charged: charged) {
             // Answered at once: the answer, in `output`, is paid from the reservation.
-            reserved -= reservation
-            prepaid += reservation
+            prepaid += charged
         }
     }
 
     /// Answers the call at once (false), or starts its task (true), which keeps `reservation`
-    /// until it returns.
+    /// (and `charged` of it in the daemon's budget) until it returns.
     private func startCall(
-        context: ChannelHandlerContext, _ fields: RequestFields, method: TwoFactorMethod?, reservation: Int
+        context: ChannelHandlerContext, _ fields: RequestFields, method: TwoFactorMethod?, reservation: Int,
+        charged: Int
     ) -> Bool {
         let callID = fields.callID
         guard let method else {
@@ -301,7 +306,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         lastSerial &+= 1
         let serial = lastSerial
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        var call = Call(serial: serial, reservation: reservation)
+        var call = Call(serial: serial, reservation: reservation, charged: charged)
+        reserved += reservation
+        reservedCharged += charged
         if deadlineMs > 0 {
             call.deadlineTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) {
                 let (handler, context) = bound.value
@@ -373,28 +380,27 @@ final class ConnectionHandler: ChannelInboundHandler {
     // MARK: Answer budgets
 
     /// Takes room for a call's answer, `reservation` bytes, from the connection's budget and
-    /// the daemon's, or returns false and waits for room: the caller leaves the frame unread,
-    /// and reading stops.
+    /// the daemon's, and returns what the daemon's budget was charged; or returns nil and
+    /// waits for room: the caller leaves the frame unread, and reading stops.
     ///
     /// A connection that holds nothing may always start one call, however large its answer,
-    /// as far as its own budget goes; and one short call even when the daemon's budget is
-    /// full, so clients that never read can fill the daemon's budget but not keep an
-    /// administrator who sends a Verify and reads its answer from logging in. That goes past
-    /// the ceiling by at most 1 KiB per connection, which `maximumConnections` bounds.
-    private func takeRoom(context: ChannelHandlerContext, _ reservation: Int) -> Bool {
+    /// as far as its own budget goes; and one short call without the daemon's budget (charged
+    /// nothing), so clients that never read can fill the daemon's budget but not keep an
+    /// administrator who sends a Verify and reads its answer from logging in. That is at most
+    /// 1 KiB per connection beside the ceiling, which `maximumConnections` bounds; and it
+    /// keeps the common call (one at a time on a connection) off the shared budget's lock.
+    private func takeRoom(context: ChannelHandlerContext, _ reservation: Int) -> Int? {
         let held = reserved + unwritten + (output?.readableBytes ?? 0)
         guard held == 0 || held + reservation <= limits.answerBytes else {
             waitForRoom(context: context)
-            return false
+            return nil
         }
+        if held == 0 && reservation <= TwoFactorMethod.shortAnswerReservation { return 0 }
         if grantedBytes >= reservation {
             grantedBytes -= reservation
-            return true
+            return reservation
         }
-        if held == 0 && reservation <= TwoFactorMethod.shortAnswerReservation {
-            daemonBudget.charge(reservation)
-            return true
-        }
+        if daemonBudget.tryCharge(reservation) { return reservation }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let waiter = AnswerBudget.Waiter(id: ObjectIdentifier(self), bytes: reservation) { bytes in
@@ -405,15 +411,16 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         guard daemonBudget.charge(reservation, orQueue: waiter) else {
             waitForRoom(context: context)
-            return false
+            return nil
         }
-        return true
+        return reservation
     }
 
-    /// Gives back room taken for a call's answer.
-    private func giveBack(_ reservation: Int) {
-        reserved -= reservation
-        daemonBudget.release(reservation)
+    /// Gives back the room a call took, when it leaves no answer to pay for.
+    private func giveBack(_ call: Call) {
+        reserved -= call.reservation
+        reservedCharged -= call.charged
+        if call.charged > 0 { daemonBudget.release(call.charged) }
     }
 
     private func waitForRoom(context: ChannelHandlerContext) {
@@ -483,8 +490,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         // The tasks' answers will find no call; their room is given back now. (Flushed bytes
         // are given back as NIO fails their writes.)
         daemonBudget.stopWaiting(ObjectIdentifier(self))
-        daemonBudget.release(reserved + grantedBytes + prepaid)
+        daemonBudget.release(reservedCharged + grantedBytes + prepaid)
         reserved = 0
+        reservedCharged = 0
         grantedBytes = 0
         prepaid = 0
         partial = nil
@@ -517,13 +525,14 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard let index = inFlight.index(forKey: callID), inFlight.values[index].serial == serial else { return }
         let call = inFlight.remove(at: index).value
         if call.answered {
-            giveBack(call.reservation)
+            giveBack(call)
         } else {
             call.deadlineTimer?.cancel()
             send(context: context, callID: callID, result)
             // The answer is paid from the reservation: the daemon's budget never counts both.
             reserved -= call.reservation
-            prepaid += call.reservation
+            reservedCharged -= call.charged
+            prepaid += call.charged
             flushIfNeeded(context: context)
         }
         resumeIfWaiting(context: context)
@@ -588,6 +597,21 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         output = nil
         let bytes = buffer.readableBytes
+        // Short answers to a client that keeps up are not tracked: the socket almost always
+        // takes them at once, and what it does not take stays under NIO's high-water mark
+        // (64 KiB), past which the connection is not read. Large answers, and every answer
+        // once the connection is not writable, are tracked to the byte until written: their
+        // room is kept, and a write promise gives it back. (A promise per flush cost 15 % of
+        // the CPU per Health call.)
+        guard bytes > Self.retainedOutputCapacity || !context.channel.isWritable else {
+            if prepaid > 0 {
+                daemonBudget.release(prepaid)
+                prepaid = 0
+            }
+            context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
+            reuse(&buffer)
+            return
+        }
         unwritten += bytes
         if bytes > prepaid {
             daemonBudget.charge(bytes - prepaid)
@@ -602,6 +626,11 @@ final class ConnectionHandler: ChannelInboundHandler {
             let (handler, context) = bound.value
             handler.written(context: context, bytes)
         }
+        reuse(&buffer)
+    }
+
+    /// Keeps a flushed buffer's storage for the next answers, unless it grew large.
+    private func reuse(_ buffer: inout ByteBuffer) {
         // A write the socket took at once completes inside `writeAndFlush`, and `written` may
         // then have handled waiting frames and flushed their answers with a buffer of its own.
         guard output == nil, buffer.capacity <= Self.retainedOutputCapacity else { return }
