@@ -169,7 +169,7 @@ struct  Otp__V1__HealthResponse
 {
   ProtobufCMessage base;
   /*
-   * "SERVING"
+   * "SERVING"; "DATABASE_DAMAGED" when the background integrity check found damage (calls still served)
    */
   char *status;
 };

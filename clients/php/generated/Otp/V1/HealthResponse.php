@@ -14,7 +14,7 @@ use Google\Protobuf\Internal\GPBUtil;
 class HealthResponse extends \Google\Protobuf\Internal\Message
 {
     /**
-     * "SERVING"
+     * "SERVING"; "DATABASE_DAMAGED" when the background integrity check found damage (calls still served)
      *
      * Generated from protobuf field <code>string status = 1;</code>
      */
@@ -27,7 +27,7 @@ class HealthResponse extends \Google\Protobuf\Internal\Message
      *     Optional. Data for populating the Message object.
      *
      *     @type string $status
-     *           "SERVING"
+     *           "SERVING"; "DATABASE_DAMAGED" when the background integrity check found damage (calls still served)
      * }
      */
     public function __construct($data = NULL) {
@@ -36,7 +36,7 @@ class HealthResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * "SERVING"
+     * "SERVING"; "DATABASE_DAMAGED" when the background integrity check found damage (calls still served)
      *
      * Generated from protobuf field <code>string status = 1;</code>
      * @return string
@@ -47,7 +47,7 @@ class HealthResponse extends \Google\Protobuf\Internal\Message
     }
 
     /**
-     * "SERVING"
+     * "SERVING"; "DATABASE_DAMAGED" when the background integrity check found damage (calls still served)
      *
      * Generated from protobuf field <code>string status = 1;</code>
      * @param string $var
