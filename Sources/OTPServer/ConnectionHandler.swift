@@ -30,7 +30,8 @@ struct QuiesceEvent: Sendable {}
 /// room in the order they asked (`AnswerBudget`). The room a call takes covers its working
 /// memory too: a listing's reservation is four times its largest answer. A client that stops
 /// reading altogether is closed by the idle timeout. Reading also stops while NIO's write
-/// buffer is past its high-water mark (64 KiB by default).
+/// buffer is past its high-water mark (64 KiB by default). A call that waited for room has
+/// its `deadline_ms` counted from when it starts, not from when its bytes arrived.
 ///
 /// Framing and the idle clock live here rather than in `ByteToMessageHandler` and
 /// `IdleStateHandler` because every call passes through them: one handler saves two pipeline
