@@ -3,7 +3,8 @@
 # (the preparations send tens of thousands of codes). Before sourcing, set `bench_name` and
 # `default_seconds`; after, `start_otpd [EXTRA TOML]` starts the daemon. Defines: duration (the
 # SECONDS environment variable, read with printenv because bash's own SECONDS counts from it,
-# else default_seconds), root, say, otpd, otpbench, client, tmp.
+# else default_seconds), root, say, otpd, otpbench, client, tmp. OTPD_BIN and OTPBENCH_BIN name
+# binaries to use instead of building them.
 duration=$(printenv SECONDS || true)
 duration=${duration:-$default_seconds}
 root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -11,9 +12,11 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 say "building (release)"
 make -s -C "$root/Benchmarks/baseline" baseline-client
-(cd "$root" && swift build -c release --product otpd >/dev/null && swift build -c release --product otpbench >/dev/null)
-otpd=$root/.build/release/otpd
-otpbench=$root/.build/release/otpbench
+# OTPD_BIN / OTPBENCH_BIN: use these binaries instead of building them.
+if [[ -z ${OTPD_BIN:-} ]]; then (cd "$root" && swift build -c release --product otpd >/dev/null); fi
+if [[ -z ${OTPBENCH_BIN:-} ]]; then (cd "$root" && swift build -c release --product otpbench >/dev/null); fi
+otpd=${OTPD_BIN:-$root/.build/release/otpd}
+otpbench=${OTPBENCH_BIN:-$root/.build/release/otpbench}
 client=$root/Benchmarks/baseline/baseline-client
 
 tmp=$(mktemp -d "/tmp/otpd-${bench_name}.XXXXXX")

@@ -89,6 +89,7 @@ static struct {
     bool json;
     const char *payload_file;
     bool count_rejections;
+    double rate; /* calls per second over all connections; 0: as fast as the answers come */
 } cfg = {
     .connections = 1,
     .inflight = 1,
@@ -311,6 +312,11 @@ struct worker {
     struct conn **conns;
     size_t nconns, alive;
     struct stats st;
+    /* --rate: calls issued since start, and connections waiting for their turn to send one (a
+     * ring of nconns * inflight slots: a connection has at most --inflight calls waiting). */
+    uint64_t start, issued;
+    struct conn **parked;
+    size_t park_cap, park_head, nparked;
 };
 
 static void tab_insert(struct conn *c, uint64_t id, uint64_t t) {
@@ -363,6 +369,38 @@ static inline void queue_call(struct conn *c, uint64_t t) {
     uint64_t id = c->next_id++;
     c->out_len += encode_request(c->out + c->out_len, id);
     tab_insert(c, id, t);
+}
+
+static void flush(struct worker *w, struct conn *c);
+
+/* Calls this worker may have issued by `now` under --rate (its share of the rate). */
+static inline uint64_t allowed_calls(const struct worker *w, uint64_t now) {
+    return (uint64_t)((double)(now - w->start) * cfg.rate / (double)cfg.threads / 1e9) + 1;
+}
+
+/* Queues one call on c now, or, over --rate, parks c until the worker may send it. Latency
+ * counts from the moment the call is sent, so pacing does not inflate it. */
+static inline void issue_or_park(struct worker *w, struct conn *c, uint64_t now) {
+    if (cfg.rate <= 0 || (w->nparked == 0 && w->issued < allowed_calls(w, now))) {
+        queue_call(c, now);
+        w->issued++;
+        return;
+    }
+    w->parked[(w->park_head + w->nparked++) % w->park_cap] = c;
+}
+
+/* Sends the parked calls whose turn has come. */
+static void release_parked(struct worker *w, uint64_t now) {
+    uint64_t allowed = allowed_calls(w, now);
+    while (w->nparked > 0 && w->issued < allowed) {
+        struct conn *c = w->parked[w->park_head];
+        w->park_head = (w->park_head + 1) % w->park_cap;
+        w->nparked--;
+        if (!c->alive) continue;
+        queue_call(c, now);
+        w->issued++;
+        if (!c->want_out) flush(w, c);
+    }
 }
 
 static void flush(struct worker *w, struct conn *c) {
@@ -456,7 +494,7 @@ static void on_readable(struct worker *w, struct conn *c) {
             record(&w->st, now - sent);
             if (echoed) w->st.echoed++;
         }
-        if (sending) queue_call(c, now);
+        if (sending) issue_or_park(w, c, now);
     }
     c->in_len -= pos;
     if (c->in_len > 0) memmove(c->in, c->in + pos, c->in_len);
@@ -466,17 +504,20 @@ static void on_readable(struct worker *w, struct conn *c) {
 static void *worker_main(void *arg) {
     struct worker *w = arg;
     uint64_t start = now_ns();
+    w->start = start;
     for (size_t i = 0; i < w->nconns; i++) {
         struct conn *c = w->conns[i];
-        for (long k = 0; k < cfg.inflight; k++) queue_call(c, start);
-        flush(w, c);
+        for (long k = 0; k < cfg.inflight; k++) issue_or_park(w, c, start);
+        if (c->out_len > c->out_off) flush(w, c);
     }
     struct epoll_event evs[MAX_EVENTS];
     while (w->alive > 0) {
         uint64_t now = now_ns();
         if (now >= t_end) break;
+        if (w->nparked > 0) release_parked(w, now);
         int timeout = (int)((t_end - now) / 1000000u) + 1;
         if (timeout > 100) timeout = 100;
+        if (w->nparked > 0) timeout = 1; /* the next parked call's turn comes within 1 ms */
         int n = epoll_wait(w->ep, evs, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             perror("load-client: epoll_wait");
@@ -531,6 +572,8 @@ static void usage(FILE *f) {
             "  --payload-hex HEX  Request.payload (default empty: omitted)\n"
             "  --payload-file F   one Request.payload per call, in turn, from F (hex, one per line)\n"
             "  --count-rejections count OK answers whose payload field 1 (success) is false\n"
+            "  --rate R           at most R calls per second over all connections (default 0: as\n"
+            "                     fast as answers come); latency counts from each call's send\n"
             "  --deadline-ms MS   Request.deadline_ms (default 0: omitted)\n"
             "  --max-frame BYTES  largest accepted answer (default 65536)\n"
             "  --json             print a JSON object instead of key=value text\n");
@@ -550,6 +593,15 @@ static bool parse_seconds(const char *s, double lo, double *out) {
     errno = 0;
     double v = strtod(s, &end);
     if (errno != 0 || end == s || *end != '\0' || !(v >= lo) || v > 86400) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_rate(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= 0) || v > 1e9) return false;
     *out = v;
     return true;
 }
@@ -645,10 +697,11 @@ int main(int argc, char **argv) {
         {"deadline-ms", required_argument, NULL, 'D'}, {"max-frame", required_argument, NULL, 'F'},
         {"json", no_argument, NULL, 'j'},              {"help", no_argument, NULL, 'h'},
         {"payload-file", required_argument, NULL, 'P'}, {"count-rejections", no_argument, NULL, 'R'},
+        {"rate", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
     };
     int o, idx = 0;
-    while ((o = getopt_long(argc, argv, "s:c:k:d:w:t:m:p:D:F:jhP:R", opts, &idx)) != -1) {
+    while ((o = getopt_long(argc, argv, "s:c:k:d:w:t:m:p:D:F:jhP:Rr:", opts, &idx)) != -1) {
         long v = 0;
         bool ok = true;
         switch (o) {
@@ -665,6 +718,7 @@ int main(int argc, char **argv) {
         case 'j': cfg.json = true; break;
         case 'P': cfg.payload_file = optarg; ok = load_payload_file(optarg); break;
         case 'R': cfg.count_rejections = true; break;
+        case 'r': ok = parse_rate(optarg, &cfg.rate); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -709,7 +763,9 @@ int main(int argc, char **argv) {
     for (long t = 0; t < cfg.threads; t++) {
         workers[t].ep = epoll_create1(EPOLL_CLOEXEC);
         workers[t].conns = calloc((size_t)(cfg.connections / cfg.threads + 1), sizeof(struct conn *));
-        if (workers[t].ep < 0 || workers[t].conns == NULL) {
+        workers[t].park_cap = (size_t)(cfg.connections / cfg.threads + 1) * (size_t)cfg.inflight;
+        workers[t].parked = calloc(workers[t].park_cap, sizeof(struct conn *));
+        if (workers[t].ep < 0 || workers[t].conns == NULL || workers[t].parked == NULL) {
             perror("load-client: epoll_create1");
             return 1;
         }
@@ -826,6 +882,7 @@ int main(int argc, char **argv) {
     for (long t = 0; t < cfg.threads; t++) {
         close(workers[t].ep);
         free(workers[t].conns);
+        free(workers[t].parked);
     }
     free(conns);
     free(workers);
