@@ -73,9 +73,10 @@ import Testing
         }
         let grownMiB = Double(most - baseline) / 1024
         print("memory bound: baseline \(baseline / 1024) MiB, most \(most / 1024) MiB, grown \(grownMiB) MiB")
-        // The ceiling, and 16 MiB for the connections' own buffers, the allocator's slack and
-        // the events' pages in SQLite's cache. Without the budgets: hundreds of MiB.
-        #expect(grownMiB < Double(ceilingMiB + 16))
+        // The ceiling, and 24 MiB for the connections' own buffers, the allocator's slack and
+        // the events' pages in SQLite's cache (measured: 17-26 MiB grown in all). With only
+        // the per-connection budget it could grow by 64 MiB; without budgets, by hundreds.
+        #expect(grownMiB < Double(ceilingMiB + 24))
 
         let answered = Mutex<[Int]>([])
         for raw in connections {
