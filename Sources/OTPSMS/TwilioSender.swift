@@ -103,6 +103,16 @@ public struct TwilioConfiguration: Sendable, CustomStringConvertible {
         "Twilio(account: \(accountSID), \(sender), \(credentials), base: \(baseURL))"
     }
 
+    /// Whether Twilio may be told to post delivery reports to `url`: an absolute `https://` URL
+    /// with a host, of at most 2048 bytes. Never plain http: each report carries the full phone
+    /// number (docs/SECURITY.md §21).
+    public static func isAcceptableStatusCallbackURL(_ url: String) -> Bool {
+        guard url.utf8.count <= 2048, let components = URLComponents(string: url),
+            components.scheme?.lowercased() == "https", let host = components.host
+        else { return false }
+        return !host.isEmpty
+    }
+
     /// Throws the first problem found, in the order of the properties. Never echoes a secret.
     public func validate() throws(TwilioConfigurationError) {
         guard Self.isSID(accountSID, prefix: "AC") else { throw .invalidAccountSID }
@@ -123,10 +133,7 @@ public struct TwilioConfiguration: Sendable, CustomStringConvertible {
         }
         _ = try normalizedBaseURL()
         if let statusCallbackURL {
-            guard statusCallbackURL.utf8.count <= 2048, let url = URLComponents(string: statusCallbackURL),
-                let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
-                let host = url.host, !host.isEmpty
-            else { throw .invalidStatusCallbackURL }
+            guard Self.isAcceptableStatusCallbackURL(statusCallbackURL) else { throw .invalidStatusCallbackURL }
         }
         guard requestTimeout >= .milliseconds(100), requestTimeout <= .seconds(60) else {
             throw .invalidRequestTimeout
@@ -204,7 +211,8 @@ public enum TwilioConfigurationError: Error, Sendable, Equatable, CustomStringCo
         case .insecureBaseURL:
             "the Twilio base URL must use https (plain http is allowed only for a loopback host)"
         case .invalidStatusCallbackURL:
-            "the Twilio status callback must be an absolute http(s) URL of at most 2048 bytes"
+            "the Twilio status callback must be an absolute https:// URL with a host, of at most 2048 bytes "
+                + "(delivery reports carry full phone numbers)"
         case .invalidRequestTimeout:
             "the Twilio request timeout must be between 0.1 and 60 seconds"
         case .invalidMaxAttempts:

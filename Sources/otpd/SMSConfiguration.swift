@@ -51,20 +51,12 @@ struct TwilioSettings: Sendable {
                 description: "\(r.file): twilio.api_key_sid and twilio.api_key_secret_file go together")
         }
         // Twilio posts each delivery report there with the full phone number in it.
-        if let statusCallbackURL, !Self.isHTTPS(statusCallbackURL) {
+        if let statusCallbackURL, !TwilioConfiguration.isAcceptableStatusCallbackURL(statusCallbackURL) {
             throw ConfigurationError(
                 description:
                     "\(r.file): twilio.status_callback_url must be an https:// URL with a host (delivery reports carry full phone numbers)"
             )
         }
-    }
-
-    /// True for an absolute `https://` URL with a host.
-    static func isHTTPS(_ text: String) -> Bool {
-        guard let url = URLComponents(string: text), url.scheme?.lowercased() == "https", let host = url.host else {
-            return false
-        }
-        return !host.isEmpty
     }
 
     /// The auth token: from `auth_token_file`, else `$CREDENTIALS_DIRECTORY/twilio-auth-token`.

@@ -73,6 +73,9 @@ struct TwilioConfigurationTests {
         Invalid(
             name: "relative status callback", change: { $0.statusCallbackURL = "/twilio/status" },
             error: .invalidStatusCallbackURL),
+        Invalid(
+            name: "plain http status callback", change: { $0.statusCallbackURL = "http://shop.example/twilio" },
+            error: .invalidStatusCallbackURL),
         Invalid(name: "zero timeout", change: { $0.requestTimeout = .zero }, error: .invalidRequestTimeout),
         Invalid(name: "zero attempts", change: { $0.maxAttempts = 0 }, error: .invalidMaxAttempts),
         Invalid(name: "eleven attempts", change: { $0.maxAttempts = 11 }, error: .invalidMaxAttempts),
