@@ -30,6 +30,15 @@ if ($argc < 3) {
 $outbox = $argv[3] ?? null;
 $otpd = new Client($socket);
 
+/** The lock in words: its end, or that only an administrator can end it. */
+function lockMessage(int $lockedUntil): string
+{
+    $end = Client::lockEnd($lockedUntil);
+    return $end === null
+        ? 'Too many wrong codes. The account stays locked until an administrator unlocks it.'
+        : 'Too many wrong codes. Try again after ' . $end->setTimezone(new DateTimeZone(date_default_timezone_get()))->format('H:i T') . '.';
+}
+
 try {
     $status = $otpd->status($account);
     if ($status->getSetupRequired()) {
@@ -37,7 +46,7 @@ try {
         exit(1);
     }
     if ($status->getLocked()) {
-        echo 'Too many wrong codes. Try again after ', date('H:i T', (int) $status->getLockedUntil()), ".\n";
+        echo lockMessage((int) $status->getLockedUntil()), "\n";
         exit(1);
     }
 
@@ -68,7 +77,7 @@ try {
     }
     echo "The code is not valid.\n";
     if ($answer->getLockedUntil() > 0) {
-        echo 'Too many wrong codes. Try again after ', date('H:i T', (int) $answer->getLockedUntil()), ".\n";
+        echo lockMessage((int) $answer->getLockedUntil()), "\n";
     }
     exit(1);
 } catch (RateLimitedException $e) {

@@ -49,6 +49,24 @@ final class Client
     public const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024;
     /** The service's method prefix on the wire. */
     public const METHOD_PREFIX = '/otp.v1.TwoFactor/';
+    /**
+     * What a `locked_until` field holds for an account locked until an administrator unlocks it
+     * (2^31 - 1, the largest 32-bit time; proto/otp/v1/two_factor.proto). Show it as "until an
+     * administrator unlocks it", never as a date: use Client::lockEnd().
+     */
+    public const LOCKED_UNTIL_ADMINISTRATOR_UNLOCKS = 2147483647;
+
+    /**
+     * When a lock ends, from a `locked_until` field: null when the account is not locked (0) or
+     * stays locked until an administrator unlocks it (LOCKED_UNTIL_ADMINISTRATOR_UNLOCKS).
+     */
+    public static function lockEnd(int $lockedUntil): ?\DateTimeImmutable
+    {
+        if ($lockedUntil <= 0 || $lockedUntil >= self::LOCKED_UNTIL_ADMINISTRATOR_UNLOCKS) {
+            return null;
+        }
+        return new \DateTimeImmutable('@' . $lockedUntil);
+    }
 
     /** 1 flag byte and a 4-byte big-endian length. */
     private const HEADER_BYTES = 5;

@@ -175,6 +175,17 @@ final class ErrorMappingTest extends OtpdTestCase
         self::assertInstanceOf(PermissionDeniedException::class, $e);
         self::assertSame($until, $e->lockedUntil()->getTimestamp());
         self::assertSame(300, $e->retryAfterSeconds());
+        self::assertFalse($e->untilAdministratorUnlocks());
+        self::assertSame($until, Client::lockEnd($until)?->getTimestamp());
+
+        $forever = (string) Client::LOCKED_UNTIL_ADMINISTRATOR_UNLOCKS;
+        $server = new FakeServer('status', '7', 'The account is locked', '0', $forever);
+        $e = $this->refusal(fn () => (new Client($server->socket, 2.0))->health());
+        $server->stop();
+        self::assertInstanceOf(LockedException::class, $e);
+        self::assertTrue($e->untilAdministratorUnlocks());
+        self::assertNull(Client::lockEnd(Client::LOCKED_UNTIL_ADMINISTRATOR_UNLOCKS));
+        self::assertNull(Client::lockEnd(0));
     }
 
     private function refusal(callable $call): OtpdException

@@ -10,11 +10,21 @@ namespace Otpd\Client\Exception;
  */
 class LockedException extends PermissionDeniedException
 {
-    /** When the lock ends. A lock that needs an administrator ends far in the future. */
+    /**
+     * When the lock ends. A lock that needs an administrator ends far in the future (see
+     * untilAdministratorUnlocks()).
+     */
     public function lockedUntil(): \DateTimeImmutable
     {
         $until = (int) ($this->getDetail()?->getLockedUntil() ?? 0);
         return new \DateTimeImmutable('@' . $until);
+    }
+
+    /** Whether only an administrator can end this lock (otpctl unlock). */
+    public function untilAdministratorUnlocks(): bool
+    {
+        $until = (int) ($this->getDetail()?->getLockedUntil() ?? 0);
+        return $until >= \Otpd\Client\Client::LOCKED_UNTIL_ADMINISTRATOR_UNLOCKS;
     }
 
     /** Seconds until the lock ends (0 when it has ended). */
