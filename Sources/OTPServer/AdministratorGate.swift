@@ -26,9 +26,10 @@ struct AdministratorGate: CallRouter {
     }
 
     /// PERMISSION_DENIED when the call is administrative and the peer is no administrator.
-    /// Logs who asked, never what (the payload may hold a phone number).
+    /// Logs who asked, never what (the payload may hold a phone number). The peer is looked at
+    /// first: an administrator's listing request is not decoded here at all.
     private func refusal(_ payload: [UInt8], _ context: CallContext) -> RPCError? {
-        guard context.method.requiresAdministrator(payload: payload), !administrators.allows(context.peer) else {
+        guard !administrators.allows(context.peer), context.method.requiresAdministrator(payload: payload) else {
             return nil
         }
         logger.notice(
