@@ -50,8 +50,10 @@ final class LargeAnswerRouter: CallRouter {
     static let listEvents = TwoFactorMethod.listEvents.rawValue
     static let reservation = TwoFactorMethod.listEvents.answerReservation
 
-    /// Polls `condition` for up to `seconds`.
-    static func eventually(seconds: Int = 5, _ condition: () -> Bool) async throws -> Bool {
+    /// Polls `condition` for up to `seconds`: a bound on liveness, not a timing threshold.
+    /// The server's tasks run on the shared concurrency pool, which other tests' blocking
+    /// reads can hold for seconds under CI's load, so the bounds are generous.
+    static func eventually(seconds: Int = 60, _ condition: () -> Bool) async throws -> Bool {
         for _ in 0..<(seconds * 100) {
             if condition() { return true }
             try await Task.sleep(for: .milliseconds(10))
@@ -94,7 +96,7 @@ final class LargeAnswerRouter: CallRouter {
             serverCreated: { created in server.withLock { $0 = created } }, beforeShutdown: router.release
         ) { path, _ in
             let server = try #require(server.withLock { $0 })
-            let raw = try RawConnection(path: path)
+            let raw = try RawConnection(path: path, receiveTimeout: 60)
             let count = 20
             raw.send((1...count).flatMap { requestFrame(callID: UInt64($0), method: Self.listEvents) })
 
@@ -122,7 +124,7 @@ final class LargeAnswerRouter: CallRouter {
             serverCreated: { created in server.withLock { $0 = created } }
         ) { path, _ in
             let server = try #require(server.withLock { $0 })
-            let connections = try (0..<16).map { _ in try RawConnection(path: path, receiveTimeout: 10) }
+            let connections = try (0..<16).map { _ in try RawConnection(path: path, receiveTimeout: 60) }
             let callsEach = 40
             let frames = (1...callsEach).flatMap { requestFrame(callID: UInt64($0), method: Self.listEvents) }
             for raw in connections { raw.send(frames) }
@@ -139,7 +141,7 @@ final class LargeAnswerRouter: CallRouter {
 
             // A client that sends one short call at a time and reads its answer is served while
             // the others hold the whole budget.
-            let polite = try RawConnection(path: path)
+            let polite = try RawConnection(path: path, receiveTimeout: 60)
             let served = await withCheckedContinuation { continuation in
                 Thread {
                     var served = 0
@@ -164,7 +166,7 @@ final class LargeAnswerRouter: CallRouter {
                 }
             }
             for reader in readers { reader.start() }
-            #expect(try await Self.eventually(seconds: 30) { answered.withLock { $0.count } == connections.count })
+            #expect(try await Self.eventually(seconds: 120) { answered.withLock { $0.count } == connections.count })
             for ids in answered.withLock({ $0 }) { #expect(ids == Set(1...UInt64(callsEach))) }
             #expect(try await Self.eventually { server.answerBytesHeld == 0 })
         }
