@@ -33,7 +33,8 @@ test: deps
 bench: deps
 	scripts/bench.sh
 
-# libFuzzer + AddressSanitizer on the frame, envelope and message decoders; FUZZ_SECONDS=600 for longer.
+# libFuzzer + AddressSanitizer on the decoders and on whole connections (half the time each);
+# FUZZ_SECONDS=600 for longer.
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -121,12 +121,28 @@ let package = Package(
             path: "Benchmarks/nio-echo",
             swiftSettings: strictSettings),
 
-        // The decoder fuzz target (scripts/fuzz.sh) and its harness, which the unit tests also run.
+        // The fuzz targets (scripts/fuzz.sh) and their harnesses, which the unit tests also run.
+        // The decoders: frames, envelopes and every message type.
         .target(
             name: "DecoderFuzzHarness", dependencies: ["OTPProtocol"], path: "Fuzz/Harness",
             swiftSettings: strictSettings),
         .executableTarget(
             name: "otpfuzz", dependencies: ["DecoderFuzzHarness"], path: "Fuzz/otpfuzz",
+            swiftSettings: strictSettings),
+        // The connection fuzz target: whole connections (several frames, reads cut anywhere,
+        // half-close, the frame timeout) fed to the connection handler on an EmbeddedChannel.
+        .target(
+            name: "ConnectionFuzzHarness",
+            dependencies: [
+                "OTPServer", "OTPProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            path: "Fuzz/ConnectionHarness",
+            swiftSettings: strictSettings),
+        .executableTarget(
+            name: "otpfuzz-connection", dependencies: ["ConnectionFuzzHarness"], path: "Fuzz/otpfuzz-connection",
             swiftSettings: strictSettings),
 
         // Tests.
@@ -168,7 +184,7 @@ let package = Package(
         .testTarget(
             name: "OTPServerTests",
             dependencies: [
-                "OTPTestSupport",
+                "OTPTestSupport", "ConnectionFuzzHarness",
                 "OTPServer", "OTPClient", "OTPProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
