@@ -19,7 +19,8 @@ public struct ConnectionViolation: Error, CustomStringConvertible {
 /// - header byte 0, bit 0: the client then half-closes (`ChannelEvent.inputClosed`);
 ///   bit 1: the loop's time then moves past the frame timeout; bit 2: the largest frame is
 ///   256 bytes (the smallest `max_frame_bytes`) rather than 64 KiB; bit 3: the connection's
-///   answer budget is 64 KiB (the smallest `answer_kib_per_connection`) rather than 1 MiB;
+///   answer budget is 2 KiB rather than 1 MiB (below otpd's smallest `answer_kib_per_connection`,
+///   64, on purpose: answers then wait for room all the time; `SocketServer` takes any value);
 ///   bits 4–7: the largest read (1 to 1,024 bytes, see `largestReads`);
 /// - header byte 1: seeds the sizes of the reads the stream is cut into.
 ///
@@ -68,7 +69,7 @@ public enum ConnectionHarness {
             inputClosed = flags & 0x01 != 0
             pastFrameTimeout = flags & 0x02 != 0
             maximumFrame = flags & 0x04 != 0 ? 256 : 64 * 1024
-            answerBytes = flags & 0x08 != 0 ? 64 * 1024 : 1024 * 1024
+            answerBytes = flags & 0x08 != 0 ? 2 * 1024 : 1024 * 1024
             let largest = ConnectionHarness.largestReads[Int(flags >> 4)]
             reads = []
             var left = stream.count

@@ -108,6 +108,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var waitingForRoom = false
     /// Whether the channel reads by itself now (mirrors the `autoRead` option).
     private var reading = true
+    /// `resumeIfWaiting` is running (it may be called again from inside its own flush).
+    private var resuming = false
     /// Bytes the daemon's budget charged for this connection when its turn came, not yet
     /// taken by the call that waited for them.
     private var grantedBytes = 0
@@ -391,7 +393,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// 1 KiB per connection beside the ceiling, which `maximumConnections` bounds; and it
     /// keeps the common call (one at a time on a connection) off the shared budget's lock.
     private func takeRoom(context: ChannelHandlerContext, _ reservation: Int) -> Int? {
-        let held = reserved + unwritten + (output?.readableBytes ?? 0)
+        let held = self.held
         guard held == 0 || held + reservation <= limits.answerBytes else {
             waitForRoom(context: context)
             return nil
@@ -417,6 +419,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         return reservation
     }
 
+    /// Answer bytes the connection holds in its own budget now.
+    private var held: Int { reserved + unwritten + (output?.readableBytes ?? 0) }
+
     /// Gives back the room a call took, when it leaves no answer to pay for.
     private func giveBack(_ call: Call) {
         reserved -= call.reservation
@@ -441,14 +446,22 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     /// Room may have been made: handles the frames that waited, then reads again if they all
-    /// found room.
+    /// found room. Flushing their answers can itself make room (a flush the socket takes at
+    /// once, or one that is not tracked), so it goes on while it does; a call made while it
+    /// runs (from a write that completes inside the flush) is left to this loop.
     private func resumeIfWaiting(context: ChannelHandlerContext) {
-        guard waitingForRoom, !closing, context.channel.isActive else { return }
-        waitingForRoom = false
-        if var buffer = partial.take() {
-            readFrames(context: context, from: &buffer)
+        guard !resuming else { return }
+        resuming = true
+        defer { resuming = false }
+        while waitingForRoom, !closing, context.channel.isActive {
+            waitingForRoom = false
+            if var buffer = partial.take() {
+                readFrames(context: context, from: &buffer)
+            }
+            let before = held
+            flushIfNeeded(context: context)
+            guard waitingForRoom, held < before else { break }
         }
-        flushIfNeeded(context: context)
         guard !closing, !waitingForRoom else { return }
         if inputClosed {
             endOfInput(context: context)
@@ -611,6 +624,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
             context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: nil)
             reuse(&buffer)
+            // The flushed bytes left the connection's budget: frames waiting for room may fit.
+            if waitingForRoom { resumeIfWaiting(context: context) }
             return
         }
         unwritten += bytes
