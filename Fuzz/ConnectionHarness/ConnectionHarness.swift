@@ -1,8 +1,8 @@
 import Logging
 import NIOCore
 import NIOEmbedded
-import OTPProtocol
-import OTPServer
+package import OTPProtocol
+package import OTPServer
 
 /// An invariant of the connection handler that one input broke.
 public struct ConnectionViolation: Error, CustomStringConvertible {
@@ -113,9 +113,12 @@ public enum ConnectionHarness {
     // MARK: Running a connection
 
     /// Answers `Health` ("SERVING") and `Verify` (10 bytes) inline, everything else with
-    /// UNIMPLEMENTED; never runs a task (the embedded loop is not thread-safe).
-    struct InlineRouter: CallRouter {
-        func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? {
+    /// UNIMPLEMENTED; never runs a task (the embedded loop is not thread-safe). The connection
+    /// handler's unit tests drive it with this router too.
+    package struct InlineRouter: CallRouter {
+        package init() {}
+
+        package func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? {
             switch context.method {
             case .health: .success(HealthResponse(status: "SERVING").serialized())
             case .verify: .success([UInt8](repeating: 0x43, count: 10))
@@ -123,7 +126,7 @@ public enum ConnectionHarness {
             }
         }
 
-        func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
+        package func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
             .failure(RPCError(code: .internal, message: "no task in the connection harness"))
         }
     }

@@ -1,3 +1,4 @@
+import ConnectionFuzzHarness
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -6,22 +7,6 @@ import OTPTestSupport
 import Testing
 
 @testable import OTPServer
-
-/// Answers `Health` ("SERVING") and `Verify` (10 bytes) on the event loop; runs no task, so
-/// the connection handler can be driven on an `EmbeddedChannel`, whose loop is the test's.
-struct InlineRouter: CallRouter {
-    func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? {
-        switch context.method {
-        case .health: .success(HealthResponse(status: "SERVING").serialized())
-        case .verify: .success([UInt8](repeating: 0x43, count: 10))
-        default: .failure(RPCError(code: .unimplemented, message: "not in these tests"))
-        }
-    }
-
-    func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
-        .failure(RPCError(code: .internal, message: "no task in these tests"))
-    }
-}
 
 /// One `ConnectionHandler` on an `EmbeddedChannel`: time moves only when the test moves it.
 struct EmbeddedConnection {
@@ -36,7 +21,7 @@ struct EmbeddedConnection {
         channel = EmbeddedChannel(loop: loop)
         try channel.pipeline.syncOperations.addHandler(
             ConnectionHandler(
-                router: InlineRouter(), peer: PeerCredentials(pid: 1, uid: 0, gid: 0), limits: limits,
+                router: ConnectionHarness.InlineRouter(), peer: PeerCredentials(pid: 1, uid: 0, gid: 0), limits: limits,
                 daemonBudget: AnswerBudget(limit: 64 * 1024 * 1024), logger: Logger(label: "test")))
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/otpd-test.sock")).wait()
     }
