@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C: system libraries, generated protobuf-c code, and a tiny POSIX shim.
@@ -43,20 +45,25 @@ let package = Package(
             name: "OTPProtocol", dependencies: ["COTPProto", "CProtobufC"],
             swiftSettings: strictSettings),
         .target(name: "OTPFiles", swiftSettings: strictSettings),
+        // The catalogue of metrics (names, labels, buckets) every module records to.
+        .target(
+            name: "OTPMetrics", dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: strictSettings),
         .target(
             name: "OTPCore",
             dependencies: [
+                "OTPMetrics",
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings),
         .target(
             name: "OTPStore",
-            dependencies: ["OTPCore", "CSQLite", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["OTPCore", "OTPMetrics", "CSQLite", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings),
         .target(
             name: "OTPSMS",
             dependencies: [
-                "OTPCore",
+                "OTPCore", "OTPMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -67,7 +74,7 @@ let package = Package(
         .target(
             name: "OTPServer",
             dependencies: [
-                "OTPProtocol", "OTPCore", "COTPSys",
+                "OTPProtocol", "OTPCore", "OTPMetrics", "COTPSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -87,8 +94,13 @@ let package = Package(
         .executableTarget(
             name: "otpd",
             dependencies: [
-                "OTPServer", "OTPProtocol", "OTPStore", "OTPSMS", "OTPCore", "OTPFiles", "COTPSys",
+                "OTPServer", "OTPProtocol", "OTPStore", "OTPSMS", "OTPCore", "OTPFiles", "OTPMetrics", "COTPSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -197,7 +209,9 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["OTPClient", "OTPProtocol", "OTPCore", "OTPStore", "TwilioStandIn", "OTPTestSupport"],
+            dependencies: [
+                "OTPClient", "OTPProtocol", "OTPCore", "OTPStore", "OTPMetrics", "TwilioStandIn", "OTPTestSupport",
+            ],
             swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]

@@ -3,10 +3,12 @@
 # libprotobuf-c-dev + protobuf-c-compiler (wire format), libsqlite3-dev (storage), pkg-config,
 # and for the tests systemd (systemd-socket-activate, systemd-analyze), util-linux (setpriv) and
 # openssl (an independent HMAC for the Twilio signature tests); for the PHP client php-cli,
-# php-google-protobuf, phpunit and protobuf-compiler (protoc --php_out).
+# php-google-protobuf, phpunit and protobuf-compiler (protoc --php_out); for the metrics tests
+# python3-prometheus-client (the exposition parser) and prometheus (promtool).
 set -euo pipefail
 packages=(libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev pkg-config systemd util-linux python3 openssl
-          php-cli php-google-protobuf phpunit protobuf-compiler libqrencode-dev zbar-tools)
+          php-cli php-google-protobuf phpunit protobuf-compiler libqrencode-dev zbar-tools
+          python3-prometheus-client prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

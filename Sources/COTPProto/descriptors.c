@@ -13,6 +13,8 @@ const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__event(void) { return 
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__form_parameter(void) { return &otp__v1__form_parameter__descriptor; }
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__generate_backup_codes_request(void) { return &otp__v1__generate_backup_codes_request__descriptor; }
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__generate_backup_codes_response(void) { return &otp__v1__generate_backup_codes_response__descriptor; }
+const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__get_metrics_request(void) { return &otp__v1__get_metrics_request__descriptor; }
+const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__get_metrics_response(void) { return &otp__v1__get_metrics_response__descriptor; }
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__get_status_request(void) { return &otp__v1__get_status_request__descriptor; }
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__health_request(void) { return &otp__v1__health_request__descriptor; }
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__health_response(void) { return &otp__v1__health_response__descriptor; }

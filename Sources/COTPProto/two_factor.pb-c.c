@@ -2077,6 +2077,96 @@ void   otp__v1__update_sms_breaker_response__free_unpacked
   assert(message->base.descriptor == &otp__v1__update_sms_breaker_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   otp__v1__get_metrics_request__init
+                     (Otp__V1__GetMetricsRequest         *message)
+{
+  static const Otp__V1__GetMetricsRequest init_value = OTP__V1__GET_METRICS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t otp__v1__get_metrics_request__get_packed_size
+                     (const Otp__V1__GetMetricsRequest *message)
+{
+  assert(message->base.descriptor == &otp__v1__get_metrics_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__get_metrics_request__pack
+                     (const Otp__V1__GetMetricsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__get_metrics_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__get_metrics_request__pack_to_buffer
+                     (const Otp__V1__GetMetricsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__get_metrics_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__GetMetricsRequest *
+       otp__v1__get_metrics_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__GetMetricsRequest *)
+     protobuf_c_message_unpack (&otp__v1__get_metrics_request__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__get_metrics_request__free_unpacked
+                     (Otp__V1__GetMetricsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__get_metrics_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__get_metrics_response__init
+                     (Otp__V1__GetMetricsResponse         *message)
+{
+  static const Otp__V1__GetMetricsResponse init_value = OTP__V1__GET_METRICS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t otp__v1__get_metrics_response__get_packed_size
+                     (const Otp__V1__GetMetricsResponse *message)
+{
+  assert(message->base.descriptor == &otp__v1__get_metrics_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__get_metrics_response__pack
+                     (const Otp__V1__GetMetricsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__get_metrics_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__get_metrics_response__pack_to_buffer
+                     (const Otp__V1__GetMetricsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__get_metrics_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__GetMetricsResponse *
+       otp__v1__get_metrics_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__GetMetricsResponse *)
+     protobuf_c_message_unpack (&otp__v1__get_metrics_response__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__get_metrics_response__free_unpacked
+                     (Otp__V1__GetMetricsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__get_metrics_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor otp__v1__error_detail__field_descriptors[2] =
 {
   {
@@ -5065,6 +5155,62 @@ const ProtobufCMessageDescriptor otp__v1__update_sms_breaker_response__descripto
   (ProtobufCMessageInit) otp__v1__update_sms_breaker_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+#define otp__v1__get_metrics_request__field_descriptors NULL
+#define otp__v1__get_metrics_request__field_indices_by_name NULL
+#define otp__v1__get_metrics_request__number_ranges NULL
+const ProtobufCMessageDescriptor otp__v1__get_metrics_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.GetMetricsRequest",
+  "GetMetricsRequest",
+  "Otp__V1__GetMetricsRequest",
+  "otp.v1",
+  sizeof(Otp__V1__GetMetricsRequest),
+  0,
+  otp__v1__get_metrics_request__field_descriptors,
+  otp__v1__get_metrics_request__field_indices_by_name,
+  0,  otp__v1__get_metrics_request__number_ranges,
+  (ProtobufCMessageInit) otp__v1__get_metrics_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__get_metrics_response__field_descriptors[1] =
+{
+  {
+    "text",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__GetMetricsResponse, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__get_metrics_response__field_indices_by_name[] = {
+  0,   /* field[0] = text */
+};
+static const ProtobufCIntRange otp__v1__get_metrics_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor otp__v1__get_metrics_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.GetMetricsResponse",
+  "GetMetricsResponse",
+  "Otp__V1__GetMetricsResponse",
+  "otp.v1",
+  sizeof(Otp__V1__GetMetricsResponse),
+  1,
+  otp__v1__get_metrics_response__field_descriptors,
+  otp__v1__get_metrics_response__field_indices_by_name,
+  1,  otp__v1__get_metrics_response__number_ranges,
+  (ProtobufCMessageInit) otp__v1__get_metrics_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue otp__v1__purpose__enum_values_by_number[6] =
 {
   { "PURPOSE_UNSPECIFIED", "OTP__V1__PURPOSE__PURPOSE_UNSPECIFIED", 0 },
@@ -5197,7 +5343,7 @@ const ProtobufCEnumDescriptor otp__v1__sms_breaker_action__descriptor =
   otp__v1__sms_breaker_action__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[20] =
+static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[21] =
 {
   { "Health", &otp__v1__health_request__descriptor, &otp__v1__health_response__descriptor },
   { "ServerInfo", &otp__v1__server_info_request__descriptor, &otp__v1__server_info_response__descriptor },
@@ -5219,12 +5365,14 @@ static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[2
   { "SendTestSms", &otp__v1__send_test_sms_request__descriptor, &otp__v1__send_test_sms_response__descriptor },
   { "ListSmsBreakers", &otp__v1__list_sms_breakers_request__descriptor, &otp__v1__list_sms_breakers_response__descriptor },
   { "UpdateSmsBreaker", &otp__v1__update_sms_breaker_request__descriptor, &otp__v1__update_sms_breaker_response__descriptor },
+  { "GetMetrics", &otp__v1__get_metrics_request__descriptor, &otp__v1__get_metrics_response__descriptor },
 };
 const unsigned otp__v1__two_factor__method_indices_by_name[] = {
   6,        /* BeginTotpEnrollment */
   7,        /* ConfirmTotpEnrollment */
   8,        /* DisableFactor */
   9,        /* GenerateBackupCodes */
+  20,        /* GetMetrics */
   2,        /* GetStatus */
   0,        /* Health */
   16,        /* ListDeliveries */
@@ -5249,7 +5397,7 @@ const ProtobufCServiceDescriptor otp__v1__two_factor__descriptor =
   "TwoFactor",
   "Otp__V1__TwoFactor",
   "otp.v1",
-  20,
+  21,
   otp__v1__two_factor__method_descriptors,
   otp__v1__two_factor__method_indices_by_name
 };
@@ -5412,6 +5560,14 @@ void otp__v1__two_factor__update_sms_breaker(ProtobufCService *service,
 {
   assert(service->descriptor == &otp__v1__two_factor__descriptor);
   service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void otp__v1__two_factor__get_metrics(ProtobufCService *service,
+                                      const Otp__V1__GetMetricsRequest *input,
+                                      Otp__V1__GetMetricsResponse_Closure closure,
+                                      void *closure_data)
+{
+  assert(service->descriptor == &otp__v1__two_factor__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
                                 Otp__V1__TwoFactor_ServiceDestroy destroy)

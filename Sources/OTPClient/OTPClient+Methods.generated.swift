@@ -135,4 +135,9 @@ extension OTPClient {
     {
         try await call(TwoFactor.updateSmsBreaker, request, deadline: deadline)
     }
+
+    /// Administrator: the daemon's metrics, as GET /metrics serves them.
+    public func getMetrics(deadline: Duration? = nil) async throws(RPCError) -> GetMetricsResponse {
+        try await call(TwoFactor.getMetrics, GetMetricsRequest(), deadline: deadline)
+    }
 }

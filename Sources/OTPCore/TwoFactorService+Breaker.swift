@@ -1,4 +1,5 @@
 import Foundation
+import OTPMetrics
 
 extension TwoFactorService {
     // MARK: The SMS pumping breaker (docs/SECURITY.md §22)
@@ -32,10 +33,12 @@ extension TwoFactorService {
                             + "\(Int((settings.minimumVerifiedFraction * 100).rounded()))%); verification texts to it "
                             + "paused until \(WireTimestamp(until))",
                         at: now, in: tx)
+                    OTPMetrics.breakerTrip(scope.isCountry ? .country : .range)
                     pausedUntil = until
                 }
             }
             guard let pausedUntil else { continue }
+            OTPMetrics.budgetRefusal(.breaker)
             try audit(
                 .codeRefused, .rateLimited, account: accountID,
                 detail: "verify_phone: the SMS breaker paused \(scope) until \(WireTimestamp(pausedUntil))",

@@ -1,4 +1,5 @@
 import Foundation
+import OTPMetrics
 
 /// Checks that a delivery report really comes from the provider (Twilio: `X-Twilio-Signature`,
 /// an HMAC of the URL and the form fields under the auth token).
@@ -56,6 +57,8 @@ extension TwoFactorService {
         }
         let errorCode = value("ErrorCode").flatMap { Int($0) }
         let now = clock.now()
+        // Every authentic report is counted by the status it carries (repeats included).
+        OTPMetrics.deliveryReport(status: status)
         return try await transact { tx in
             guard let delivery = try tx.delivery(messageSID: sid) else {
                 return .success(DeliveryReportOutcome(updated: false, messageSID: sid, status: "unknown"))

@@ -1,4 +1,5 @@
 import Foundation
+import OTPMetrics
 
 /// Where the notification hook hands events: the daemon runs a command, tests record them.
 public protocol EventNotifier: Sendable {
@@ -78,6 +79,8 @@ extension TwoFactorService {
                 return .success(())
             }
         }
+        // What the hook has still to look at: every event after the bookmark.
+        OTPMetrics.setNotificationBacklog(Int(max(0, newest - (failure == nil ? max(cursor, through) : cursor))))
         if let failure { throw failure }
         // Events recorded since the first transaction are the next round's.
         return (delivered, cursor >= newest)

@@ -1,6 +1,7 @@
 import Crypto
 public import Foundation
 public import Logging
+import OTPMetrics
 import Synchronization
 
 /// The second factor of one shop: phone enrolment and verification, SMS and authenticator
@@ -105,6 +106,7 @@ public final class TwoFactorService: Sendable {
             locked = true
         }
         if locked {
+            OTPMetrics.lockout()
             let until =
                 account.lockedUntil == .distantFuture
                 ? "until an administrator unlocks it" : "for \(Int(account.lockedUntil!.timeIntervalSince(now))) s"

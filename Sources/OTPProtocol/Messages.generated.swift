@@ -1442,6 +1442,39 @@ public struct UpdateSmsBreakerResponse: WireMessage {
     }
 }
 
+/// The protobuf message `otp.v1.GetMetricsRequest`.
+public struct GetMetricsRequest: WireMessage {
+
+    public init() {}
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__get_metrics_request()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+    }
+}
+
+/// The protobuf message `otp.v1.GetMetricsResponse`.
+public struct GetMetricsResponse: WireMessage {
+    public var text: String
+
+    public init(text: String = "") {
+        self.text = text
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__get_metrics_response()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        text = fields.string(1)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, text)
+    }
+}
+
 /// Every message type of the contract, in .proto order (used by the decoder fuzz harness
 /// and the bridge tests).
 public let allWireMessageTypes: [any WireMessage.Type] = [
@@ -1494,4 +1527,6 @@ public let allWireMessageTypes: [any WireMessage.Type] = [
     ListSmsBreakersResponse.self,
     UpdateSmsBreakerRequest.self,
     UpdateSmsBreakerResponse.self,
+    GetMetricsRequest.self,
+    GetMetricsResponse.self,
 ]

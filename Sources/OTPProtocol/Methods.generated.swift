@@ -22,6 +22,7 @@ public enum TwoFactorMethod: String, Sendable, CaseIterable {
     case sendTestSms = "/otp.v1.TwoFactor/SendTestSms"
     case listSmsBreakers = "/otp.v1.TwoFactor/ListSmsBreakers"
     case updateSmsBreaker = "/otp.v1.TwoFactor/UpdateSmsBreaker"
+    case getMetrics = "/otp.v1.TwoFactor/GetMetrics"
 
     /// The short RPC name, e.g. `Verify`.
     public var name: String {
@@ -46,6 +47,7 @@ public enum TwoFactorMethod: String, Sendable, CaseIterable {
         case .sendTestSms: "SendTestSms"
         case .listSmsBreakers: "ListSmsBreakers"
         case .updateSmsBreaker: "UpdateSmsBreaker"
+        case .getMetrics: "GetMetrics"
         }
     }
 }
@@ -121,4 +123,7 @@ public enum TwoFactor {
     /// Administrator: end a range's pause, exempt it from the breaker, or remove its exemption.
     public static let updateSmsBreaker =
         MethodDescriptor<UpdateSmsBreakerRequest, UpdateSmsBreakerResponse>(.updateSmsBreaker)
+
+    /// Administrator: the daemon's metrics, as GET /metrics serves them.
+    public static let getMetrics = MethodDescriptor<GetMetricsRequest, GetMetricsResponse>(.getMetrics)
 }

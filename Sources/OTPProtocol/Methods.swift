@@ -18,8 +18,8 @@ public struct MethodDescriptor<Input: WireMessage, Output: WireMessage>: Sendabl
 extension TwoFactorMethod {
     /// Whether this call needs an administrator peer (`ServerConfiguration.adminUIDs` and
     /// `adminGIDs`) rather than any peer allowed to connect. The one list of administrative
-    /// calls: `UnlockAccount`, `ResetAccount`, `SendTestSms` and the SMS breaker's
-    /// `ListSmsBreakers` and `UpdateSmsBreaker` always; `ListEvents` and
+    /// calls: `UnlockAccount`, `ResetAccount`, `SendTestSms`, the SMS breaker's
+    /// `ListSmsBreakers` and `UpdateSmsBreaker`, and `GetMetrics` always; `ListEvents` and
     /// `ListDeliveries` when they ask across all accounts (an empty `account_id`). A listing
     /// request that does not decode counts as administrative, so a doubtful call is refused
     /// rather than let through.
@@ -27,7 +27,7 @@ extension TwoFactorMethod {
     /// - Parameter payload: the call's encoded request; only the two listing calls read it.
     public func requiresAdministrator(payload: [UInt8]) -> Bool {
         switch self {
-        case .unlockAccount, .resetAccount, .sendTestSms, .listSmsBreakers, .updateSmsBreaker:
+        case .unlockAccount, .resetAccount, .sendTestSms, .listSmsBreakers, .updateSmsBreaker, .getMetrics:
             return true
         case .listEvents:
             return (try? ListEventsRequest(serialized: payload))?.accountId.isEmpty ?? true
@@ -57,10 +57,11 @@ extension TwoFactorMethod {
     /// the writer's batch that read it commits, then encoded; so a listing sets aside four
     /// times its largest answer (``maximumListingAnswerBytes``). Every other answer is a
     /// handful of short fields (an account status, ten backup codes, an `otpauth://` URI),
-    /// well under 1 KiB, except the SMS breaker's list (at most 100 short entries).
+    /// well under 1 KiB, except the SMS breaker's list (at most 100 short entries) and the
+    /// metrics text (20-60 KiB, reserved like a listing).
     public var answerReservation: Int {
         switch self {
-        case .listEvents, .listDeliveries:
+        case .listEvents, .listDeliveries, .getMetrics:
             return 4 * Self.maximumListingAnswerBytes
         case .health, .serverInfo, .getStatus, .setPhone, .startChallenge, .verify, .beginTotpEnrollment,
             .confirmTotpEnrollment, .disableFactor, .generateBackupCodes, .redeemBackupCode, .setPreferredMethod,

@@ -4,6 +4,7 @@ public import Logging
 import NIOCore
 import NIOHTTP1
 public import OTPCore
+import OTPMetrics
 import Synchronization
 
 // MARK: - Configuration
@@ -517,6 +518,9 @@ public final class TwilioSender: SMSSender {
         request.body = .bytes(ByteBuffer(string: Self.formEncode(fields)))
 
         let response: HTTPClientResponse
+        let started = ContinuousClock.now
+        // Every request's time to its whole answer (or its failure), retries counted one by one.
+        defer { OTPMetrics.twilioRequest(ContinuousClock.now - started) }
         do {
             response = try await client.execute(request, timeout: configuration.requestTimeout.timeAmount)
         } catch {

@@ -3,6 +3,7 @@ public import Logging
 internal import NIOConcurrencyHelpers
 internal import NIOCore
 internal import NIOPosix
+internal import OTPMetrics
 internal import OTPProtocol
 public import ServiceLifecycle
 
@@ -91,9 +92,10 @@ public final class SocketServer: Service, Sendable {
             maximumInFlight: configuration.maximumCallsInFlightPerConnection,
             answerBytes: configuration.maximumAnswerBytesPerConnection)
         let answerBudget = self.answerBudget
-        // Every call passes the administrator check before the router sees it.
-        let router = AdministratorGate(
-            router: self.router, administrators: PeerPolicy(administratorsOf: configuration), logger: logger)
+        // Every call is metered, and passes the administrator check before the router sees it.
+        let router = MeteredRouter(
+            router: AdministratorGate(
+                router: self.router, administrators: PeerPolicy(administratorsOf: configuration), logger: logger))
         let logger = self.logger
         let connections = self.connections
 
@@ -285,11 +287,13 @@ struct ConnectionRegistry: Sendable {
     mutating func admit(_ channel: any Channel, limit: Int) -> Bool {
         guard channels.count < limit else { return false }
         channels[ObjectIdentifier(channel)] = channel
+        OTPMetrics.setConnections(channels.count)
         return true
     }
 
     mutating func remove(_ channel: any Channel) {
         channels.removeValue(forKey: ObjectIdentifier(channel))
+        OTPMetrics.setConnections(channels.count)
     }
 }
 

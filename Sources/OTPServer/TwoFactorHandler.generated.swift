@@ -80,6 +80,9 @@ public protocol TwoFactorHandler: Sendable {
     /// Administrator: end a range's pause, exempt it from the breaker, or remove its exemption.
     func updateSmsBreaker(_ request: UpdateSmsBreakerRequest, context: CallContext)
         async throws(RPCError) -> UpdateSmsBreakerResponse
+
+    /// Administrator: the daemon's metrics, as GET /metrics serves them.
+    func getMetrics(_ request: GetMetricsRequest, context: CallContext) async throws(RPCError) -> GetMetricsResponse
 }
 
 extension TwoFactorHandler {
@@ -127,6 +130,8 @@ extension TwoFactorHandler {
             try await TwoFactor.listSmsBreakers.serve(payload, context, listSmsBreakers(_:context:))
         case .updateSmsBreaker:
             try await TwoFactor.updateSmsBreaker.serve(payload, context, updateSmsBreaker(_:context:))
+        case .getMetrics:
+            try await TwoFactor.getMetrics.serve(payload, context, getMetrics(_:context:))
         }
     }
 }

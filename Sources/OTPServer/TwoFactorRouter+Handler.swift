@@ -245,6 +245,13 @@ extension TwoFactorRouter: TwoFactorHandler {
         }
     }
 
+    /// The daemon's metrics in the Prometheus text format, as `GET /metrics` serves them.
+    public func getMetrics(_ request: GetMetricsRequest, context: CallContext) async throws(RPCError)
+        -> GetMetricsResponse
+    {
+        GetMetricsResponse(text: metricsText())
+    }
+
     /// A listing's account and paging on the wire, as the service takes them: an empty
     /// `account_id` is every account, a `before_id` of 0 starts from the newest.
     private func listing(_ accountId: String, _ beforeId: UInt64) -> (accountID: String?, beforeID: Int64?) {

@@ -36,12 +36,19 @@ public struct TwoFactorRouter: CallRouter {
     private let statistics: ConnectionStatistics
     let service: TwoFactorService
     let logger: Logger
+    /// The metrics text `GetMetrics` answers with (the daemon's Prometheus registry).
+    let metricsText: @Sendable () -> String
 
-    public init(facts: DaemonFacts, statistics: ConnectionStatistics, service: TwoFactorService, logger: Logger) {
+    /// - Parameter metricsText: what `GetMetrics` answers; by default nothing.
+    public init(
+        facts: DaemonFacts, statistics: ConnectionStatistics, service: TwoFactorService, logger: Logger,
+        metricsText: @escaping @Sendable () -> String = { "" }
+    ) {
         self.facts = facts
         self.statistics = statistics
         self.service = service
         self.logger = logger
+        self.metricsText = metricsText
     }
 
     public func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? {

@@ -1,5 +1,6 @@
 internal import Foundation
 public import Logging
+internal import OTPMetrics
 internal import Synchronization
 
 /// How durable a commit is. `full` (the default) means a used code stays used after a power
@@ -420,8 +421,10 @@ final class WriterQueue: @unchecked Sendable {
             }
         }
         guard !claimed.isEmpty else { return }
+        let committing = ContinuousClock.now
         do {
             try connection.execute("COMMIT")
+            OTPMetrics.writerCommit(transactions: claimed.count, duration: ContinuousClock.now - committing)
         } catch {
             logger.error("commit failed; refusing every call of the batch", metadata: ["error": "\(error)"])
             try? connection.execute("ROLLBACK")

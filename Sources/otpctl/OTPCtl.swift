@@ -55,7 +55,7 @@ struct OTPCtl: AsyncParsableCommand {
             BackupCommand.self,
             EventsCommand.self, UnlockCommand.self, ResetCommand.self,
             DeliveriesCommand.self, ReportDeliveryCommand.self, SMSCommand.self,
-            Health.self, Info.self, DoctorCommand.self,
+            Health.self, Info.self, DoctorCommand.self, MetricsCommand.self,
         ])
 
     /// Parses and runs, mapping failures to the documented exit statuses.
@@ -94,8 +94,11 @@ struct GlobalOptions: ParsableArguments {
         socket ?? ProcessInfo.processInfo.environment["OTPD_SOCKET"] ?? "otpd.sock"
     }
 
+    /// A client that accepts answers up to 4 MiB (the metrics text can pass the library's
+    /// default of 64 KiB on a busy daemon).
     func client() -> OTPClient {
-        OTPClient(socketPath: socketPath, defaultDeadline: .milliseconds(Int64(timeout * 1000)))
+        OTPClient(
+            socketPath: socketPath, defaultDeadline: .milliseconds(Int64(timeout * 1000)), maximumFrameSize: 4 << 20)
     }
 
     /// Runs `body` with a client, turning an `RPCError` into the right exit status.

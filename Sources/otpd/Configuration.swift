@@ -44,6 +44,9 @@ struct DaemonConfiguration: Sendable {
     var notifyCommand: String?
     var notifyKinds: Set<EventKind> = TwoFactorService.defaultNotifiedKinds
     var notifyTimeoutSeconds = 10
+    // [metrics]: GET /metrics on this host:port (off when empty); loopback only unless allowed.
+    var metricsListen = ""
+    var metricsAllowNonLoopback = false
 }
 
 /// A configuration problem: otpd prints it and exits with status 2.
@@ -108,6 +111,7 @@ extension DaemonConfiguration {
     /// The tables of the file besides `[[twilio]]`; each one's keys are the ones `apply` reads.
     static let tables: Set<String> = [
         "server", "storage", "log", "sms", "sms_breaker", "codes", "lockout", "totp", "retention", "notify", "backup",
+        "metrics",
     ]
 
     /// Reads every key `table` may have. The keys a table accepts are exactly the ones read
@@ -190,6 +194,9 @@ extension DaemonConfiguration {
                 policy.deliveryRetention = $0 == 0 ? nil : TimeInterval($0) * 86_400
             }
             try r.int("prune_interval_seconds", 10...86_400) { pruneIntervalSeconds = $0 }
+        case "metrics":
+            try r.string("listen") { metricsListen = $0 }
+            try r.bool("allow_non_loopback") { metricsAllowNonLoopback = $0 }
         case "notify":
             try r.string("command") { (command) throws(ConfigurationError) in
                 guard command.isEmpty || command.hasPrefix("/") else {
@@ -235,6 +242,9 @@ extension DaemonConfiguration {
 
     /// Checks values that no single key can check alone.
     func validate() throws(ConfigurationError) {
+        if !metricsListen.isEmpty {
+            _ = try MetricsAddress.parse(metricsListen, allowNonLoopback: metricsAllowNonLoopback)
+        }
         guard ["full", "normal"].contains(synchronous) else {
             throw ConfigurationError(
                 description: "storage.synchronous must be \"full\" or \"normal\", not \"\(synchronous)\"")

@@ -137,6 +137,7 @@ struct OTPD: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "otpd")
+        let metrics = DaemonMetrics.bootstrap()
 
         let keyPath = configuration.keyFile ?? DaemonKey.defaultPath(environment: environment)
         let keys: DaemonKeys
@@ -187,7 +188,9 @@ struct OTPD: AsyncParsableCommand {
                 metadata: ["previous_shutdown": "\(store.previousShutdown.rawValue)"])
         }
         let router = DatabaseHealthRouter(
-            inner: TwoFactorRouter(facts: facts, statistics: statistics, service: service, logger: logger),
+            inner: TwoFactorRouter(
+                facts: facts, statistics: statistics, service: service, logger: logger,
+                metricsText: { metrics.text() }),
             damage: damage)
 
         let server = SocketServer(
@@ -202,7 +205,15 @@ struct OTPD: AsyncParsableCommand {
             .init(
                 service: Pruner(
                     service: service, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger)),
+            .init(service: StoreGauges(databasePath: store.path)),
         ]
+        if !configuration.metricsListen.isEmpty {
+            let address = try MetricsAddress.parse(
+                configuration.metricsListen, allowNonLoopback: configuration.metricsAllowNonLoopback)
+            services.append(
+                .init(
+                    service: MetricsEndpoint(host: address.host, port: address.port, metrics: metrics, logger: logger)))
+        }
         if let command = configuration.notifyCommand {
             try await service.prepareNotifications()
             let notifier = CommandNotifier(command: command, timeout: .seconds(configuration.notifyTimeoutSeconds))

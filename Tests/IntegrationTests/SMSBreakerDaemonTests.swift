@@ -76,6 +76,11 @@ struct SMSBreakerDaemonTests {
         let text = try otpctl(daemon, "sms", "breaker")
         #expect(text.stdout.hasPrefix("+4479112  tripped  1 of 6 verified  paused until "), "\(text.stdout)")
 
+        // The trip and the refusal are in the metrics.
+        let metrics = try otpctl(daemon, "metrics")
+        #expect(metrics.stdout.contains("otpd_sms_breaker_trips_total{scope=\"range\"} 1"), "\(metrics.stdout)")
+        #expect(metrics.stdout.contains("otpd_sms_budget_refusals_total{budget=\"breaker\"} 1"))
+
         // The trip is in the audit trail; a reset ends the pause, audited with the reason.
         let events = try await client.listEvents(ListEventsRequest(accountId: "", pageSize: 100)).events
         #expect(

@@ -77,6 +77,7 @@ struct BridgeTests {
             ]),
             UpdateSmsBreakerRequest(scope: "+44", action: .removeExemption, actor: "ops", reason: "r"),
             UpdateSmsBreakerResponse(breaker: SmsBreaker(scope: "+1", state: .watched, texts: 3)),
+            GetMetricsRequest(), GetMetricsResponse(text: "# TYPE otpd_lockouts_total counter\n"),
         ]
         for message in messages {
             try roundTrip(message)
@@ -106,7 +107,7 @@ struct BridgeTests {
         let bytes = message.serialized()
         #expect(
             !bytes.isEmpty || M.self == HealthRequest.self || M.self == ServerInfoRequest.self
-                || M.self == ListSmsBreakersRequest.self)
+                || M.self == ListSmsBreakersRequest.self || M.self == GetMetricsRequest.self)
         let decoded = try M(serialized: bytes)
         #expect(decoded == message, "\(M.self)")
     }

@@ -95,7 +95,7 @@ struct AdministratorGateTests {
 
     @Test func theAdministratorCallsAreExactlyThese() {
         let always: Set<TwoFactorMethod> = [
-            .unlockAccount, .resetAccount, .sendTestSms, .listSmsBreakers, .updateSmsBreaker,
+            .unlockAccount, .resetAccount, .sendTestSms, .listSmsBreakers, .updateSmsBreaker, .getMetrics,
         ]
         for method in TwoFactorMethod.allCases where method != .listEvents && method != .listDeliveries {
             #expect(method.requiresAdministrator(payload: []) == always.contains(method), "\(method)")

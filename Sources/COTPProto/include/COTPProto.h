@@ -17,6 +17,8 @@ const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__event(void);
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__form_parameter(void);
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__generate_backup_codes_request(void);
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__generate_backup_codes_response(void);
+const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__get_metrics_request(void);
+const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__get_metrics_response(void);
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__get_status_request(void);
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__health_request(void);
 const ProtobufCMessageDescriptor *cotp_descriptor_otp__v1__health_response(void);

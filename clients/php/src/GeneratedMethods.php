@@ -16,6 +16,8 @@ use Otp\V1\DisableFactorRequest;
 use Otp\V1\DisableFactorResponse;
 use Otp\V1\GenerateBackupCodesRequest;
 use Otp\V1\GenerateBackupCodesResponse;
+use Otp\V1\GetMetricsRequest;
+use Otp\V1\GetMetricsResponse;
 use Otp\V1\GetStatusRequest;
 use Otp\V1\HealthRequest;
 use Otp\V1\HealthResponse;
@@ -189,6 +191,12 @@ trait GeneratedMethods
     public function updateSmsBreaker(UpdateSmsBreakerRequest $request, ?float $timeout = null): UpdateSmsBreakerResponse
     {
         return $this->invoke('UpdateSmsBreaker', $request, UpdateSmsBreakerResponse::class, $timeout);
+    }
+
+    /** Administrator: the daemon's metrics, as GET /metrics serves them. */
+    public function getMetrics(?GetMetricsRequest $request = null, ?float $timeout = null): GetMetricsResponse
+    {
+        return $this->invoke('GetMetrics', $request ?? new GetMetricsRequest(), GetMetricsResponse::class, $timeout);
     }
 
     /**

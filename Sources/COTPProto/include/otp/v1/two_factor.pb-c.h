@@ -61,6 +61,8 @@ typedef struct Otp__V1__ListSmsBreakersRequest Otp__V1__ListSmsBreakersRequest;
 typedef struct Otp__V1__ListSmsBreakersResponse Otp__V1__ListSmsBreakersResponse;
 typedef struct Otp__V1__UpdateSmsBreakerRequest Otp__V1__UpdateSmsBreakerRequest;
 typedef struct Otp__V1__UpdateSmsBreakerResponse Otp__V1__UpdateSmsBreakerResponse;
+typedef struct Otp__V1__GetMetricsRequest Otp__V1__GetMetricsRequest;
+typedef struct Otp__V1__GetMetricsResponse Otp__V1__GetMetricsResponse;
 
 
 /* --- enums --- */
@@ -885,6 +887,29 @@ struct  Otp__V1__UpdateSmsBreakerResponse
 #define OTP__V1__UPDATE_SMS_BREAKER_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__update_sms_breaker_response__descriptor) \
     , NULL }
+
+
+struct  Otp__V1__GetMetricsRequest
+{
+  ProtobufCMessage base;
+};
+#define OTP__V1__GET_METRICS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__get_metrics_request__descriptor) \
+     }
+
+
+struct  Otp__V1__GetMetricsResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The Prometheus text exposition format (version 0.0.4). No label holds an account id, a
+   * phone number or a code.
+   */
+  char *text;
+};
+#define OTP__V1__GET_METRICS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__get_metrics_response__descriptor) \
+    , (char *)protobuf_c_empty_string }
 
 
 /* Otp__V1__ErrorDetail methods */
@@ -1761,6 +1786,44 @@ Otp__V1__UpdateSmsBreakerResponse *
 void   otp__v1__update_sms_breaker_response__free_unpacked
                      (Otp__V1__UpdateSmsBreakerResponse *message,
                       ProtobufCAllocator *allocator);
+/* Otp__V1__GetMetricsRequest methods */
+void   otp__v1__get_metrics_request__init
+                     (Otp__V1__GetMetricsRequest         *message);
+size_t otp__v1__get_metrics_request__get_packed_size
+                     (const Otp__V1__GetMetricsRequest   *message);
+size_t otp__v1__get_metrics_request__pack
+                     (const Otp__V1__GetMetricsRequest   *message,
+                      uint8_t             *out);
+size_t otp__v1__get_metrics_request__pack_to_buffer
+                     (const Otp__V1__GetMetricsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__GetMetricsRequest *
+       otp__v1__get_metrics_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__get_metrics_request__free_unpacked
+                     (Otp__V1__GetMetricsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__GetMetricsResponse methods */
+void   otp__v1__get_metrics_response__init
+                     (Otp__V1__GetMetricsResponse         *message);
+size_t otp__v1__get_metrics_response__get_packed_size
+                     (const Otp__V1__GetMetricsResponse   *message);
+size_t otp__v1__get_metrics_response__pack
+                     (const Otp__V1__GetMetricsResponse   *message,
+                      uint8_t             *out);
+size_t otp__v1__get_metrics_response__pack_to_buffer
+                     (const Otp__V1__GetMetricsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__GetMetricsResponse *
+       otp__v1__get_metrics_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__get_metrics_response__free_unpacked
+                     (Otp__V1__GetMetricsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Otp__V1__ErrorDetail_Closure)
@@ -1901,6 +1964,12 @@ typedef void (*Otp__V1__UpdateSmsBreakerRequest_Closure)
 typedef void (*Otp__V1__UpdateSmsBreakerResponse_Closure)
                  (const Otp__V1__UpdateSmsBreakerResponse *message,
                   void *closure_data);
+typedef void (*Otp__V1__GetMetricsRequest_Closure)
+                 (const Otp__V1__GetMetricsRequest *message,
+                  void *closure_data);
+typedef void (*Otp__V1__GetMetricsResponse_Closure)
+                 (const Otp__V1__GetMetricsResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1988,6 +2057,10 @@ struct Otp__V1__TwoFactor_Service
                              const Otp__V1__UpdateSmsBreakerRequest *input,
                              Otp__V1__UpdateSmsBreakerResponse_Closure closure,
                              void *closure_data);
+  void (*get_metrics)(Otp__V1__TwoFactor_Service *service,
+                      const Otp__V1__GetMetricsRequest *input,
+                      Otp__V1__GetMetricsResponse_Closure closure,
+                      void *closure_data);
 };
 typedef void (*Otp__V1__TwoFactor_ServiceDestroy)(Otp__V1__TwoFactor_Service *);
 void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
@@ -2015,7 +2088,8 @@ void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
       function_prefix__ ## list_deliveries,\
       function_prefix__ ## send_test_sms,\
       function_prefix__ ## list_sms_breakers,\
-      function_prefix__ ## update_sms_breaker  }
+      function_prefix__ ## update_sms_breaker,\
+      function_prefix__ ## get_metrics  }
 void otp__v1__two_factor__health(ProtobufCService *service,
                                  const Otp__V1__HealthRequest *input,
                                  Otp__V1__HealthResponse_Closure closure,
@@ -2096,6 +2170,10 @@ void otp__v1__two_factor__update_sms_breaker(ProtobufCService *service,
                                              const Otp__V1__UpdateSmsBreakerRequest *input,
                                              Otp__V1__UpdateSmsBreakerResponse_Closure closure,
                                              void *closure_data);
+void otp__v1__two_factor__get_metrics(ProtobufCService *service,
+                                      const Otp__V1__GetMetricsRequest *input,
+                                      Otp__V1__GetMetricsResponse_Closure closure,
+                                      void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2149,6 +2227,8 @@ extern const ProtobufCMessageDescriptor otp__v1__list_sms_breakers_request__desc
 extern const ProtobufCMessageDescriptor otp__v1__list_sms_breakers_response__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__update_sms_breaker_request__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__update_sms_breaker_response__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__get_metrics_request__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__get_metrics_response__descriptor;
 extern const ProtobufCServiceDescriptor otp__v1__two_factor__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -99,3 +99,30 @@ struct SMSBreakerUnexemptCommand: AsyncParsableCommand {
     @OptionGroup var change: SMSBreakerChange
     func run() async throws { try await change.apply(.removeExemption) }
 }
+
+/// `otpctl metrics`: the daemon's metrics through the socket, for hosts without a scraper.
+struct MetricsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics",
+        abstract: "Print the daemon's metrics in the Prometheus text format (administrator).",
+        discussion: """
+            The same text as GET /metrics on [metrics] listen (which is off by default): calls \
+            by method and status, latencies, verifications by outcome and factor, lockouts, SMS \
+            sends, delivery reports, budget refusals, the breaker, the writer's commits, the \
+            WAL size, connections and the notification hook's backlog. No label holds an \
+            account id, a phone number or a code. --json: {"text": "..."}.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let response = try await global.request(account: nil) { client throws(RPCError) in
+            try await client.getMetrics()
+        }
+        if global.json {
+            JSONOutput.print(["text": response.text])
+        } else {
+            print(response.text, terminator: "")
+        }
+    }
+}
