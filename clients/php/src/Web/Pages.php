@@ -118,6 +118,18 @@ final class Pages
         }
     }
 
+    /**
+     * The messages meant for the next page the admin sees, e.g. "You have 2 backup codes left"
+     * after a login with a backup code: the shop shows them on its dashboard. Taking them
+     * removes them. @return list<array{kind: string, text: string}>
+     */
+    public function takeMessages(): array
+    {
+        $flash = $this->session->get('flash') ?? [];
+        $this->session->remove('flash');
+        return $flash;
+    }
+
     /** The hidden CSRF field for the shop's own forms that post to the pages. */
     public function csrfField(): string
     {
