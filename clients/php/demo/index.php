@@ -67,7 +67,8 @@ function demoPage(string $title, string $body, int $status = 200): Response
         body { font: 16px/1.5 system-ui, sans-serif; margin: 0; color: #1d2327; background: #f0f0f1; }
         main { max-width: 44rem; margin: 2rem auto; background: #fff; padding: 1.5rem 2rem; border-radius: 6px; }
         h1 { font-size: 1.4rem; margin-top: 0; } label { display: block; margin: .8rem 0 .3rem; font-weight: 600; }
-        input { font-size: 1.1rem; padding: .4rem; } button { font-size: 1rem; padding: .45rem 1rem; margin-top: .8rem; }
+        input { font-size: 1.1rem; padding: .4rem; }
+        button { font-size: 1rem; padding: .45rem 1rem; margin-top: .8rem; }
         .demo { background: #fcf9e8; border-left: 4px solid #dba617; padding: .5rem .8rem; }
         .error { background: #fcf0f1; border-left: 4px solid #d63638; padding: .5rem .8rem; }
         .warning { background: #fcf9e8; border-left: 4px solid #dba617; padding: .5rem .8rem; }
@@ -121,7 +122,8 @@ switch ($path) {
                 $error = 'Wrong user name or password.';
             }
         }
-        $response = demoPage('Shop admin: sign in', ($error !== '' ? "<p class=\"error\">{$e($error)}</p>" : '') . <<<HTML
+        $errorHtml = $error !== '' ? "<p class=\"error\">{$e($error)}</p>" : '';
+        $response = demoPage('Shop admin: sign in', $errorHtml . <<<HTML
             <form method="post" action="/login">
             <input type="hidden" name="_csrf" value="{$e(demoCsrf())}">
             <label for="user">User name</label><input id="user" name="user" autocomplete="username" required>
