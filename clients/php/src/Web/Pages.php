@@ -38,6 +38,8 @@ final class Pages
     public const CODE_NOT_VALID = 'The code is not valid.';
 
     private const LOW_BACKUP_CODES = 3;
+    /** How long a new set of backup codes stays in the session for download and print. */
+    private const CODES_SHOWN_SECONDS = 600;
 
     private readonly View $view;
     private readonly \DateTimeZone $timezone;
@@ -600,6 +602,11 @@ final class Pages
     private function backupPage(Request $request, array $context): Response
     {
         $codes = $this->session->get('codes');
+        if (is_array($codes) && (int) $codes['at'] + self::CODES_SHOWN_SECONDS < $this->clock->now()) {
+            // Shown once means not kept: a new set left on the screen is dropped after a while.
+            $this->session->remove('codes');
+            $codes = null;
+        }
         if ($request->isPost()) {
             $action = $request->field('action');
             if ($action === 'download' && is_array($codes)) {

@@ -300,6 +300,99 @@ final class PagesTest extends OtpdTestCase
         self::assertStringContainsString('9 left', self::text($page));
     }
 
+    public function testTheFirstLoginWithAnAuthenticatorShowsTheQrCodeAndTheSecret(): void
+    {
+        $account = $this->account();
+        $this->pages->beginLogin($account, 'Bob');
+        $this->browser->follow($this->browser->get('login'));
+        $page = $this->browser->follow($this->browser->post('choose', ['method' => 'totp']));
+        self::assertStringContainsString('Set up an authenticator app', self::text($page));
+        $page = $this->browser->follow($this->browser->post('totp', ['action' => 'begin']));
+        self::assertSame(1, preg_match('~<img id="qr" src="data:image/svg\+xml;base64,([^"]+)"~', $page->body, $qr));
+        self::assertStringContainsString('<svg', (string) base64_decode($qr[1]));
+        self::assertSame(1, preg_match('~id="secret">([A-Z2-7 ]+)<~', $page->body, $m));
+        $secret = str_replace(' ', '', $m[1]);
+        self::assertSame(32, strlen($secret), '160 bits in base32');
+
+        $wrong = $this->browser->post('totp', ['action' => 'confirm', 'code' => '12345']);
+        self::assertStringContainsString(Pages::CODE_NOT_VALID, self::text($wrong));
+        self::assertNull($this->pages->signedInAccount());
+        $done = $this->browser->post('totp', ['action' => 'confirm', 'code' => Totp::now($secret)]);
+        self::assertSame('/2fa?page=backup', $done->header('Location'));
+        self::assertSame($account, $this->pages->signedInAccount());
+        $page = $this->browser->follow($done);
+        self::assertStringContainsString('The authenticator app is on.', self::text($page));
+        self::assertSame(10, preg_match_all('~<li>[a-z0-9-]+</li>~', $page->body));
+    }
+
+    public function testNewBackupCodesNeedAProofAndTheProfileWarnsWhenFewAreLeft(): void
+    {
+        $account = $this->account();
+        $proof = $this->verifiedAccount($account)->getProofToken();
+        $codes = iterator_to_array($this->client->newBackupCodes($account, Proof::fromToken($proof))->getCodes());
+        foreach (array_slice($codes, 0, 7) as $code) {
+            self::assertTrue($this->client->useBackupCode($account, $code)->getSuccess());
+        }
+        $this->signIn($account);
+        $page = $this->browser->get('profile');
+        self::assertStringContainsString('3 left', self::text($page));
+        self::assertStringContainsString('Running low: make a new set.', self::text($page));
+
+        $page = $this->browser->follow($this->browser->post('backup', ['action' => 'new']));
+        self::assertStringContainsString('To make new backup codes, confirm it is you', self::text($page));
+        self::assertStringNotContainsString('A backup code, if you lost your phone', self::text($page));
+        $this->browser->follow($this->browser->post('confirm', ['action' => 'send']));
+        $page = $this->browser->follow($this->browser->post('confirm', [
+            'action' => 'prove', 'kind' => 'sms', 'code' => self::lastCode($account),
+        ]));
+        self::assertSame(10, preg_match_all('~<li>[a-z0-9-]+</li>~', $page->body));
+        self::assertFalse($this->client->useBackupCode($account, $codes[9])->getSuccess(), 'the old set is void');
+
+        // Shown once: a set left on the screen is not kept in the session beyond ten minutes.
+        self::assertStringContainsString('<li>', $this->browser->get('backup')->body);
+        $this->clock->advance(601);
+        self::assertStringNotContainsString('<li>', $this->browser->get('backup')->body);
+    }
+
+    public function testThePreferredMethodChangesWithAProof(): void
+    {
+        $account = $this->account();
+        $this->verifiedAccount($account);
+        $token = $this->passCode($account, Purpose::ManageFactors->value)->getProofToken();
+        $secret = $this->client->beginAuthenticator($account, Proof::fromToken($token))->getSecretBase32();
+        $this->client->confirmAuthenticator($account, Totp::now($secret));
+        $this->signIn($account);
+        $page = $this->browser->follow($this->browser->post('profile', ['action' => 'preferred', 'method' => 'totp']));
+        self::assertStringContainsString('To change the preferred method', self::text($page));
+        $page = $this->browser->follow($this->browser->post('confirm', [
+            'action' => 'prove', 'kind' => 'totp', 'code' => Totp::now($secret, time() + 30),
+        ]));
+        self::assertStringContainsString('Your preferred method is saved.', self::text($page));
+        self::assertSame(\Otp\V1\Factor::FACTOR_TOTP, $this->client->status($account)->getPreferredMethod());
+
+        // The next login offers the authenticator first.
+        $this->pages->logout();
+        $this->pages->beginLogin($account);
+        self::assertStringContainsString('Open your authenticator app', self::text($this->browser->get('login')));
+    }
+
+    public function testALoginWithOneOfTheLastBackupCodesLeavesAWarningForTheDashboard(): void
+    {
+        $account = $this->account();
+        $proof = $this->verifiedAccount($account)->getProofToken();
+        $codes = iterator_to_array($this->client->newBackupCodes($account, Proof::fromToken($proof))->getCodes());
+        foreach (array_slice($codes, 0, 7) as $code) {
+            $this->client->useBackupCode($account, $code);
+        }
+        $this->pages->beginLogin($account);
+        $this->browser->get('login', ['method' => 'backup']);
+        $this->browser->post('login', ['action' => 'verify', 'code' => $codes[7]]);
+        self::assertSame($account, $this->pages->signedInAccount());
+        $messages = $this->pages->takeMessages();
+        self::assertSame('You have 2 backup codes left. Make a new set on your profile page.', $messages[0]['text']);
+        self::assertSame([], $this->pages->takeMessages(), 'taken once');
+    }
+
     public function testEveryPageCarriesTheSafeHeadersAndNoCodeInAnyUrl(): void
     {
         $account = $this->account();
