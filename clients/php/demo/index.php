@@ -167,8 +167,12 @@ switch ($path) {
         break;
 
     case '/outbox':
-        // DEMO ONLY. The development outbox holds the texts with their codes: a real shop has
-        // Twilio instead and no such page.
+        // DEMO ONLY (OTPD_DEMO=1, set by scripts/demo.sh). The development outbox holds the
+        // texts with their codes: a real shop has Twilio instead and no such page.
+        if (getenv('OTPD_DEMO') !== '1' || $outbox === '') {
+            $response = demoPage('Not found', '<p><a href="/login">Sign in</a></p>', 404);
+            break;
+        }
         $rows = '';
         $lines = is_file($outbox) ? file($outbox, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES) : [];
         foreach (array_reverse($lines ?: []) as $line) {

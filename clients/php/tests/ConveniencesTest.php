@@ -30,6 +30,17 @@ final class ConveniencesTest extends OtpdTestCase
         Proof::fromToken('');
     }
 
+    public function testAMissingProtobufRuntimeSaysWhatToInstall(): void
+    {
+        // A PHP without the protobuf extension and with an include path that has no runtime.
+        $script = 'require ' . var_export(dirname(__DIR__) . '/autoload.php', true) . ';'
+            . 'try { new Otpd\\Client\\Client("/x"); } catch (LogicException $e) { echo $e->getMessage(); }';
+        $php = escapeshellarg(PHP_BINARY) . ' -n -d include_path=/nonexistent';
+        $output = shell_exec("$php -r " . escapeshellarg($script));
+        self::assertStringContainsString('protobuf runtime is missing', (string) $output);
+        self::assertStringContainsString('apt-get install php-google-protobuf', (string) $output);
+    }
+
     public function testEnumsCarryTheWireValues(): void
     {
         self::assertSame(\Otp\V1\Purpose::PURPOSE_CHANGE_PHONE, Purpose::ChangePhone->value);
