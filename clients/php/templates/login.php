@@ -5,27 +5,27 @@
  */
 $names = ['sms' => 'a text message', 'totp' => 'your authenticator app', 'backup' => 'a backup code'];
 ?>
+<?php if ($v['method'] === 'sms' && !$v['codeSent']) : ?>
+<p id="prompt">Ask for a code by text message to <strong><?= $h->e($v['destination']) ?></strong>.</p>
+<?php else : ?>
 <form method="post" action="<?= $h->e($v['url']('login')) ?>" autocomplete="off">
 <input type="hidden" name="_csrf" value="<?= $h->e($v['csrf']) ?>">
 <input type="hidden" name="action" value="verify">
-<?php if ($v['method'] === 'sms') : ?>
-    <?php if ($v['codeSent']) : ?>
+    <?php if ($v['method'] === 'sms') : ?>
 <p id="prompt">We sent a code by text message to <strong><?= $h->e($v['destination']) ?></strong>. Enter it below.</p>
-    <?php else : ?>
-<p id="prompt">Ask for a code by text message to <strong><?= $h->e($v['destination']) ?></strong>.</p>
-    <?php endif; ?>
 <label for="code">Code from the text message</label>
-<?php elseif ($v['method'] === 'totp') : ?>
+    <?php elseif ($v['method'] === 'totp') : ?>
 <p id="prompt">Open your authenticator app and enter the code it shows for this shop.</p>
 <label for="code">Code from the authenticator app</label>
-<?php else : ?>
+    <?php else : ?>
 <p id="prompt">Enter one of your backup codes. Each code works once.</p>
 <label for="code">Backup code</label>
-<?php endif; ?>
+    <?php endif; ?>
 <input type="text" id="code" name="code" required autofocus
        inputmode="<?= $v['method'] === 'backup' ? 'text' : 'numeric' ?>" autocomplete="one-time-code">
 <button type="submit" id="verify">Verify</button>
 </form>
+<?php endif; ?>
 <?php if ($v['method'] === 'sms') : ?>
 <form method="post" action="<?= $h->e($v['url']('login')) ?>">
 <input type="hidden" name="_csrf" value="<?= $h->e($v['csrf']) ?>">

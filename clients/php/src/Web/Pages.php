@@ -272,7 +272,7 @@ final class Pages
             'errors' => $errors,
             'destination' => $challenge['destination'] ?? $status->getPhoneMasked(),
             'codeSent' => $challenge !== null,
-            'resendWait' => $this->waitInWords((int) ($challenge['resend_at'] ?? 0)),
+            'resendWait' => $this->waitInWords((int) ($challenge['resend_at'] ?? $pending['resend_at'] ?? 0)),
             'label' => $context['label'],
         ]);
     }
@@ -306,6 +306,10 @@ final class Pages
         try {
             $challenge = $this->otpd->sendCode($account, Purpose::Login);
         } catch (RateLimitedException $e) {
+            // Remember the wait, so the "Send" button stays off until it is over.
+            $pending = $this->session->get('pending');
+            $pending['resend_at'] = $this->clock->now() + $e->retryAfterSeconds();
+            $this->session->set('pending', $pending);
             return [$this->rateLimitedText($e)];
         }
         $pending = $this->session->get('pending');

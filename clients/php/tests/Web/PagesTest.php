@@ -8,6 +8,7 @@ use Otpd\Client\Client;
 use Otpd\Client\Proof;
 use Otpd\Client\Purpose;
 use Otpd\Client\Tests\Support\Browser;
+use Otpd\Client\Tests\Support\Daemon;
 use Otpd\Client\Tests\Support\MutableClock;
 use Otpd\Client\Tests\Support\OtpdTestCase;
 use Otpd\Client\Tests\Support\Outbox;
@@ -391,6 +392,38 @@ final class PagesTest extends OtpdTestCase
         $messages = $this->pages->takeMessages();
         self::assertSame('You have 2 backup codes left. Make a new set on your profile page.', $messages[0]['text']);
         self::assertSame([], $this->pages->takeMessages(), 'taken once');
+    }
+
+    public function testSendAgainWaitsAsLongAsOtpdSaysAndATooEarlySecondLoginShowsTheWait(): void
+    {
+        $daemon = new Daemon(Daemon::DEFAULT_COOLDOWN_CONFIG);
+        $daemon->start();
+        try {
+            $otpd = $daemon->client();
+            $account = $this->account();
+            $otpd->savePhone($account, '+1 555 123 4567');
+            $sent = $otpd->sendCode($account, Purpose::VerifyPhone);
+            $challengeId = $sent->getChallengeId();
+            $otpd->verifyCode($account, Purpose::VerifyPhone, $daemon->code($challengeId), $challengeId);
+            $this->usePages($otpd);
+
+            $this->pages->beginLogin($account);
+            $page = $this->browser->get('login');
+            self::assertStringContainsString('We sent a code', self::text($page));
+            $wait = '/You can ask for a new code in \d+ seconds/';
+            self::assertMatchesRegularExpression($wait, self::text($page), 'the wait otpd returned');
+            self::assertMatchesRegularExpression('~<button type="submit" id="resend" disabled>~', $page->body);
+
+            // Signed out and in again at once: otpd refuses a second text for 30 s; the page says
+            // so, offers no field for a code that was not sent, and keeps "Send" off.
+            $this->pages->beginLogin($account);
+            $page = $this->browser->get('login');
+            self::assertMatchesRegularExpression('/You can ask for a new one in \d+ seconds/', self::text($page));
+            self::assertStringNotContainsString('id="code"', $page->body);
+            self::assertMatchesRegularExpression('~<button type="submit" id="resend" disabled>~', $page->body);
+        } finally {
+            $daemon->stop();
+        }
     }
 
     public function testEveryPageCarriesTheSafeHeadersAndNoCodeInAnyUrl(): void
