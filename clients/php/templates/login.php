@@ -31,9 +31,8 @@ $names = ['sms' => 'a text message', 'totp' => 'your authenticator app', 'backup
 <input type="hidden" name="_csrf" value="<?= $h->e($v['csrf']) ?>">
 <input type="hidden" name="action" value="resend">
     <?php if ($v['resendWait'] !== '') : ?>
-<button type="submit" id="resend" disabled>Send again</button>
-<span class="note" id="resend-wait">You can ask for a new code <?= $h->e($v['resendWait']) ?>
-(reload the page then).</span>
+<button type="submit" id="resend" disabled><?= $v['codeSent'] ? 'Send again' : 'Send a code' ?></button>
+<span class="note" id="resend-wait">You can ask for a new code <?= $h->e($v['resendWait']) ?> (reload the page then).</span>
     <?php else : ?>
 <button type="submit" id="resend"><?= $v['codeSent'] ? 'Send again' : 'Send a code' ?></button>
     <?php endif; ?>

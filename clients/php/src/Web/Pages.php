@@ -172,7 +172,8 @@ final class Pages
             $pending['seen'] = $this->clock->now();
             $this->session->set('pending', $pending);
             if (!in_array($page, ['login', 'choose', 'sms', 'totp'], true)) {
-                $page = 'login';
+                // The profile, backup codes and step-up need both steps.
+                return Response::redirect($this->url('login'));
             }
         }
         return match ($page) {
@@ -258,8 +259,9 @@ final class Pages
             if ($errors === []) {
                 return Response::redirect($this->url('login'));
             }
-        } elseif ($method === 'sms' && !isset($pending['challenge'])) {
-            // The first showing of the SMS step texts the code; reloads do not text again.
+        } elseif ($method === 'sms' && !isset($pending['challenge']) && !isset($pending['resend_at'])) {
+            // The first showing of the SMS step texts the code; reloads do not text again (nor
+            // try again after a refusal: then the button does, once the wait is over).
             $errors = $this->sendLoginCode($account);
         }
 
@@ -422,15 +424,16 @@ final class Pages
                         $purpose,
                         ['phone' => $phone],
                     );
-                }
-                try {
-                    $this->otpd->savePhone($account, $phone);
-                    $this->session->remove('phone_challenge');
-                    return Response::redirect($this->url('sms'));
-                } catch (InvalidRequestException $e) {
-                    $errors[] = $e->getMessage();
-                } catch (AlreadyExistsException) {
-                    return Response::redirect($this->url('sms'));
+                } else {
+                    try {
+                        $this->otpd->savePhone($account, $phone);
+                        $this->session->remove('phone_challenge');
+                        return Response::redirect($this->url('sms'));
+                    } catch (InvalidRequestException $e) {
+                        $errors[] = $e->getMessage();
+                    } catch (AlreadyExistsException) {
+                        return Response::redirect($this->url('sms'));
+                    }
                 }
             } elseif ($action === 'send') {
                 try {

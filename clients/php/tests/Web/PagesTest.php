@@ -82,6 +82,11 @@ final class PagesTest extends OtpdTestCase
         $page = $this->browser->follow($this->browser->post('choose', ['method' => 'sms']));
         self::assertStringContainsString('SMS/Text message configure', self::text($page));
 
+        $typo = $this->browser->post('sms', ['action' => 'save', 'phone' => '555 123']);
+        self::assertSame(422, $typo->status);
+        self::assertStringContainsString('Enter the number with its country code', self::text($typo));
+        self::assertSame('', $this->client->status($account)->getPhoneMasked());
+
         $page = $this->browser->follow($this->browser->post('sms', ['action' => 'save', 'phone' => '+1 555 123 4567']));
         self::assertStringContainsString('The phone number is not verified', self::text($page));
         self::assertStringContainsString('Send verification code', self::text($page));
