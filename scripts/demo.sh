@@ -81,7 +81,7 @@ done
 "$php" -r "$health" "$root/clients/php/autoload.php" "$dir/otpd.sock" || { echo "demo: otpd does not answer" >&2; exit 1; }
 
 OTPD_DEMO=1 OTPD_DEMO_SOCKET="$dir/otpd.sock" OTPD_DEMO_OUTBOX="$dir/outbox.jsonl" OTPD_DEMO_USERS="$dir/users.json" \
-  "$php" -d variables_order=EGPCS -S "127.0.0.1:$port" -t "$root/clients/php/demo" "$root/clients/php/demo/index.php" \
+  "$php" -d error_reporting=-1 -d log_errors=1 -d display_errors=0 -S "127.0.0.1:$port" -t "$root/clients/php/demo" "$root/clients/php/demo/index.php" \
   >> "$dir/php.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do

@@ -364,11 +364,15 @@ class Walk:
         self.wait(EC.staleness_of(old), f"the page after #{element_id}")
 
     def check_logs(self):
-        """No code, backup code or secret in a URL the web server logged, nor in otpd's log."""
+        """No code, backup code or secret in a URL the web server logged, nor in otpd's log;
+        and no PHP warning, notice, deprecation or error on any page."""
         for log in ("php.log", "otpd.log"):
             text = open(os.path.join(self.demo_dir, log)).read()
             for secret in self.secrets_seen:
                 assert secret not in text, f"{log} holds a code or secret"
+        php_log = open(os.path.join(self.demo_dir, "php.log")).read()
+        problems = re.findall(r".*PHP (?:Warning|Notice|Deprecated|Fatal error|Parse error).*", php_log)
+        assert not problems, "PHP complained:\n" + "\n".join(problems[:10])
 
     def report(self):
         with open(os.path.join(self.artifacts, "pages.tsv"), "w") as out:
