@@ -16,6 +16,7 @@ body { font: 16px/1.5 system-ui, sans-serif; margin: 0; color: #1d2327; backgrou
 main { max-width: 36rem; margin: 2rem auto; background: #fff; padding: 1.5rem 2rem; border-radius: 6px;
        box-shadow: 0 1px 3px rgba(0,0,0,.1); }
 h1 { font-size: 1.4rem; margin-top: 0; }
+h2 { font-size: 1.05rem; margin: 1.4rem 0 .2rem; }
 nav { max-width: 36rem; margin: 1rem auto 0; font-size: .9rem; }
 nav a { margin-right: 1rem; }
 label { display: block; margin: .8rem 0 .3rem; font-weight: 600; }
