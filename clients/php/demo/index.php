@@ -47,6 +47,7 @@ $pages = new Pages(
         afterLoginUrl: '/admin',
         loginUrl: '/login',
         issuer: 'otpd demo shop',
+        templateDirectories: [__DIR__ . '/templates'],
         logger: static function (string $level, string $message): void {
             error_log("otpd pages [$level] $message");
         },

@@ -431,6 +431,29 @@ final class PagesTest extends OtpdTestCase
         }
     }
 
+    public function testAShopTemplateWinsOverTheDefaultOne(): void
+    {
+        $dir = sys_get_temp_dir() . '/otpd-templates-' . bin2hex(random_bytes(4));
+        mkdir($dir);
+        file_put_contents("$dir/message.php", '<p id="mine"><?= $h->e($v[\'text\']) ?></p>');
+        try {
+            $pages = new Pages(
+                new Config('/2fa', '/admin', '/login', templateDirectories: [$dir]),
+                $this->client,
+                $this->session,
+                $this->clock,
+            );
+            $pages->beginLogin($this->account());
+            $this->clock->advance(3600);
+            $page = $pages->handle(new \Otpd\Client\Web\Request('GET', ['page' => 'login']));
+            self::assertStringContainsString('<p id="mine">Your sign-in took too long', $page->body);
+            self::assertStringContainsString('<!doctype html>', $page->body, 'the default layout around it');
+        } finally {
+            unlink("$dir/message.php");
+            rmdir($dir);
+        }
+    }
+
     public function testEveryPageCarriesTheSafeHeadersAndNoCodeInAnyUrl(): void
     {
         $account = $this->account();
