@@ -1852,6 +1852,231 @@ void   otp__v1__send_test_sms_response__free_unpacked
   assert(message->base.descriptor == &otp__v1__send_test_sms_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   otp__v1__sms_breaker__init
+                     (Otp__V1__SmsBreaker         *message)
+{
+  static const Otp__V1__SmsBreaker init_value = OTP__V1__SMS_BREAKER__INIT;
+  *message = init_value;
+}
+size_t otp__v1__sms_breaker__get_packed_size
+                     (const Otp__V1__SmsBreaker *message)
+{
+  assert(message->base.descriptor == &otp__v1__sms_breaker__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__sms_breaker__pack
+                     (const Otp__V1__SmsBreaker *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__sms_breaker__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__sms_breaker__pack_to_buffer
+                     (const Otp__V1__SmsBreaker *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__sms_breaker__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__SmsBreaker *
+       otp__v1__sms_breaker__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__SmsBreaker *)
+     protobuf_c_message_unpack (&otp__v1__sms_breaker__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__sms_breaker__free_unpacked
+                     (Otp__V1__SmsBreaker *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__sms_breaker__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__list_sms_breakers_request__init
+                     (Otp__V1__ListSmsBreakersRequest         *message)
+{
+  static const Otp__V1__ListSmsBreakersRequest init_value = OTP__V1__LIST_SMS_BREAKERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t otp__v1__list_sms_breakers_request__get_packed_size
+                     (const Otp__V1__ListSmsBreakersRequest *message)
+{
+  assert(message->base.descriptor == &otp__v1__list_sms_breakers_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__list_sms_breakers_request__pack
+                     (const Otp__V1__ListSmsBreakersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__list_sms_breakers_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__list_sms_breakers_request__pack_to_buffer
+                     (const Otp__V1__ListSmsBreakersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__list_sms_breakers_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__ListSmsBreakersRequest *
+       otp__v1__list_sms_breakers_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__ListSmsBreakersRequest *)
+     protobuf_c_message_unpack (&otp__v1__list_sms_breakers_request__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__list_sms_breakers_request__free_unpacked
+                     (Otp__V1__ListSmsBreakersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__list_sms_breakers_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__list_sms_breakers_response__init
+                     (Otp__V1__ListSmsBreakersResponse         *message)
+{
+  static const Otp__V1__ListSmsBreakersResponse init_value = OTP__V1__LIST_SMS_BREAKERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t otp__v1__list_sms_breakers_response__get_packed_size
+                     (const Otp__V1__ListSmsBreakersResponse *message)
+{
+  assert(message->base.descriptor == &otp__v1__list_sms_breakers_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__list_sms_breakers_response__pack
+                     (const Otp__V1__ListSmsBreakersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__list_sms_breakers_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__list_sms_breakers_response__pack_to_buffer
+                     (const Otp__V1__ListSmsBreakersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__list_sms_breakers_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__ListSmsBreakersResponse *
+       otp__v1__list_sms_breakers_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__ListSmsBreakersResponse *)
+     protobuf_c_message_unpack (&otp__v1__list_sms_breakers_response__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__list_sms_breakers_response__free_unpacked
+                     (Otp__V1__ListSmsBreakersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__list_sms_breakers_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__update_sms_breaker_request__init
+                     (Otp__V1__UpdateSmsBreakerRequest         *message)
+{
+  static const Otp__V1__UpdateSmsBreakerRequest init_value = OTP__V1__UPDATE_SMS_BREAKER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t otp__v1__update_sms_breaker_request__get_packed_size
+                     (const Otp__V1__UpdateSmsBreakerRequest *message)
+{
+  assert(message->base.descriptor == &otp__v1__update_sms_breaker_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__update_sms_breaker_request__pack
+                     (const Otp__V1__UpdateSmsBreakerRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__update_sms_breaker_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__update_sms_breaker_request__pack_to_buffer
+                     (const Otp__V1__UpdateSmsBreakerRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__update_sms_breaker_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__UpdateSmsBreakerRequest *
+       otp__v1__update_sms_breaker_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__UpdateSmsBreakerRequest *)
+     protobuf_c_message_unpack (&otp__v1__update_sms_breaker_request__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__update_sms_breaker_request__free_unpacked
+                     (Otp__V1__UpdateSmsBreakerRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__update_sms_breaker_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   otp__v1__update_sms_breaker_response__init
+                     (Otp__V1__UpdateSmsBreakerResponse         *message)
+{
+  static const Otp__V1__UpdateSmsBreakerResponse init_value = OTP__V1__UPDATE_SMS_BREAKER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t otp__v1__update_sms_breaker_response__get_packed_size
+                     (const Otp__V1__UpdateSmsBreakerResponse *message)
+{
+  assert(message->base.descriptor == &otp__v1__update_sms_breaker_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t otp__v1__update_sms_breaker_response__pack
+                     (const Otp__V1__UpdateSmsBreakerResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &otp__v1__update_sms_breaker_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t otp__v1__update_sms_breaker_response__pack_to_buffer
+                     (const Otp__V1__UpdateSmsBreakerResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &otp__v1__update_sms_breaker_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Otp__V1__UpdateSmsBreakerResponse *
+       otp__v1__update_sms_breaker_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Otp__V1__UpdateSmsBreakerResponse *)
+     protobuf_c_message_unpack (&otp__v1__update_sms_breaker_response__descriptor,
+                                allocator, len, data);
+}
+void   otp__v1__update_sms_breaker_response__free_unpacked
+                     (Otp__V1__UpdateSmsBreakerResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &otp__v1__update_sms_breaker_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor otp__v1__error_detail__field_descriptors[2] =
 {
   {
@@ -4566,6 +4791,280 @@ const ProtobufCMessageDescriptor otp__v1__send_test_sms_response__descriptor =
   (ProtobufCMessageInit) otp__v1__send_test_sms_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor otp__v1__sms_breaker__field_descriptors[6] =
+{
+  {
+    "scope",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SmsBreaker, scope),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SmsBreaker, state),
+    &otp__v1__sms_breaker_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "texts",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SmsBreaker, texts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "verified",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SmsBreaker, verified),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "paused_until",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SmsBreaker, paused_until),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trips",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__SmsBreaker, trips),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__sms_breaker__field_indices_by_name[] = {
+  4,   /* field[4] = paused_until */
+  0,   /* field[0] = scope */
+  1,   /* field[1] = state */
+  2,   /* field[2] = texts */
+  5,   /* field[5] = trips */
+  3,   /* field[3] = verified */
+};
+static const ProtobufCIntRange otp__v1__sms_breaker__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor otp__v1__sms_breaker__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.SmsBreaker",
+  "SmsBreaker",
+  "Otp__V1__SmsBreaker",
+  "otp.v1",
+  sizeof(Otp__V1__SmsBreaker),
+  6,
+  otp__v1__sms_breaker__field_descriptors,
+  otp__v1__sms_breaker__field_indices_by_name,
+  1,  otp__v1__sms_breaker__number_ranges,
+  (ProtobufCMessageInit) otp__v1__sms_breaker__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define otp__v1__list_sms_breakers_request__field_descriptors NULL
+#define otp__v1__list_sms_breakers_request__field_indices_by_name NULL
+#define otp__v1__list_sms_breakers_request__number_ranges NULL
+const ProtobufCMessageDescriptor otp__v1__list_sms_breakers_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.ListSmsBreakersRequest",
+  "ListSmsBreakersRequest",
+  "Otp__V1__ListSmsBreakersRequest",
+  "otp.v1",
+  sizeof(Otp__V1__ListSmsBreakersRequest),
+  0,
+  otp__v1__list_sms_breakers_request__field_descriptors,
+  otp__v1__list_sms_breakers_request__field_indices_by_name,
+  0,  otp__v1__list_sms_breakers_request__number_ranges,
+  (ProtobufCMessageInit) otp__v1__list_sms_breakers_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__list_sms_breakers_response__field_descriptors[1] =
+{
+  {
+    "breakers",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Otp__V1__ListSmsBreakersResponse, n_breakers),
+    offsetof(Otp__V1__ListSmsBreakersResponse, breakers),
+    &otp__v1__sms_breaker__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__list_sms_breakers_response__field_indices_by_name[] = {
+  0,   /* field[0] = breakers */
+};
+static const ProtobufCIntRange otp__v1__list_sms_breakers_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor otp__v1__list_sms_breakers_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.ListSmsBreakersResponse",
+  "ListSmsBreakersResponse",
+  "Otp__V1__ListSmsBreakersResponse",
+  "otp.v1",
+  sizeof(Otp__V1__ListSmsBreakersResponse),
+  1,
+  otp__v1__list_sms_breakers_response__field_descriptors,
+  otp__v1__list_sms_breakers_response__field_indices_by_name,
+  1,  otp__v1__list_sms_breakers_response__number_ranges,
+  (ProtobufCMessageInit) otp__v1__list_sms_breakers_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__update_sms_breaker_request__field_descriptors[4] =
+{
+  {
+    "scope",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__UpdateSmsBreakerRequest, scope),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "action",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__UpdateSmsBreakerRequest, action),
+    &otp__v1__sms_breaker_action__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__UpdateSmsBreakerRequest, actor),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__UpdateSmsBreakerRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__update_sms_breaker_request__field_indices_by_name[] = {
+  1,   /* field[1] = action */
+  2,   /* field[2] = actor */
+  3,   /* field[3] = reason */
+  0,   /* field[0] = scope */
+};
+static const ProtobufCIntRange otp__v1__update_sms_breaker_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor otp__v1__update_sms_breaker_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.UpdateSmsBreakerRequest",
+  "UpdateSmsBreakerRequest",
+  "Otp__V1__UpdateSmsBreakerRequest",
+  "otp.v1",
+  sizeof(Otp__V1__UpdateSmsBreakerRequest),
+  4,
+  otp__v1__update_sms_breaker_request__field_descriptors,
+  otp__v1__update_sms_breaker_request__field_indices_by_name,
+  1,  otp__v1__update_sms_breaker_request__number_ranges,
+  (ProtobufCMessageInit) otp__v1__update_sms_breaker_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor otp__v1__update_sms_breaker_response__field_descriptors[1] =
+{
+  {
+    "breaker",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__UpdateSmsBreakerResponse, breaker),
+    &otp__v1__sms_breaker__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned otp__v1__update_sms_breaker_response__field_indices_by_name[] = {
+  0,   /* field[0] = breaker */
+};
+static const ProtobufCIntRange otp__v1__update_sms_breaker_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor otp__v1__update_sms_breaker_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "otp.v1.UpdateSmsBreakerResponse",
+  "UpdateSmsBreakerResponse",
+  "Otp__V1__UpdateSmsBreakerResponse",
+  "otp.v1",
+  sizeof(Otp__V1__UpdateSmsBreakerResponse),
+  1,
+  otp__v1__update_sms_breaker_response__field_descriptors,
+  otp__v1__update_sms_breaker_response__field_indices_by_name,
+  1,  otp__v1__update_sms_breaker_response__number_ranges,
+  (ProtobufCMessageInit) otp__v1__update_sms_breaker_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue otp__v1__purpose__enum_values_by_number[6] =
 {
   { "PURPOSE_UNSPECIFIED", "OTP__V1__PURPOSE__PURPOSE_UNSPECIFIED", 0 },
@@ -4634,7 +5133,71 @@ const ProtobufCEnumDescriptor otp__v1__factor__descriptor =
   otp__v1__factor__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[18] =
+static const ProtobufCEnumValue otp__v1__sms_breaker_state__enum_values_by_number[4] =
+{
+  { "SMS_BREAKER_STATE_UNSPECIFIED", "OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_UNSPECIFIED", 0 },
+  { "SMS_BREAKER_STATE_WATCHED", "OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_WATCHED", 1 },
+  { "SMS_BREAKER_STATE_TRIPPED", "OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_TRIPPED", 2 },
+  { "SMS_BREAKER_STATE_EXEMPT", "OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_EXEMPT", 3 },
+};
+static const ProtobufCIntRange otp__v1__sms_breaker_state__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex otp__v1__sms_breaker_state__enum_values_by_name[4] =
+{
+  { "SMS_BREAKER_STATE_EXEMPT", 3 },
+  { "SMS_BREAKER_STATE_TRIPPED", 2 },
+  { "SMS_BREAKER_STATE_UNSPECIFIED", 0 },
+  { "SMS_BREAKER_STATE_WATCHED", 1 },
+};
+const ProtobufCEnumDescriptor otp__v1__sms_breaker_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "otp.v1.SmsBreakerState",
+  "SmsBreakerState",
+  "Otp__V1__SmsBreakerState",
+  "otp.v1",
+  4,
+  otp__v1__sms_breaker_state__enum_values_by_number,
+  4,
+  otp__v1__sms_breaker_state__enum_values_by_name,
+  1,
+  otp__v1__sms_breaker_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue otp__v1__sms_breaker_action__enum_values_by_number[4] =
+{
+  { "SMS_BREAKER_ACTION_UNSPECIFIED", "OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_UNSPECIFIED", 0 },
+  { "SMS_BREAKER_ACTION_RESET", "OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_RESET", 1 },
+  { "SMS_BREAKER_ACTION_EXEMPT", "OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_EXEMPT", 2 },
+  { "SMS_BREAKER_ACTION_REMOVE_EXEMPTION", "OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_REMOVE_EXEMPTION", 3 },
+};
+static const ProtobufCIntRange otp__v1__sms_breaker_action__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex otp__v1__sms_breaker_action__enum_values_by_name[4] =
+{
+  { "SMS_BREAKER_ACTION_EXEMPT", 2 },
+  { "SMS_BREAKER_ACTION_REMOVE_EXEMPTION", 3 },
+  { "SMS_BREAKER_ACTION_RESET", 1 },
+  { "SMS_BREAKER_ACTION_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor otp__v1__sms_breaker_action__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "otp.v1.SmsBreakerAction",
+  "SmsBreakerAction",
+  "Otp__V1__SmsBreakerAction",
+  "otp.v1",
+  4,
+  otp__v1__sms_breaker_action__enum_values_by_number,
+  4,
+  otp__v1__sms_breaker_action__enum_values_by_name,
+  1,
+  otp__v1__sms_breaker_action__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[20] =
 {
   { "Health", &otp__v1__health_request__descriptor, &otp__v1__health_response__descriptor },
   { "ServerInfo", &otp__v1__server_info_request__descriptor, &otp__v1__server_info_response__descriptor },
@@ -4654,6 +5217,8 @@ static const ProtobufCMethodDescriptor otp__v1__two_factor__method_descriptors[1
   { "ReportDelivery", &otp__v1__report_delivery_request__descriptor, &otp__v1__report_delivery_response__descriptor },
   { "ListDeliveries", &otp__v1__list_deliveries_request__descriptor, &otp__v1__list_deliveries_response__descriptor },
   { "SendTestSms", &otp__v1__send_test_sms_request__descriptor, &otp__v1__send_test_sms_response__descriptor },
+  { "ListSmsBreakers", &otp__v1__list_sms_breakers_request__descriptor, &otp__v1__list_sms_breakers_response__descriptor },
+  { "UpdateSmsBreaker", &otp__v1__update_sms_breaker_request__descriptor, &otp__v1__update_sms_breaker_response__descriptor },
 };
 const unsigned otp__v1__two_factor__method_indices_by_name[] = {
   6,        /* BeginTotpEnrollment */
@@ -4664,6 +5229,7 @@ const unsigned otp__v1__two_factor__method_indices_by_name[] = {
   0,        /* Health */
   16,        /* ListDeliveries */
   12,        /* ListEvents */
+  18,        /* ListSmsBreakers */
   10,        /* RedeemBackupCode */
   15,        /* ReportDelivery */
   14,        /* ResetAccount */
@@ -4673,6 +5239,7 @@ const unsigned otp__v1__two_factor__method_indices_by_name[] = {
   11,        /* SetPreferredMethod */
   4,        /* StartChallenge */
   13,        /* UnlockAccount */
+  19,        /* UpdateSmsBreaker */
   5         /* Verify */
 };
 const ProtobufCServiceDescriptor otp__v1__two_factor__descriptor =
@@ -4682,7 +5249,7 @@ const ProtobufCServiceDescriptor otp__v1__two_factor__descriptor =
   "TwoFactor",
   "Otp__V1__TwoFactor",
   "otp.v1",
-  18,
+  20,
   otp__v1__two_factor__method_descriptors,
   otp__v1__two_factor__method_indices_by_name
 };
@@ -4829,6 +5396,22 @@ void otp__v1__two_factor__send_test_sms(ProtobufCService *service,
 {
   assert(service->descriptor == &otp__v1__two_factor__descriptor);
   service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void otp__v1__two_factor__list_sms_breakers(ProtobufCService *service,
+                                            const Otp__V1__ListSmsBreakersRequest *input,
+                                            Otp__V1__ListSmsBreakersResponse_Closure closure,
+                                            void *closure_data)
+{
+  assert(service->descriptor == &otp__v1__two_factor__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void otp__v1__two_factor__update_sms_breaker(ProtobufCService *service,
+                                             const Otp__V1__UpdateSmsBreakerRequest *input,
+                                             Otp__V1__UpdateSmsBreakerResponse_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &otp__v1__two_factor__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
                                 Otp__V1__TwoFactor_ServiceDestroy destroy)

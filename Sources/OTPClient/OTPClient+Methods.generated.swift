@@ -123,4 +123,16 @@ extension OTPClient {
     {
         try await call(TwoFactor.sendTestSms, request, deadline: deadline)
     }
+
+    /// Administrator: the SMS pumping breaker's paused, exempt and watched number ranges.
+    public func listSmsBreakers(deadline: Duration? = nil) async throws(RPCError) -> ListSmsBreakersResponse {
+        try await call(TwoFactor.listSmsBreakers, ListSmsBreakersRequest(), deadline: deadline)
+    }
+
+    /// Administrator: end a range's pause, exempt it from the breaker, or remove its exemption.
+    public func updateSmsBreaker(_ request: UpdateSmsBreakerRequest, deadline: Duration? = nil) async throws(RPCError)
+        -> UpdateSmsBreakerResponse
+    {
+        try await call(TwoFactor.updateSmsBreaker, request, deadline: deadline)
+    }
 }

@@ -33,6 +33,11 @@ public enum EventKind: String, Sendable, CaseIterable {
     case accountLocked = "account_locked"
     case accountUnlocked = "account_unlocked"
     case accountReset = "account_reset"
+    // The SMS pumping breaker (docs/SECURITY.md §22)
+    case smsBreakerTripped = "sms_breaker_tripped"
+    case smsBreakerReset = "sms_breaker_reset"
+    case smsBreakerExempted = "sms_breaker_exempted"
+    case smsBreakerExemptionRemoved = "sms_breaker_exemption_removed"
 }
 
 /// How an audited attempt ended. The raw values are stored and shown like ``EventKind``'s and

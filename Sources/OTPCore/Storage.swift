@@ -302,7 +302,8 @@ public protocol DeliveryStorage {
 /// so a rule that reads an account and writes a challenge, an event and a budget row holds as
 /// one step.
 public protocol StoreTransaction:
-    AccountStorage, ChallengeStorage, BackupCodeStorage, SMSBudgetStorage, EventStorage, DeliveryStorage
+    AccountStorage, ChallengeStorage, BackupCodeStorage, SMSBudgetStorage, SMSBreakerStorage, EventStorage,
+    DeliveryStorage
 {}
 
 /// Durable storage for the domain. Transactions are serialized: no two bodies run at once, so

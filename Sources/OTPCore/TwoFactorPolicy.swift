@@ -37,6 +37,9 @@ public struct TwoFactorPolicy: Sendable {
     public var smsGlobalPerMinute = 60
     /// Country calling codes that may receive texts (e.g. `["1", "44"]`); empty allows all.
     public var allowedCountryCodes: Set<String> = []
+    /// The SMS pumping breaker: pauses verification texts to a range whose codes are not
+    /// typed in (``SMSBreakerPolicy``).
+    public var smsBreaker = SMSBreakerPolicy()
 
     // Authenticator
     /// Steps accepted either side of the current one.
@@ -95,6 +98,7 @@ public struct TwoFactorPolicy: Sendable {
             (eventRetention ?? .infinity) >= 86_400 && (deliveryRetention ?? .infinity) >= 86_400,
             "event and delivery retention must be at least one day")
         try check(expiredChallengeRetention >= 0, "expired challenge retention must not be negative")
+        try smsBreaker.validate()
     }
 
     /// How long the `lockNumber`-th lockout (1-based) of a streak lasts.

@@ -306,6 +306,11 @@ extension TwoFactorService {
                 at: now, in: tx)
             return .failure(refusal)
         }
+        if purpose == .verifyPhone,
+            let refusal = try breakerRefusal(for: destination, accountID: accountID, now: now, in: tx)
+        {
+            return .failure(refusal)
+        }
         let code = OneTimeCode.generate(length: policy.codeLength, using: random)
         let id = newIdentifier(prefix: "ch_")
         let expiresAt = now.addingTimeInterval(policy.codeLifetime)

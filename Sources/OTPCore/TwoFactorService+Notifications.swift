@@ -15,11 +15,12 @@ extension TwoFactorService {
 
     /// The event kinds that trigger the notification hook unless configured otherwise
     /// (docs/SECURITY.md §15): every factor change, backup-code use and regeneration, lockout, refused
-    /// replay, and the administrator's unlock and reset.
+    /// replay, the administrator's unlock and reset, and the SMS pumping breaker's trips and
+    /// the administrator's changes to it.
     public static let defaultNotifiedKinds: Set<EventKind> = [
         .phoneVerified, .phoneChangeRequested, .phoneChanged, .totpEnabled, .factorDisabled, .backupCodesGenerated,
         .backupCodesRegenerated, .backupCodeRedeemed, .accountLocked, .totpReplayRefused, .accountUnlocked,
-        .accountReset,
+        .accountReset, .smsBreakerTripped, .smsBreakerReset, .smsBreakerExempted, .smsBreakerExemptionRemoved,
     ]
 
     /// Starts the hook's bookmark at the newest event if it has none yet, so that turning the

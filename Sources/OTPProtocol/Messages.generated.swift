@@ -42,6 +42,42 @@ public enum Factor: Int32, Sendable, CaseIterable, CustomStringConvertible {
     }
 }
 
+/// The protobuf enum `otp.v1.SmsBreakerState`.
+public enum SmsBreakerState: Int32, Sendable, CaseIterable, CustomStringConvertible {
+    case unspecified = 0
+    case watched = 1
+    case tripped = 2
+    case exempt = 3
+
+    /// The lower-case wire name without prefix, e.g. `verify_phone`.
+    public var description: String {
+        switch self {
+        case .unspecified: "unspecified"
+        case .watched: "watched"
+        case .tripped: "tripped"
+        case .exempt: "exempt"
+        }
+    }
+}
+
+/// The protobuf enum `otp.v1.SmsBreakerAction`.
+public enum SmsBreakerAction: Int32, Sendable, CaseIterable, CustomStringConvertible {
+    case unspecified = 0
+    case reset = 1
+    case exempt = 2
+    case removeExemption = 3
+
+    /// The lower-case wire name without prefix, e.g. `verify_phone`.
+    public var description: String {
+        switch self {
+        case .unspecified: "unspecified"
+        case .reset: "reset"
+        case .exempt: "exempt"
+        case .removeExemption: "remove_exemption"
+        }
+    }
+}
+
 /// One call. `call_id` is chosen by the client and echoed in the Response, so one connection
 /// can carry many calls at once and answers may come back in any order.
 public struct Request: WireMessage {
@@ -1283,6 +1319,129 @@ public struct SendTestSmsResponse: WireMessage {
     }
 }
 
+/// A country calling code or a number range that the SMS pumping breaker watches
+/// (docs/SECURITY.md §22). Only verification texts (to numbers not yet verified) are counted.
+public struct SmsBreaker: WireMessage {
+    public var scope: String
+    public var state: SmsBreakerState
+    public var texts: UInt32
+    public var verified: UInt32
+    public var pausedUntil: Int64
+    public var trips: UInt32
+
+    public init(scope: String = "", state: SmsBreakerState = .unspecified, texts: UInt32 = 0, verified: UInt32 = 0, pausedUntil: Int64 = 0, trips: UInt32 = 0) {
+        self.scope = scope
+        self.state = state
+        self.texts = texts
+        self.verified = verified
+        self.pausedUntil = pausedUntil
+        self.trips = trips
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__sms_breaker()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        scope = fields.string(1)
+        state = try fields.enumeration(2, field: "SmsBreaker.state")
+        texts = fields.uint32(3)
+        verified = fields.uint32(4)
+        pausedUntil = fields.int64(5)
+        trips = fields.uint32(6)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, scope)
+        fields.set(2, state)
+        fields.set(3, texts)
+        fields.set(4, verified)
+        fields.set(5, pausedUntil)
+        fields.set(6, trips)
+    }
+}
+
+/// The protobuf message `otp.v1.ListSmsBreakersRequest`.
+public struct ListSmsBreakersRequest: WireMessage {
+
+    public init() {}
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__list_sms_breakers_request()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+    }
+}
+
+/// The protobuf message `otp.v1.ListSmsBreakersResponse`.
+public struct ListSmsBreakersResponse: WireMessage {
+    public var breakers: [SmsBreaker]
+
+    public init(breakers: [SmsBreaker] = []) {
+        self.breakers = breakers
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__list_sms_breakers_response()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        breakers = try fields.messages(1, as: SmsBreaker.self)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, breakers)
+    }
+}
+
+/// The protobuf message `otp.v1.UpdateSmsBreakerRequest`.
+public struct UpdateSmsBreakerRequest: WireMessage {
+    public var scope: String
+    public var action: SmsBreakerAction
+    public var actor: String
+    public var reason: String
+
+    public init(scope: String = "", action: SmsBreakerAction = .unspecified, actor: String = "", reason: String = "") {
+        self.scope = scope
+        self.action = action
+        self.actor = actor
+        self.reason = reason
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__update_sms_breaker_request()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        scope = fields.string(1)
+        action = try fields.enumeration(2, field: "UpdateSmsBreakerRequest.action")
+        actor = fields.string(3)
+        reason = fields.string(4)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, scope)
+        fields.set(2, action)
+        fields.set(3, actor)
+        fields.set(4, reason)
+    }
+}
+
+/// The protobuf message `otp.v1.UpdateSmsBreakerResponse`.
+public struct UpdateSmsBreakerResponse: WireMessage {
+    public var breaker: SmsBreaker?
+
+    public init(breaker: SmsBreaker? = nil) {
+        self.breaker = breaker
+    }
+
+    public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__update_sms_breaker_response()!) }
+
+    public init(fields: FieldReader) throws(RPCError) {
+        breaker = try fields.message(1, as: SmsBreaker.self)
+    }
+
+    public func encode(to fields: inout FieldWriter) {
+        fields.set(1, breaker)
+    }
+}
+
 /// Every message type of the contract, in .proto order (used by the decoder fuzz harness
 /// and the bridge tests).
 public let allWireMessageTypes: [any WireMessage.Type] = [
@@ -1330,4 +1489,9 @@ public let allWireMessageTypes: [any WireMessage.Type] = [
     ListDeliveriesResponse.self,
     SendTestSmsRequest.self,
     SendTestSmsResponse.self,
+    SmsBreaker.self,
+    ListSmsBreakersRequest.self,
+    ListSmsBreakersResponse.self,
+    UpdateSmsBreakerRequest.self,
+    UpdateSmsBreakerResponse.self,
 ]

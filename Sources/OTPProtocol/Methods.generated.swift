@@ -20,6 +20,8 @@ public enum TwoFactorMethod: String, Sendable, CaseIterable {
     case reportDelivery = "/otp.v1.TwoFactor/ReportDelivery"
     case listDeliveries = "/otp.v1.TwoFactor/ListDeliveries"
     case sendTestSms = "/otp.v1.TwoFactor/SendTestSms"
+    case listSmsBreakers = "/otp.v1.TwoFactor/ListSmsBreakers"
+    case updateSmsBreaker = "/otp.v1.TwoFactor/UpdateSmsBreaker"
 
     /// The short RPC name, e.g. `Verify`.
     public var name: String {
@@ -42,6 +44,8 @@ public enum TwoFactorMethod: String, Sendable, CaseIterable {
         case .reportDelivery: "ReportDelivery"
         case .listDeliveries: "ListDeliveries"
         case .sendTestSms: "SendTestSms"
+        case .listSmsBreakers: "ListSmsBreakers"
+        case .updateSmsBreaker: "UpdateSmsBreaker"
         }
     }
 }
@@ -109,4 +113,12 @@ public enum TwoFactor {
 
     /// Administrator: send a test text through the configured sender.
     public static let sendTestSms = MethodDescriptor<SendTestSmsRequest, SendTestSmsResponse>(.sendTestSms)
+
+    /// Administrator: the SMS pumping breaker's paused, exempt and watched number ranges.
+    public static let listSmsBreakers =
+        MethodDescriptor<ListSmsBreakersRequest, ListSmsBreakersResponse>(.listSmsBreakers)
+
+    /// Administrator: end a range's pause, exempt it from the breaker, or remove its exemption.
+    public static let updateSmsBreaker =
+        MethodDescriptor<UpdateSmsBreakerRequest, UpdateSmsBreakerResponse>(.updateSmsBreaker)
 }

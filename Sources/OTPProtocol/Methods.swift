@@ -18,7 +18,8 @@ public struct MethodDescriptor<Input: WireMessage, Output: WireMessage>: Sendabl
 extension TwoFactorMethod {
     /// Whether this call needs an administrator peer (`ServerConfiguration.adminUIDs` and
     /// `adminGIDs`) rather than any peer allowed to connect. The one list of administrative
-    /// calls: `UnlockAccount`, `ResetAccount` and `SendTestSms` always; `ListEvents` and
+    /// calls: `UnlockAccount`, `ResetAccount`, `SendTestSms` and the SMS breaker's
+    /// `ListSmsBreakers` and `UpdateSmsBreaker` always; `ListEvents` and
     /// `ListDeliveries` when they ask across all accounts (an empty `account_id`). A listing
     /// request that does not decode counts as administrative, so a doubtful call is refused
     /// rather than let through.
@@ -26,7 +27,7 @@ extension TwoFactorMethod {
     /// - Parameter payload: the call's encoded request; only the two listing calls read it.
     public func requiresAdministrator(payload: [UInt8]) -> Bool {
         switch self {
-        case .unlockAccount, .resetAccount, .sendTestSms:
+        case .unlockAccount, .resetAccount, .sendTestSms, .listSmsBreakers, .updateSmsBreaker:
             return true
         case .listEvents:
             return (try? ListEventsRequest(serialized: payload))?.accountId.isEmpty ?? true
@@ -56,15 +57,18 @@ extension TwoFactorMethod {
     /// the writer's batch that read it commits, then encoded; so a listing sets aside four
     /// times its largest answer (``maximumListingAnswerBytes``). Every other answer is a
     /// handful of short fields (an account status, ten backup codes, an `otpauth://` URI),
-    /// well under 1 KiB.
+    /// well under 1 KiB, except the SMS breaker's list (at most 100 short entries).
     public var answerReservation: Int {
         switch self {
         case .listEvents, .listDeliveries:
             return 4 * Self.maximumListingAnswerBytes
         case .health, .serverInfo, .getStatus, .setPhone, .startChallenge, .verify, .beginTotpEnrollment,
             .confirmTotpEnrollment, .disableFactor, .generateBackupCodes, .redeemBackupCode, .setPreferredMethod,
-            .unlockAccount, .resetAccount, .reportDelivery, .sendTestSms:
+            .unlockAccount, .resetAccount, .reportDelivery, .sendTestSms, .updateSmsBreaker:
             return Self.shortAnswerReservation
+        case .listSmsBreakers:
+            // At most 100 entries of about 40 bytes, held decoded meanwhile.
+            return 16 * 1024
         }
     }
 

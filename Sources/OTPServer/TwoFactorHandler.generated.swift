@@ -72,6 +72,14 @@ public protocol TwoFactorHandler: Sendable {
 
     /// Administrator: send a test text through the configured sender.
     func sendTestSms(_ request: SendTestSmsRequest, context: CallContext) async throws(RPCError) -> SendTestSmsResponse
+
+    /// Administrator: the SMS pumping breaker's paused, exempt and watched number ranges.
+    func listSmsBreakers(_ request: ListSmsBreakersRequest, context: CallContext)
+        async throws(RPCError) -> ListSmsBreakersResponse
+
+    /// Administrator: end a range's pause, exempt it from the breaker, or remove its exemption.
+    func updateSmsBreaker(_ request: UpdateSmsBreakerRequest, context: CallContext)
+        async throws(RPCError) -> UpdateSmsBreakerResponse
 }
 
 extension TwoFactorHandler {
@@ -115,6 +123,10 @@ extension TwoFactorHandler {
             try await TwoFactor.listDeliveries.serve(payload, context, listDeliveries(_:context:))
         case .sendTestSms:
             try await TwoFactor.sendTestSms.serve(payload, context, sendTestSms(_:context:))
+        case .listSmsBreakers:
+            try await TwoFactor.listSmsBreakers.serve(payload, context, listSmsBreakers(_:context:))
+        case .updateSmsBreaker:
+            try await TwoFactor.updateSmsBreaker.serve(payload, context, updateSmsBreaker(_:context:))
         }
     }
 }

@@ -215,6 +215,36 @@ extension TwoFactorRouter: TwoFactorHandler {
         }
     }
 
+    /// `TwoFactorService.smsBreakers()`.
+    public func listSmsBreakers(_ request: ListSmsBreakersRequest, context: CallContext) async throws(RPCError)
+        -> ListSmsBreakersResponse
+    {
+        try await call(context, "") { () async throws(TwoFactorError) in
+            ListSmsBreakersResponse(breakers: try await service.smsBreakers().map(SmsBreaker.init))
+        }
+    }
+
+    /// `TwoFactorService.updateSMSBreaker(scope:action:actor:reason:)`; the audit trail names
+    /// the caller's uid besides the actor it gives.
+    public func updateSmsBreaker(_ request: UpdateSmsBreakerRequest, context: CallContext) async throws(RPCError)
+        -> UpdateSmsBreakerResponse
+    {
+        let action: SMSBreakerAction
+        switch request.action {
+        case .reset: action = .reset
+        case .exempt: action = .exempt
+        case .removeExemption: action = .removeExemption
+        case .unspecified: throw RPCError(code: .invalidArgument, message: "action is required")
+        }
+        let peer = "uid \(context.peer.uid)"
+        let actor = request.actor.isEmpty ? peer : "\(request.actor) (\(peer))"
+        return try await call(context, "") { () async throws(TwoFactorError) in
+            let status = try await service.updateSMSBreaker(
+                scope: request.scope, action: action, actor: actor, reason: request.reason)
+            return UpdateSmsBreakerResponse(breaker: SmsBreaker(status))
+        }
+    }
+
     /// A listing's account and paging on the wire, as the service takes them: an empty
     /// `account_id` is every account, a `before_id` of 0 starts from the newest.
     private func listing(_ accountId: String, _ beforeId: UInt64) -> (accountID: String?, beforeID: Int64?) {
@@ -296,6 +326,21 @@ extension ProofInput {
             throw RPCError(
                 code: .invalidArgument, message: "proof: set one of token, totp_code, backup_code, not empty")
         }
+    }
+}
+
+extension SmsBreaker {
+    init(_ status: SMSBreakerStatus) {
+        let state: SmsBreakerState =
+            switch status.state {
+            case .watched: .watched
+            case .tripped: .tripped
+            case .exempt: .exempt
+            }
+        self.init(
+            scope: status.scope.prefix, state: state, texts: UInt32(clamping: status.count.texts),
+            verified: UInt32(clamping: status.count.verified), pausedUntil: status.trippedUntil?.unixSeconds ?? 0,
+            trips: UInt32(clamping: status.trips))
     }
 }
 

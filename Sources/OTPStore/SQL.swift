@@ -95,6 +95,44 @@ enum SQL {
         """
     static let deleteOldSMSSends = "DELETE FROM sms_sends WHERE at < ?"
 
+    // MARK: The SMS pumping breaker
+
+    static let breakerColumns = "scope, country_code, tripped_until, exempt, counting_since, trips, updated_at"
+    static let selectBreaker = "SELECT \(breakerColumns) FROM sms_breakers WHERE scope = ?"
+    static let selectBreakers = "SELECT \(breakerColumns) FROM sms_breakers ORDER BY scope LIMIT ?"
+    static let upsertBreaker = """
+        INSERT INTO sms_breakers (\(breakerColumns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        ON CONFLICT (scope) DO UPDATE SET
+            tripped_until = ?3, exempt = ?4, counting_since = ?5, trips = ?6, updated_at = ?7
+        """
+    /// The verification texts the breaker judges: to an account (not an administrator's test
+    /// text), not refused by the provider (the send voided the challenge as `failed`), and
+    /// either verified or older than the decision time (?5). A challenge already pruned counts
+    /// as unverified.
+    static func breakerTexts(decidedBefore parameter: String) -> String {
+        """
+        s.account_id != '' AND s.purpose = 'verify_phone' AND coalesce(c.state, '') != 'failed'
+            AND (c.state = 'used' OR s.at <= \(parameter))
+        """
+    }
+    /// Parameters: country code, since, lowest number, bound above the numbers, decided before.
+    /// The country index finds the country's texts of the window (bounded by the country and
+    /// global budgets); the number range is a filter on those.
+    static let countBreakerTexts = """
+        SELECT count(*) AS texts, coalesce(sum(c.state = 'used'), 0) AS verified
+        FROM sms_sends AS s INDEXED BY sms_sends_by_country LEFT JOIN challenges AS c ON c.id = s.challenge_id
+        WHERE s.country_code = ?1 AND s.at >= ?2 AND s.phone >= ?3 AND s.phone < ?4
+            AND \(breakerTexts(decidedBefore: "?5"))
+        """
+    /// Every judged text of the window, newest first (the listing groups them by range).
+    /// Parameters: since, decided before, limit.
+    static let selectBreakerTexts = """
+        SELECT s.phone AS phone, s.at AS at, coalesce(c.state = 'used', 0) AS verified
+        FROM sms_sends AS s INDEXED BY sms_sends_by_time LEFT JOIN challenges AS c ON c.id = s.challenge_id
+        WHERE s.at >= ?1 AND \(breakerTexts(decidedBefore: "?2"))
+        ORDER BY s.at DESC LIMIT ?3
+        """
+
     // MARK: Events
 
     static let insertEvent = """
@@ -191,6 +229,7 @@ enum SQL {
             lastEventID, deleteOldEvents,
             insertDelivery, selectDeliveryBySID, updateDelivery, deleteOldDeliveries, upsertUndeliverable,
             selectUndeliverable,
+            selectBreaker, selectBreakers, upsertBreaker, countBreakerTexts, selectBreakerTexts,
         ] + eventsNewestFirst.shapes + deliveriesNewestFirst.shapes + eventsOfKinds
 
     /// The statements that may walk a table, and the table: each walks it in id order and stops
@@ -200,5 +239,6 @@ enum SQL {
         deliveriesNewestFirst.all: "deliveries",
         deleteOldEvents: "events",
         deleteOldDeliveries: "deliveries",
+        selectBreakers: "sms_breakers",
     ]
 }

@@ -222,6 +222,26 @@ extension Migration {
                 CREATE INDEX sms_sends_by_country ON sms_sends (country_code, at);
                 CREATE INDEX sms_sends_by_time ON sms_sends (at);
                 """),
+        // Version 5: the SMS pumping breaker's records (`SMSBreakerRecord`): the number ranges
+        // and countries it paused, reset or an administrator exempted. Its counts are read from
+        // `sms_sends` and `challenges`, so sending a text writes nothing more than before.
+        Migration(
+            version: 5, summary: "SMS pumping breaker",
+            sql: """
+                CREATE TABLE sms_breakers (
+                    scope          TEXT PRIMARY KEY NOT NULL CHECK (
+                                       length(scope) BETWEEN 2 AND 13 AND scope GLOB '+[1-9]*'
+                                       AND substr(scope, 2) NOT GLOB '*[^0-9]*'),
+                    country_code   TEXT NOT NULL CHECK (
+                                       length(country_code) BETWEEN 1 AND 3 AND country_code GLOB '[1-9]*'
+                                       AND country_code NOT GLOB '*[^0-9]*'),
+                    tripped_until  INTEGER,
+                    exempt         INTEGER NOT NULL CHECK (exempt = 0 OR exempt = 1),
+                    counting_since INTEGER NOT NULL,
+                    trips          INTEGER NOT NULL CHECK (trips >= 0),
+                    updated_at     INTEGER NOT NULL
+                ) STRICT, WITHOUT ROWID;
+                """),
     ]
 }
 

@@ -72,7 +72,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
 /// `otpctl sms test NUMBER`: an administrator's check of the SMS settings.
 struct SMSCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sms", abstract: "Check the SMS sender.", subcommands: [SMSTestCommand.self])
+        commandName: "sms", abstract: "Check the SMS sender; the SMS pumping breaker.",
+        subcommands: [SMSTestCommand.self, SMSBreakerCommand.self])
 }
 
 struct SMSTestCommand: AsyncParsableCommand {

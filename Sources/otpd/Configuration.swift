@@ -107,7 +107,7 @@ extension DaemonConfiguration {
 
     /// The tables of the file besides `[[twilio]]`; each one's keys are the ones `apply` reads.
     static let tables: Set<String> = [
-        "server", "storage", "log", "sms", "codes", "lockout", "totp", "retention", "notify", "backup",
+        "server", "storage", "log", "sms", "sms_breaker", "codes", "lockout", "totp", "retention", "notify", "backup",
     ]
 
     /// Reads every key `table` may have. The keys a table accepts are exactly the ones read
@@ -163,6 +163,15 @@ extension DaemonConfiguration {
                 }
                 policy.allowedCountryCodes = Set(codes)
             }
+        case "sms_breaker":
+            try r.bool("enabled") { policy.smsBreaker.enabled = $0 }
+            try r.int("window_minutes", 1...1440) { policy.smsBreaker.window = TimeInterval($0) * 60 }
+            try r.int("range_digits", 4...8) { policy.smsBreaker.prefixDigits = $0 }
+            try r.int("min_texts_per_range", 1...100_000) { policy.smsBreaker.minimumTextsPerRange = $0 }
+            try r.int("min_texts_per_country", 0...1_000_000) { policy.smsBreaker.minimumTextsPerCountry = $0 }
+            try r.int("min_verified_percent", 1...100) { policy.smsBreaker.minimumVerifiedFraction = Double($0) / 100 }
+            try r.int("decision_seconds", 10...86_400) { policy.smsBreaker.decisionDelay = TimeInterval($0) }
+            try r.int("cool_off_minutes", 1...10_080) { policy.smsBreaker.coolOff = TimeInterval($0) * 60 }
         case "codes":
             try r.int("length", CodeDigits.minimum...CodeDigits.maximum) { policy.codeLength = CodeDigits($0)! }
             try r.int("lifetime_seconds", 30...600) { policy.codeLifetime = TimeInterval($0) }
@@ -333,6 +342,12 @@ final class TableReader {
             throw wrongType(key, "between \(range.lowerBound) and \(range.upperBound)")
         }
         set(number)
+    }
+
+    func bool(_ key: String, _ set: (Bool) -> Void) throws(ConfigurationError) {
+        guard let value = value(key) else { return }
+        guard let flag = value.bool else { throw wrongType(key, "true or false") }
+        set(flag)
     }
 
     func strings(_ key: String, _ set: ([String]) throws(ConfigurationError) -> Void) throws(ConfigurationError) {

@@ -78,6 +78,12 @@ struct AdministratorTests {
             await expectDenied("SendTestSms") { () async throws(RPCError) in
                 try await client.sendTestSms(SendTestSmsRequest(phoneNumber: "+15551239876"))
             }
+            await expectDenied("ListSmsBreakers") { () async throws(RPCError) in
+                try await client.listSmsBreakers()
+            }
+            await expectDenied("UpdateSmsBreaker") { () async throws(RPCError) in
+                try await client.updateSmsBreaker(UpdateSmsBreakerRequest(scope: "+44", action: .exempt))
+            }
 
             // Nothing changed: still locked with its phone number, no new event, no text sent.
             let after = try await client.getStatus(GetStatusRequest(accountId: account))

@@ -13,7 +13,8 @@ struct EventVocabularyTests {
                 "test_sms_failed", "totp_enrollment_started", "totp_enrollment_confirm", "totp_enabled",
                 "totp_replay_refused", "factor_disabled", "preferred_method_changed", "backup_codes_generated",
                 "backup_codes_regenerated", "backup_code_redeemed", "backup_codes_low", "account_locked",
-                "account_unlocked", "account_reset",
+                "account_unlocked", "account_reset", "sms_breaker_tripped", "sms_breaker_reset", "sms_breaker_exempted",
+                "sms_breaker_exemption_removed",
             ])
         #expect(TwoFactorService.recordedKinds == Set(EventKind.allCases))
     }
@@ -31,7 +32,8 @@ struct EventVocabularyTests {
             Set(TwoFactorService.defaultNotifiedKinds.map(\.rawValue)) == [
                 "phone_verified", "phone_change_requested", "phone_changed", "totp_enabled", "factor_disabled",
                 "backup_codes_generated", "backup_codes_regenerated", "backup_code_redeemed", "account_locked",
-                "totp_replay_refused", "account_unlocked", "account_reset",
+                "totp_replay_refused", "account_unlocked", "account_reset", "sms_breaker_tripped", "sms_breaker_reset",
+                "sms_breaker_exempted", "sms_breaker_exemption_removed",
             ])
     }
 }

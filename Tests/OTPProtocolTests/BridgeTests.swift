@@ -69,6 +69,14 @@ struct BridgeTests {
             ListDeliveriesResponse(deliveries: [delivery], nextBeforeId: 1),
             SendTestSmsRequest(phoneNumber: "+15551234567"),
             SendTestSmsResponse(provider: "twilio", messageSid: "SM2", status: "queued", attempts: 1),
+            ListSmsBreakersRequest(),
+            SmsBreaker(scope: "+1415", state: .watched, texts: 1, verified: 1, pausedUntil: 0, trips: 0),
+            ListSmsBreakersResponse(breakers: [
+                SmsBreaker(scope: "+4479112", state: .tripped, texts: 12, verified: 1, pausedUntil: 7, trips: 2),
+                SmsBreaker(scope: "+44", state: .exempt),
+            ]),
+            UpdateSmsBreakerRequest(scope: "+44", action: .removeExemption, actor: "ops", reason: "r"),
+            UpdateSmsBreakerResponse(breaker: SmsBreaker(scope: "+1", state: .watched, texts: 3)),
         ]
         for message in messages {
             try roundTrip(message)
@@ -96,7 +104,9 @@ struct BridgeTests {
 
     private func roundTrip<M: WireMessage>(_ message: M) throws {
         let bytes = message.serialized()
-        #expect(!bytes.isEmpty || M.self == HealthRequest.self || M.self == ServerInfoRequest.self)
+        #expect(
+            !bytes.isEmpty || M.self == HealthRequest.self || M.self == ServerInfoRequest.self
+                || M.self == ListSmsBreakersRequest.self)
         let decoded = try M(serialized: bytes)
         #expect(decoded == message, "\(M.self)")
     }

@@ -94,7 +94,9 @@ struct AdministratorGateTests {
     }
 
     @Test func theAdministratorCallsAreExactlyThese() {
-        let always: Set<TwoFactorMethod> = [.unlockAccount, .resetAccount, .sendTestSms]
+        let always: Set<TwoFactorMethod> = [
+            .unlockAccount, .resetAccount, .sendTestSms, .listSmsBreakers, .updateSmsBreaker,
+        ]
         for method in TwoFactorMethod.allCases where method != .listEvents && method != .listDeliveries {
             #expect(method.requiresAdministrator(payload: []) == always.contains(method), "\(method)")
         }

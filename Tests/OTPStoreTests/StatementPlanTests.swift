@@ -76,6 +76,9 @@ struct StatementPlanTests {
         SQL.consumeBackupCode: "PRIMARY KEY (account_id=? AND code_hash=?)",
         SQL.countUnusedBackupCodes: "PRIMARY KEY (account_id=?)",
         SQL.selectDeliveryBySID: "INDEX deliveries_by_sid (message_sid=?)",
+        SQL.countBreakerTexts: "INDEX sms_sends_by_country (country_code=? AND at>?)",
+        SQL.selectBreakerTexts: "INDEX sms_sends_by_time (at>?)",
+        SQL.selectBreaker: "PRIMARY KEY (scope=?)",
     ]
 
     /// The statements of ``indexes`` whose plan does not use their index.

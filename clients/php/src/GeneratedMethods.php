@@ -23,6 +23,8 @@ use Otp\V1\ListDeliveriesRequest;
 use Otp\V1\ListDeliveriesResponse;
 use Otp\V1\ListEventsRequest;
 use Otp\V1\ListEventsResponse;
+use Otp\V1\ListSmsBreakersRequest;
+use Otp\V1\ListSmsBreakersResponse;
 use Otp\V1\RedeemBackupCodeRequest;
 use Otp\V1\RedeemBackupCodeResponse;
 use Otp\V1\ReportDeliveryRequest;
@@ -41,6 +43,8 @@ use Otp\V1\StartChallengeRequest;
 use Otp\V1\StartChallengeResponse;
 use Otp\V1\UnlockAccountRequest;
 use Otp\V1\UnlockAccountResponse;
+use Otp\V1\UpdateSmsBreakerRequest;
+use Otp\V1\UpdateSmsBreakerResponse;
 use Otp\V1\VerifyRequest;
 use Otp\V1\VerifyResponse;
 use Otpd\Client\Exception\OtpdException;
@@ -241,6 +245,28 @@ trait GeneratedMethods
     public function sendTestSms(SendTestSmsRequest $request, ?float $timeout = null): SendTestSmsResponse
     {
         return $this->invoke('SendTestSms', $request, SendTestSmsResponse::class, $timeout);
+    }
+
+    /**
+     * Administrator: the SMS pumping breaker's paused, exempt and watched number ranges.
+     *
+     * @throws OtpdException
+     */
+    public function listSmsBreakers(
+        ?ListSmsBreakersRequest $request = null,
+        ?float $timeout = null,
+    ): ListSmsBreakersResponse {
+        return $this->invoke('ListSmsBreakers', $request ?? new ListSmsBreakersRequest(), ListSmsBreakersResponse::class, $timeout);
+    }
+
+    /**
+     * Administrator: end a range's pause, exempt it from the breaker, or remove its exemption.
+     *
+     * @throws OtpdException
+     */
+    public function updateSmsBreaker(UpdateSmsBreakerRequest $request, ?float $timeout = null): UpdateSmsBreakerResponse
+    {
+        return $this->invoke('UpdateSmsBreaker', $request, UpdateSmsBreakerResponse::class, $timeout);
     }
 
     /**

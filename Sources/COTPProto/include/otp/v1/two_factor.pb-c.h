@@ -56,6 +56,11 @@ typedef struct Otp__V1__ListDeliveriesRequest Otp__V1__ListDeliveriesRequest;
 typedef struct Otp__V1__ListDeliveriesResponse Otp__V1__ListDeliveriesResponse;
 typedef struct Otp__V1__SendTestSmsRequest Otp__V1__SendTestSmsRequest;
 typedef struct Otp__V1__SendTestSmsResponse Otp__V1__SendTestSmsResponse;
+typedef struct Otp__V1__SmsBreaker Otp__V1__SmsBreaker;
+typedef struct Otp__V1__ListSmsBreakersRequest Otp__V1__ListSmsBreakersRequest;
+typedef struct Otp__V1__ListSmsBreakersResponse Otp__V1__ListSmsBreakersResponse;
+typedef struct Otp__V1__UpdateSmsBreakerRequest Otp__V1__UpdateSmsBreakerRequest;
+typedef struct Otp__V1__UpdateSmsBreakerResponse Otp__V1__UpdateSmsBreakerResponse;
 
 
 /* --- enums --- */
@@ -94,6 +99,38 @@ typedef enum _Otp__V1__Factor {
   OTP__V1__FACTOR__FACTOR_BACKUP = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(OTP__V1__FACTOR)
 } Otp__V1__Factor;
+typedef enum _Otp__V1__SmsBreakerState {
+  OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_UNSPECIFIED = 0,
+  /*
+   * counted, texts flow
+   */
+  OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_WATCHED = 1,
+  /*
+   * verification texts paused until paused_until
+   */
+  OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_TRIPPED = 2,
+  /*
+   * an administrator exempted it: never paused
+   */
+  OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_EXEMPT = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(OTP__V1__SMS_BREAKER_STATE)
+} Otp__V1__SmsBreakerState;
+typedef enum _Otp__V1__SmsBreakerAction {
+  OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_UNSPECIFIED = 0,
+  /*
+   * end the pause and count afresh
+   */
+  OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_RESET = 1,
+  /*
+   * never pause it
+   */
+  OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_EXEMPT = 2,
+  /*
+   * watch it again, counting afresh
+   */
+  OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_REMOVE_EXEMPTION = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(OTP__V1__SMS_BREAKER_ACTION)
+} Otp__V1__SmsBreakerAction;
 
 /* --- messages --- */
 
@@ -765,6 +802,89 @@ struct  Otp__V1__SendTestSmsResponse
 #define OTP__V1__SEND_TEST_SMS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__send_test_sms_response__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * A country calling code or a number range that the SMS pumping breaker watches
+ * (docs/SECURITY.md §22). Only verification texts (to numbers not yet verified) are counted.
+ */
+struct  Otp__V1__SmsBreaker
+{
+  ProtobufCMessage base;
+  /*
+   * "+44" (a country) or "+4479112" (a range: the code and 4-8 digits)
+   */
+  char *scope;
+  Otp__V1__SmsBreakerState state;
+  /*
+   * verification texts judged in the window (verified, or old enough)
+   */
+  uint32_t texts;
+  /*
+   * of those, how many codes were verified
+   */
+  uint32_t verified;
+  /*
+   * Unix seconds while paused, else 0
+   */
+  int64_t paused_until;
+  /*
+   * how many times it was paused
+   */
+  uint32_t trips;
+};
+#define OTP__V1__SMS_BREAKER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__sms_breaker__descriptor) \
+    , (char *)protobuf_c_empty_string, OTP__V1__SMS_BREAKER_STATE__SMS_BREAKER_STATE_UNSPECIFIED, 0, 0, 0, 0 }
+
+
+struct  Otp__V1__ListSmsBreakersRequest
+{
+  ProtobufCMessage base;
+};
+#define OTP__V1__LIST_SMS_BREAKERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__list_sms_breakers_request__descriptor) \
+     }
+
+
+struct  Otp__V1__ListSmsBreakersResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Paused first, then exempt, then watched by texts; at most 100.
+   */
+  size_t n_breakers;
+  Otp__V1__SmsBreaker **breakers;
+};
+#define OTP__V1__LIST_SMS_BREAKERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__list_sms_breakers_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Otp__V1__UpdateSmsBreakerRequest
+{
+  ProtobufCMessage base;
+  char *scope;
+  Otp__V1__SmsBreakerAction action;
+  /*
+   * who did it, for the audit trail
+   */
+  char *actor;
+  char *reason;
+};
+#define OTP__V1__UPDATE_SMS_BREAKER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__update_sms_breaker_request__descriptor) \
+    , (char *)protobuf_c_empty_string, OTP__V1__SMS_BREAKER_ACTION__SMS_BREAKER_ACTION_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Otp__V1__UpdateSmsBreakerResponse
+{
+  ProtobufCMessage base;
+  Otp__V1__SmsBreaker *breaker;
+};
+#define OTP__V1__UPDATE_SMS_BREAKER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&otp__v1__update_sms_breaker_response__descriptor) \
+    , NULL }
 
 
 /* Otp__V1__ErrorDetail methods */
@@ -1546,6 +1666,101 @@ Otp__V1__SendTestSmsResponse *
 void   otp__v1__send_test_sms_response__free_unpacked
                      (Otp__V1__SendTestSmsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Otp__V1__SmsBreaker methods */
+void   otp__v1__sms_breaker__init
+                     (Otp__V1__SmsBreaker         *message);
+size_t otp__v1__sms_breaker__get_packed_size
+                     (const Otp__V1__SmsBreaker   *message);
+size_t otp__v1__sms_breaker__pack
+                     (const Otp__V1__SmsBreaker   *message,
+                      uint8_t             *out);
+size_t otp__v1__sms_breaker__pack_to_buffer
+                     (const Otp__V1__SmsBreaker   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__SmsBreaker *
+       otp__v1__sms_breaker__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__sms_breaker__free_unpacked
+                     (Otp__V1__SmsBreaker *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__ListSmsBreakersRequest methods */
+void   otp__v1__list_sms_breakers_request__init
+                     (Otp__V1__ListSmsBreakersRequest         *message);
+size_t otp__v1__list_sms_breakers_request__get_packed_size
+                     (const Otp__V1__ListSmsBreakersRequest   *message);
+size_t otp__v1__list_sms_breakers_request__pack
+                     (const Otp__V1__ListSmsBreakersRequest   *message,
+                      uint8_t             *out);
+size_t otp__v1__list_sms_breakers_request__pack_to_buffer
+                     (const Otp__V1__ListSmsBreakersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__ListSmsBreakersRequest *
+       otp__v1__list_sms_breakers_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__list_sms_breakers_request__free_unpacked
+                     (Otp__V1__ListSmsBreakersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__ListSmsBreakersResponse methods */
+void   otp__v1__list_sms_breakers_response__init
+                     (Otp__V1__ListSmsBreakersResponse         *message);
+size_t otp__v1__list_sms_breakers_response__get_packed_size
+                     (const Otp__V1__ListSmsBreakersResponse   *message);
+size_t otp__v1__list_sms_breakers_response__pack
+                     (const Otp__V1__ListSmsBreakersResponse   *message,
+                      uint8_t             *out);
+size_t otp__v1__list_sms_breakers_response__pack_to_buffer
+                     (const Otp__V1__ListSmsBreakersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__ListSmsBreakersResponse *
+       otp__v1__list_sms_breakers_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__list_sms_breakers_response__free_unpacked
+                     (Otp__V1__ListSmsBreakersResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__UpdateSmsBreakerRequest methods */
+void   otp__v1__update_sms_breaker_request__init
+                     (Otp__V1__UpdateSmsBreakerRequest         *message);
+size_t otp__v1__update_sms_breaker_request__get_packed_size
+                     (const Otp__V1__UpdateSmsBreakerRequest   *message);
+size_t otp__v1__update_sms_breaker_request__pack
+                     (const Otp__V1__UpdateSmsBreakerRequest   *message,
+                      uint8_t             *out);
+size_t otp__v1__update_sms_breaker_request__pack_to_buffer
+                     (const Otp__V1__UpdateSmsBreakerRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__UpdateSmsBreakerRequest *
+       otp__v1__update_sms_breaker_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__update_sms_breaker_request__free_unpacked
+                     (Otp__V1__UpdateSmsBreakerRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Otp__V1__UpdateSmsBreakerResponse methods */
+void   otp__v1__update_sms_breaker_response__init
+                     (Otp__V1__UpdateSmsBreakerResponse         *message);
+size_t otp__v1__update_sms_breaker_response__get_packed_size
+                     (const Otp__V1__UpdateSmsBreakerResponse   *message);
+size_t otp__v1__update_sms_breaker_response__pack
+                     (const Otp__V1__UpdateSmsBreakerResponse   *message,
+                      uint8_t             *out);
+size_t otp__v1__update_sms_breaker_response__pack_to_buffer
+                     (const Otp__V1__UpdateSmsBreakerResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Otp__V1__UpdateSmsBreakerResponse *
+       otp__v1__update_sms_breaker_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   otp__v1__update_sms_breaker_response__free_unpacked
+                     (Otp__V1__UpdateSmsBreakerResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Otp__V1__ErrorDetail_Closure)
@@ -1671,6 +1886,21 @@ typedef void (*Otp__V1__SendTestSmsRequest_Closure)
 typedef void (*Otp__V1__SendTestSmsResponse_Closure)
                  (const Otp__V1__SendTestSmsResponse *message,
                   void *closure_data);
+typedef void (*Otp__V1__SmsBreaker_Closure)
+                 (const Otp__V1__SmsBreaker *message,
+                  void *closure_data);
+typedef void (*Otp__V1__ListSmsBreakersRequest_Closure)
+                 (const Otp__V1__ListSmsBreakersRequest *message,
+                  void *closure_data);
+typedef void (*Otp__V1__ListSmsBreakersResponse_Closure)
+                 (const Otp__V1__ListSmsBreakersResponse *message,
+                  void *closure_data);
+typedef void (*Otp__V1__UpdateSmsBreakerRequest_Closure)
+                 (const Otp__V1__UpdateSmsBreakerRequest *message,
+                  void *closure_data);
+typedef void (*Otp__V1__UpdateSmsBreakerResponse_Closure)
+                 (const Otp__V1__UpdateSmsBreakerResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1750,6 +1980,14 @@ struct Otp__V1__TwoFactor_Service
                         const Otp__V1__SendTestSmsRequest *input,
                         Otp__V1__SendTestSmsResponse_Closure closure,
                         void *closure_data);
+  void (*list_sms_breakers)(Otp__V1__TwoFactor_Service *service,
+                            const Otp__V1__ListSmsBreakersRequest *input,
+                            Otp__V1__ListSmsBreakersResponse_Closure closure,
+                            void *closure_data);
+  void (*update_sms_breaker)(Otp__V1__TwoFactor_Service *service,
+                             const Otp__V1__UpdateSmsBreakerRequest *input,
+                             Otp__V1__UpdateSmsBreakerResponse_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Otp__V1__TwoFactor_ServiceDestroy)(Otp__V1__TwoFactor_Service *);
 void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
@@ -1775,7 +2013,9 @@ void otp__v1__two_factor__init (Otp__V1__TwoFactor_Service *service,
       function_prefix__ ## reset_account,\
       function_prefix__ ## report_delivery,\
       function_prefix__ ## list_deliveries,\
-      function_prefix__ ## send_test_sms  }
+      function_prefix__ ## send_test_sms,\
+      function_prefix__ ## list_sms_breakers,\
+      function_prefix__ ## update_sms_breaker  }
 void otp__v1__two_factor__health(ProtobufCService *service,
                                  const Otp__V1__HealthRequest *input,
                                  Otp__V1__HealthResponse_Closure closure,
@@ -1848,11 +2088,21 @@ void otp__v1__two_factor__send_test_sms(ProtobufCService *service,
                                         const Otp__V1__SendTestSmsRequest *input,
                                         Otp__V1__SendTestSmsResponse_Closure closure,
                                         void *closure_data);
+void otp__v1__two_factor__list_sms_breakers(ProtobufCService *service,
+                                            const Otp__V1__ListSmsBreakersRequest *input,
+                                            Otp__V1__ListSmsBreakersResponse_Closure closure,
+                                            void *closure_data);
+void otp__v1__two_factor__update_sms_breaker(ProtobufCService *service,
+                                             const Otp__V1__UpdateSmsBreakerRequest *input,
+                                             Otp__V1__UpdateSmsBreakerResponse_Closure closure,
+                                             void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    otp__v1__purpose__descriptor;
 extern const ProtobufCEnumDescriptor    otp__v1__factor__descriptor;
+extern const ProtobufCEnumDescriptor    otp__v1__sms_breaker_state__descriptor;
+extern const ProtobufCEnumDescriptor    otp__v1__sms_breaker_action__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__error_detail__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__proof__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__health_request__descriptor;
@@ -1894,6 +2144,11 @@ extern const ProtobufCMessageDescriptor otp__v1__list_deliveries_request__descri
 extern const ProtobufCMessageDescriptor otp__v1__list_deliveries_response__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__send_test_sms_request__descriptor;
 extern const ProtobufCMessageDescriptor otp__v1__send_test_sms_response__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__sms_breaker__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__list_sms_breakers_request__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__list_sms_breakers_response__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__update_sms_breaker_request__descriptor;
+extern const ProtobufCMessageDescriptor otp__v1__update_sms_breaker_response__descriptor;
 extern const ProtobufCServiceDescriptor otp__v1__two_factor__descriptor;
 
 PROTOBUF_C__END_DECLS
