@@ -256,7 +256,12 @@ trait GeneratedMethods
         ?ListSmsBreakersRequest $request = null,
         ?float $timeout = null,
     ): ListSmsBreakersResponse {
-        return $this->invoke('ListSmsBreakers', $request ?? new ListSmsBreakersRequest(), ListSmsBreakersResponse::class, $timeout);
+        return $this->invoke(
+            'ListSmsBreakers',
+            $request ?? new ListSmsBreakersRequest(),
+            ListSmsBreakersResponse::class,
+            $timeout,
+        );
     }
 
     /**
