@@ -490,16 +490,18 @@ def php_methods():
     lines = ["<?php", "", f"// {MARK}", "", "declare(strict_types=1);", "", "namespace Otpd\\Client;", ""]
     lines.append("use Google\\Protobuf\\Internal\\Message;")
     lines += [f"use Otp\\V1\\{name};" for name in classes]
+    lines.append("use Otpd\\Client\\Exception\\OtpdException;")
     lines.append("")
     lines += php_doc([
         f"One method per RPC of the otp.v1.{SERVICE} service, named as in the service (lower camel case),",
         "taking the request message (optional when it has no fields) and an optional timeout in",
-        "seconds, and returning the response message. Used by Client.",
+        "seconds, and returning the response message. Used by Client. Every method throws an",
+        "OtpdException subclass when the call does not succeed (src/Exception/).",
     ], "")
     lines.append("trait GeneratedMethods")
     lines.append("{")
     for rpc in rpcs:
-        lines += php_doc(rpc_doc(rpc))
+        lines += php_doc(rpc_doc(rpc) + ["", "@throws OtpdException"])
         name = lower_first(rpc.name)
         if takes_no_request(rpc):
             parameter = f"?{rpc.request} $request = null"
@@ -513,7 +515,12 @@ def php_methods():
         else:
             lines += [f"    public function {name}(", f"        {parameter},", "        ?float $timeout = null,",
                       f"    ): {rpc.response} {{"]
-        lines.append(f"        return $this->invoke('{rpc.name}', {request}, {rpc.response}::class, $timeout);")
+        call = f"        return $this->invoke('{rpc.name}', {request}, {rpc.response}::class, $timeout);"
+        if len(call) <= 120:
+            lines.append(call)
+        else:  # PSR-12's 120 columns (phpcs in make php-lint)
+            lines += [f"        return $this->invoke(", f"            '{rpc.name}',", f"            {request},",
+                      f"            {rpc.response}::class,", "            $timeout,", "        );"]
         lines.append("    }")
         lines.append("")
     lines.append("    /**")
@@ -523,7 +530,12 @@ def php_methods():
     lines.append("     * @param class-string<T> $responseClass")
     lines.append("     * @return T")
     lines.append("     */")
-    lines.append("    abstract private function invoke(string $rpc, Message $request, string $responseClass, ?float $timeout): Message;")
+    lines.append("    abstract private function invoke(")
+    lines.append("        string $rpc,")
+    lines.append("        Message $request,")
+    lines.append("        string $responseClass,")
+    lines.append("        ?float $timeout,")
+    lines.append("    ): Message;")
     lines.append("}")
     return lines
 

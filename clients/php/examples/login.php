@@ -36,7 +36,8 @@ function lockMessage(int $lockedUntil): string
     $end = Client::lockEnd($lockedUntil);
     return $end === null
         ? 'Too many wrong codes. The account stays locked until an administrator unlocks it.'
-        : 'Too many wrong codes. Try again after ' . $end->setTimezone(new DateTimeZone(date_default_timezone_get()))->format('H:i T') . '.';
+        : 'Too many wrong codes. Try again after '
+            . $end->setTimezone(new DateTimeZone(date_default_timezone_get()))->format('H:i T') . '.';
 }
 
 try {
@@ -62,7 +63,8 @@ try {
     if (ctype_digit($code)) {
         $answer = $otpd->verifyCode($account, Purpose::PURPOSE_LOGIN, $code, $challengeId);
         if ($answer->getSuccess()) {
-            echo 'Signed in with ', $answer->getFactor() === Factor::FACTOR_TOTP ? 'an authenticator code' : 'a texted code', ".\n";
+            $with = $answer->getFactor() === Factor::FACTOR_TOTP ? 'an authenticator code' : 'a texted code';
+            echo "Signed in with $with.\n";
             exit(0);
         }
     } else {

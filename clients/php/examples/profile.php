@@ -48,7 +48,9 @@ try {
     $purpose = $status->getPhoneVerified() ? Purpose::PURPOSE_CHANGE_PHONE : Purpose::PURPOSE_MANAGE_FACTORS;
     if ($hasFactor) {
         if ($status->getTotpEnabled() && ($outbox === null || !$status->getPhoneVerified())) {
-            $prompt = $status->getPhoneVerified() ? 'Authenticator code (or press Enter to get a text):' : 'Authenticator code:';
+            $prompt = $status->getPhoneVerified()
+                ? 'Authenticator code (or press Enter to get a text):'
+                : 'Authenticator code:';
             $code = ask($prompt);
             $proof = $code === '' ? null : new Proof(['totp_code' => $code]);
         } elseif (!$status->getPhoneVerified()) {
@@ -56,7 +58,11 @@ try {
         }
         if ($proof === null) {
             $challenge = $otpd->sendCode($account, $purpose);
-            $code = ask("Code sent to your current number {$challenge->getDestinationMasked()}:", $outbox, $challenge->getChallengeId());
+            $code = ask(
+                "Code sent to your current number {$challenge->getDestinationMasked()}:",
+                $outbox,
+                $challenge->getChallengeId(),
+            );
             $answer = $otpd->verifyCode($account, $purpose, $code, $challenge->getChallengeId());
             if (!$answer->getSuccess()) {
                 echo "The code is not valid.\n";
@@ -68,12 +74,15 @@ try {
 
     // Save.
     $saved = $otpd->savePhone($account, $phone, $proof);
-    $shown = $saved->getPending() ? $saved->getStatus()->getPendingPhoneMasked() : $saved->getStatus()->getPhoneMasked();
+    $shown = $saved->getPending()
+        ? $saved->getStatus()->getPendingPhoneMasked()
+        : $saved->getStatus()->getPhoneMasked();
     echo "Saved $shown. The phone number is not verified.\n";
 
     // Send verification code, then Verify.
     $challenge = $otpd->sendCode($account, Purpose::PURPOSE_VERIFY_PHONE);
-    $code = ask("Verification code sent to {$challenge->getDestinationMasked()}:", $outbox, $challenge->getChallengeId());
+    $masked = $challenge->getDestinationMasked();
+    $code = ask("Verification code sent to $masked:", $outbox, $challenge->getChallengeId());
     $answer = $otpd->verifyCode($account, Purpose::PURPOSE_VERIFY_PHONE, $code, $challenge->getChallengeId());
     if (!$answer->getSuccess()) {
         echo "The code is not valid ({$answer->getAttemptsLeft()} attempts left). Send a new code to try again.\n";

@@ -6,13 +6,25 @@ namespace Otpd\Client;
 
 use Google\Protobuf\Internal\Message;
 use Otp\V1\AccountStatus;
+use Otp\V1\BeginTotpEnrollmentRequest;
+use Otp\V1\BeginTotpEnrollmentResponse;
+use Otp\V1\ConfirmTotpEnrollmentRequest;
+use Otp\V1\ConfirmTotpEnrollmentResponse;
+use Otp\V1\DisableFactorRequest;
+use Otp\V1\DisableFactorResponse;
 use Otp\V1\ErrorDetail;
+use Otp\V1\GenerateBackupCodesRequest;
+use Otp\V1\GenerateBackupCodesResponse;
 use Otp\V1\GetStatusRequest;
-use Otp\V1\Proof;
+use Otp\V1\Proof as ProofMessage;
+use Otp\V1\RedeemBackupCodeRequest;
+use Otp\V1\RedeemBackupCodeResponse;
 use Otp\V1\Request;
 use Otp\V1\Response;
 use Otp\V1\SetPhoneRequest;
 use Otp\V1\SetPhoneResponse;
+use Otp\V1\SetPreferredMethodRequest;
+use Otp\V1\SetPreferredMethodResponse;
 use Otp\V1\StartChallengeRequest;
 use Otp\V1\StartChallengeResponse;
 use Otp\V1\VerifyRequest;
@@ -38,7 +50,7 @@ use Otpd\Client\Exception\UnavailableException;
  *
  * Not safe to share between processes (after a fork, make a new client).
  */
-final class Client
+final class Client implements TwoFactorClient
 {
     // One method per RPC, generated from proto/otp/v1/two_factor.proto: GeneratedMethods.php.
     use GeneratedMethods;
@@ -84,12 +96,21 @@ final class Client
      *                                connect and socket timeout); each method takes its own too.
      * @param int    $maxResponseBytes a response frame longer than this closes the connection and
      *                                throws ProtocolException without being read.
+     *
+     * @throws \InvalidArgumentException for an empty socket path, a timeout or maximum out of range
+     * @throws \LogicException when the protobuf runtime is missing (a PHP setup problem)
      */
     public function __construct(
         private readonly string $socketPath = self::DEFAULT_SOCKET,
         private readonly float $timeoutSeconds = 5.0,
         private readonly int $maxResponseBytes = self::DEFAULT_MAX_RESPONSE_BYTES,
     ) {
+        if (!class_exists(Message::class)) {
+            throw new \LogicException(
+                'otpd client: the protobuf runtime is missing. Install it: apt-get install php-google-protobuf '
+                . '(Debian/Ubuntu), or composer require google/protobuf, or the protobuf PECL extension',
+            );
+        }
         if ($socketPath === '') {
             throw new \InvalidArgumentException('socketPath must not be empty');
         }
@@ -123,33 +144,46 @@ final class Client
         }
     }
 
-    // ---- Thin conveniences for the shop's pages ---------------------------------------------
+    // ---- Conveniences for the shop's pages (TwoFactorClient) ---------------------------------
 
-    /** GetStatus for one account. */
+    /**
+     * GetStatus for one account.
+     *
+     * @throws OtpdException
+     */
     public function status(string $accountId, ?float $timeout = null): AccountStatus
     {
         return $this->getStatus(new GetStatusRequest(['account_id' => $accountId]), $timeout);
     }
 
-    /** SetPhone: saves a number; $proof is needed to replace a verified one. */
+    /**
+     * SetPhone: saves a number; $proof is needed to replace a verified one.
+     *
+     * @throws OtpdException
+     */
     public function savePhone(
         string $accountId,
         string $phoneNumber,
-        ?Proof $proof = null,
+        Proof|ProofMessage|null $proof = null,
         ?float $timeout = null,
     ): SetPhoneResponse {
         $request = new SetPhoneRequest(['account_id' => $accountId, 'phone_number' => $phoneNumber]);
-        if ($proof !== null) {
-            $request->setProof($proof);
+        $message = Proof::message($proof);
+        if ($message !== null) {
+            $request->setProof($message);
         }
         return $this->setPhone($request, $timeout);
     }
 
-    /** StartChallenge: texts a code for $purpose (an \Otp\V1\Purpose value). */
-    public function sendCode(string $accountId, int $purpose, ?float $timeout = null): StartChallengeResponse
+    /**
+     * StartChallenge: texts a code for $purpose (a Purpose, or an \Otp\V1\Purpose value).
+     *
+     * @throws OtpdException
+     */
+    public function sendCode(string $accountId, Purpose|int $purpose, ?float $timeout = null): StartChallengeResponse
     {
         return $this->startChallenge(
-            new StartChallengeRequest(['account_id' => $accountId, 'purpose' => $purpose]),
+            new StartChallengeRequest(['account_id' => $accountId, 'purpose' => Purpose::value($purpose)]),
             $timeout,
         );
     }
@@ -157,19 +191,121 @@ final class Client
     /**
      * Verify: checks a code for $purpose. Pass the challenge id of an SMS code; leave it empty
      * for an authenticator code. Test `->getSuccess()` on the answer.
+     *
+     * @throws OtpdException
      */
     public function verifyCode(
         string $accountId,
-        int $purpose,
+        Purpose|int $purpose,
         string $code,
         string $challengeId = '',
         ?float $timeout = null,
     ): VerifyResponse {
         return $this->verify(new VerifyRequest([
             'account_id' => $accountId,
-            'purpose' => $purpose,
+            'purpose' => Purpose::value($purpose),
             'code' => $code,
             'challenge_id' => $challengeId,
+        ]), $timeout);
+    }
+
+    /**
+     * BeginTotpEnrollment: a new authenticator secret (manage_factors proof once any factor is on).
+     *
+     * @throws OtpdException
+     */
+    public function beginAuthenticator(
+        string $accountId,
+        Proof|ProofMessage|null $proof = null,
+        string $label = '',
+        ?float $timeout = null,
+    ): BeginTotpEnrollmentResponse {
+        $request = new BeginTotpEnrollmentRequest(['account_id' => $accountId, 'label' => $label]);
+        $message = Proof::message($proof);
+        if ($message !== null) {
+            $request->setProof($message);
+        }
+        return $this->beginTotpEnrollment($request, $timeout);
+    }
+
+    /**
+     * ConfirmTotpEnrollment: turns the authenticator on with a first code from it.
+     *
+     * @throws OtpdException
+     */
+    public function confirmAuthenticator(
+        string $accountId,
+        string $code,
+        ?float $timeout = null,
+    ): ConfirmTotpEnrollmentResponse {
+        return $this->confirmTotpEnrollment(
+            new ConfirmTotpEnrollmentRequest(['account_id' => $accountId, 'code' => $code]),
+            $timeout,
+        );
+    }
+
+    /**
+     * DisableFactor: turns a factor off (disable_factor proof).
+     *
+     * @throws OtpdException
+     */
+    public function turnOffFactor(
+        string $accountId,
+        Factor|int $factor,
+        Proof|ProofMessage $proof,
+        ?float $timeout = null,
+    ): DisableFactorResponse {
+        return $this->disableFactor(new DisableFactorRequest([
+            'account_id' => $accountId,
+            'factor' => Factor::value($factor),
+            'proof' => Proof::message($proof),
+        ]), $timeout);
+    }
+
+    /**
+     * GenerateBackupCodes: a new set, shown once (manage_factors proof).
+     *
+     * @throws OtpdException
+     */
+    public function newBackupCodes(
+        string $accountId,
+        Proof|ProofMessage $proof,
+        ?float $timeout = null,
+    ): GenerateBackupCodesResponse {
+        return $this->generateBackupCodes(new GenerateBackupCodesRequest([
+            'account_id' => $accountId,
+            'proof' => Proof::message($proof),
+        ]), $timeout);
+    }
+
+    /**
+     * RedeemBackupCode: uses up one backup code.
+     *
+     * @throws OtpdException
+     */
+    public function useBackupCode(string $accountId, string $code, ?float $timeout = null): RedeemBackupCodeResponse
+    {
+        return $this->redeemBackupCode(
+            new RedeemBackupCodeRequest(['account_id' => $accountId, 'code' => $code]),
+            $timeout,
+        );
+    }
+
+    /**
+     * SetPreferredMethod: the factor the login page offers first (manage_factors proof).
+     *
+     * @throws OtpdException
+     */
+    public function choosePreferredMethod(
+        string $accountId,
+        Factor|int $method,
+        Proof|ProofMessage $proof,
+        ?float $timeout = null,
+    ): SetPreferredMethodResponse {
+        return $this->setPreferredMethod(new SetPreferredMethodRequest([
+            'account_id' => $accountId,
+            'method' => Factor::value($method),
+            'proof' => Proof::message($proof),
         ]), $timeout);
     }
 
@@ -197,7 +333,7 @@ final class Client
 
         // Send. A connection that turns out broken before the whole request is out is
         // replaced once: the daemon cannot have acted on a request it did not receive whole.
-        for ($attempt = 1; ; $attempt++) {
+        for ($attempt = 1;; $attempt++) {
             $reused = $this->stream !== null;
             $stream = $this->connect(max(0.001, $deadline - self::now()));
             if ($reused && !self::isIdle($stream)) {
@@ -278,7 +414,12 @@ final class Client
         try {
             $response->mergeFromString($payload);
         } catch (\Exception $e) {
-            throw new ProtocolException("otpd answered an undecodable $rpc response", OtpdException::INTERNAL, null, $e);
+            throw new ProtocolException(
+                "otpd answered an undecodable $rpc response",
+                OtpdException::INTERNAL,
+                null,
+                $e,
+            );
         }
         return $response;
     }
@@ -322,7 +463,10 @@ final class Client
             $remaining = $deadline - self::now();
             if ($remaining <= 0) {
                 $this->close();
-                throw new DeadlineExceededException('otpd did not take the request in time', OtpdException::DEADLINE_EXCEEDED);
+                throw new DeadlineExceededException(
+                    'otpd did not take the request in time',
+                    OtpdException::DEADLINE_EXCEEDED,
+                );
             }
             self::setTimeout($stream, $remaining);
             $written = @fwrite($stream, substr($bytes, $offset));

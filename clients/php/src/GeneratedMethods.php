@@ -49,51 +49,81 @@ use Otp\V1\UpdateSmsBreakerRequest;
 use Otp\V1\UpdateSmsBreakerResponse;
 use Otp\V1\VerifyRequest;
 use Otp\V1\VerifyResponse;
+use Otpd\Client\Exception\OtpdException;
 
 /**
  * One method per RPC of the otp.v1.TwoFactor service, named as in the service (lower camel case),
  * taking the request message (optional when it has no fields) and an optional timeout in
- * seconds, and returning the response message. Used by Client.
+ * seconds, and returning the response message. Used by Client. Every method throws an
+ * OtpdException subclass when the call does not succeed (src/Exception/).
  */
 trait GeneratedMethods
 {
-    /** Liveness: answers SERVING while the daemon accepts calls. */
+    /**
+     * Liveness: answers SERVING while the daemon accepts calls.
+     *
+     * @throws OtpdException
+     */
     public function health(?HealthRequest $request = null, ?float $timeout = null): HealthResponse
     {
         return $this->invoke('Health', $request ?? new HealthRequest(), HealthResponse::class, $timeout);
     }
 
-    /** Version, uptime, database path and schema version, connection count. */
+    /**
+     * Version, uptime, database path and schema version, connection count.
+     *
+     * @throws OtpdException
+     */
     public function serverInfo(?ServerInfoRequest $request = null, ?float $timeout = null): ServerInfoResponse
     {
         return $this->invoke('ServerInfo', $request ?? new ServerInfoRequest(), ServerInfoResponse::class, $timeout);
     }
 
-    /** What the profile page shows for one account. An unknown account is a valid empty one. */
+    /**
+     * What the profile page shows for one account. An unknown account is a valid empty one.
+     *
+     * @throws OtpdException
+     */
     public function getStatus(GetStatusRequest $request, ?float $timeout = null): AccountStatus
     {
         return $this->invoke('GetStatus', $request, AccountStatus::class, $timeout);
     }
 
-    /** Save a phone number ("not verified"), or propose a new one when a verified one exists. */
+    /**
+     * Save a phone number ("not verified"), or propose a new one when a verified one exists.
+     *
+     * @throws OtpdException
+     */
     public function setPhone(SetPhoneRequest $request, ?float $timeout = null): SetPhoneResponse
     {
         return $this->invoke('SetPhone', $request, SetPhoneResponse::class, $timeout);
     }
 
-    /** Create a challenge and send its code by SMS. */
+    /**
+     * Create a challenge and send its code by SMS.
+     *
+     * @throws OtpdException
+     */
     public function startChallenge(StartChallengeRequest $request, ?float $timeout = null): StartChallengeResponse
     {
         return $this->invoke('StartChallenge', $request, StartChallengeResponse::class, $timeout);
     }
 
-    /** Check a code (SMS or authenticator) for a purpose. */
+    /**
+     * Check a code (SMS or authenticator) for a purpose.
+     *
+     * @throws OtpdException
+     */
     public function verify(VerifyRequest $request, ?float $timeout = null): VerifyResponse
     {
         return $this->invoke('Verify', $request, VerifyResponse::class, $timeout);
     }
 
-    /** Start adding an authenticator app: a new secret and its otpauth:// URI, not on until confirmed. */
+    /**
+     * Start adding an authenticator app: a new secret and its otpauth:// URI, not on until confirmed.
+     *
+     * @throws OtpdException
+     */
     public function beginTotpEnrollment(
         BeginTotpEnrollmentRequest $request,
         ?float $timeout = null,
@@ -101,7 +131,11 @@ trait GeneratedMethods
         return $this->invoke('BeginTotpEnrollment', $request, BeginTotpEnrollmentResponse::class, $timeout);
     }
 
-    /** Turn the authenticator on with a first code from it; a wrong code answers success = false. */
+    /**
+     * Turn the authenticator on with a first code from it; a wrong code answers success = false.
+     *
+     * @throws OtpdException
+     */
     public function confirmTotpEnrollment(
         ConfirmTotpEnrollmentRequest $request,
         ?float $timeout = null,
@@ -109,13 +143,21 @@ trait GeneratedMethods
         return $this->invoke('ConfirmTotpEnrollment', $request, ConfirmTotpEnrollmentResponse::class, $timeout);
     }
 
-    /** Turn a factor off (with a disable_factor proof). */
+    /**
+     * Turn a factor off (with a disable_factor proof).
+     *
+     * @throws OtpdException
+     */
     public function disableFactor(DisableFactorRequest $request, ?float $timeout = null): DisableFactorResponse
     {
         return $this->invoke('DisableFactor', $request, DisableFactorResponse::class, $timeout);
     }
 
-    /** A new set of backup codes (shown once); the old set stops working. */
+    /**
+     * A new set of backup codes (shown once); the old set stops working.
+     *
+     * @throws OtpdException
+     */
     public function generateBackupCodes(
         GenerateBackupCodesRequest $request,
         ?float $timeout = null,
@@ -123,13 +165,21 @@ trait GeneratedMethods
         return $this->invoke('GenerateBackupCodes', $request, GenerateBackupCodesResponse::class, $timeout);
     }
 
-    /** Use up one backup code; a wrong or used code answers success = false. */
+    /**
+     * Use up one backup code; a wrong or used code answers success = false.
+     *
+     * @throws OtpdException
+     */
     public function redeemBackupCode(RedeemBackupCodeRequest $request, ?float $timeout = null): RedeemBackupCodeResponse
     {
         return $this->invoke('RedeemBackupCode', $request, RedeemBackupCodeResponse::class, $timeout);
     }
 
-    /** Choose the factor the login page offers first (SMS or authenticator). */
+    /**
+     * Choose the factor the login page offers first (SMS or authenticator).
+     *
+     * @throws OtpdException
+     */
     public function setPreferredMethod(
         SetPreferredMethodRequest $request,
         ?float $timeout = null,
@@ -140,6 +190,8 @@ trait GeneratedMethods
     /**
      * Audit events of an account, newest first, paged. With an empty account_id: of every
      * account, for an administrator peer only (PERMISSION_DENIED for other clients).
+     *
+     * @throws OtpdException
      */
     public function listEvents(ListEventsRequest $request, ?float $timeout = null): ListEventsResponse
     {
@@ -149,51 +201,86 @@ trait GeneratedMethods
     /**
      * Administrator: clear a lockout and the failure counter. Administrator calls need an
      * administrator peer ([server] admin_uids / admin_gids); other clients get PERMISSION_DENIED.
+     *
+     * @throws OtpdException
      */
     public function unlockAccount(UnlockAccountRequest $request, ?float $timeout = null): UnlockAccountResponse
     {
         return $this->invoke('UnlockAccount', $request, UnlockAccountResponse::class, $timeout);
     }
 
-    /** Administrator: remove every factor, challenge and code of an account (events are kept). */
+    /**
+     * Administrator: remove every factor, challenge and code of an account (events are kept).
+     *
+     * @throws OtpdException
+     */
     public function resetAccount(ResetAccountRequest $request, ?float $timeout = null): ResetAccountResponse
     {
         return $this->invoke('ResetAccount', $request, ResetAccountResponse::class, $timeout);
     }
 
-    /** The shop's web endpoint forwards a Twilio status callback (URL, form fields, signature). */
+    /**
+     * The shop's web endpoint forwards a Twilio status callback (URL, form fields, signature).
+     *
+     * @throws OtpdException
+     */
     public function reportDelivery(ReportDeliveryRequest $request, ?float $timeout = null): ReportDeliveryResponse
     {
         return $this->invoke('ReportDelivery', $request, ReportDeliveryResponse::class, $timeout);
     }
 
-    /** The delivery log of an account (or of all: administrator peer only), newest first, paged. */
+    /**
+     * The delivery log of an account (or of all: administrator peer only), newest first, paged.
+     *
+     * @throws OtpdException
+     */
     public function listDeliveries(ListDeliveriesRequest $request, ?float $timeout = null): ListDeliveriesResponse
     {
         return $this->invoke('ListDeliveries', $request, ListDeliveriesResponse::class, $timeout);
     }
 
-    /** Administrator: send a test text through the configured sender. */
+    /**
+     * Administrator: send a test text through the configured sender.
+     *
+     * @throws OtpdException
+     */
     public function sendTestSms(SendTestSmsRequest $request, ?float $timeout = null): SendTestSmsResponse
     {
         return $this->invoke('SendTestSms', $request, SendTestSmsResponse::class, $timeout);
     }
 
-    /** Administrator: the SMS pumping breaker's paused, exempt and watched number ranges. */
+    /**
+     * Administrator: the SMS pumping breaker's paused, exempt and watched number ranges.
+     *
+     * @throws OtpdException
+     */
     public function listSmsBreakers(
         ?ListSmsBreakersRequest $request = null,
         ?float $timeout = null,
     ): ListSmsBreakersResponse {
-        return $this->invoke('ListSmsBreakers', $request ?? new ListSmsBreakersRequest(), ListSmsBreakersResponse::class, $timeout);
+        return $this->invoke(
+            'ListSmsBreakers',
+            $request ?? new ListSmsBreakersRequest(),
+            ListSmsBreakersResponse::class,
+            $timeout,
+        );
     }
 
-    /** Administrator: end a range's pause, exempt it from the breaker, or remove its exemption. */
+    /**
+     * Administrator: end a range's pause, exempt it from the breaker, or remove its exemption.
+     *
+     * @throws OtpdException
+     */
     public function updateSmsBreaker(UpdateSmsBreakerRequest $request, ?float $timeout = null): UpdateSmsBreakerResponse
     {
         return $this->invoke('UpdateSmsBreaker', $request, UpdateSmsBreakerResponse::class, $timeout);
     }
 
-    /** Administrator: the daemon's metrics, as GET /metrics serves them. */
+    /**
+     * Administrator: the daemon's metrics, as GET /metrics serves them.
+     *
+     * @throws OtpdException
+     */
     public function getMetrics(?GetMetricsRequest $request = null, ?float $timeout = null): GetMetricsResponse
     {
         return $this->invoke('GetMetrics', $request ?? new GetMetricsRequest(), GetMetricsResponse::class, $timeout);
@@ -206,5 +293,10 @@ trait GeneratedMethods
      * @param class-string<T> $responseClass
      * @return T
      */
-    abstract private function invoke(string $rpc, Message $request, string $responseClass, ?float $timeout): Message;
+    abstract private function invoke(
+        string $rpc,
+        Message $request,
+        string $responseClass,
+        ?float $timeout,
+    ): Message;
 }

@@ -27,7 +27,14 @@ final class ConcurrencyTest extends OtpdTestCase
             $processes = [];
             for ($i = 0; $i < 2; $i++) {
                 $processes[] = proc_open(
-                    [PHP_BINARY, __DIR__ . '/Support/redeem-backup-code.php', self::daemon()->socket, $account, $codes[$round], $startAt],
+                    [
+                        PHP_BINARY,
+                        __DIR__ . '/Support/redeem-backup-code.php',
+                        self::daemon()->socket,
+                        $account,
+                        $codes[$round],
+                        $startAt,
+                    ],
                     [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
                     $pipes[$i],
                 );

@@ -102,7 +102,8 @@ final class ConnectionTest extends OtpdTestCase
         $server->waitFor('connection-done');
         usleep(100_000);
         $events = $server->stop();
-        self::assertCount(1, array_filter($events, static fn ($e) => str_starts_with($e, 'request ')), implode(' | ', $events));
+        $requests = array_filter($events, static fn ($e) => str_starts_with($e, 'request '));
+        self::assertCount(1, $requests, implode(' | ', $events));
         self::assertCount(1, array_filter($events, static fn ($e) => str_starts_with($e, 'connection ')));
     }
 
@@ -213,7 +214,8 @@ final class ConnectionTest extends OtpdTestCase
         foreach ($rpcs as $rpc => [$requestType, $responseType]) {
             $method = $class->getMethod(lcfirst($rpc));
             self::assertSame($rpc, ucfirst($method->getName()));
-            self::assertSame('Otp\\V1\\' . $requestType, ltrim((string) $method->getParameters()[0]->getType(), '?'), $rpc);
+            $parameterType = ltrim((string) $method->getParameters()[0]->getType(), '?');
+            self::assertSame('Otp\\V1\\' . $requestType, $parameterType, $rpc);
             self::assertSame('Otp\\V1\\' . $responseType, (string) $method->getReturnType(), $rpc);
             $requestClass = 'Otp\\V1\\' . $requestType;
             $answer = $method->invoke($client, new $requestClass());
@@ -228,13 +230,17 @@ final class ConnectionTest extends OtpdTestCase
         foreach (array_keys($rpcs) as $rpc) {
             $expected[] = 'request ' . $id++ . " /otp.v1.TwoFactor/$rpc deadline_ms=2000";
         }
-        self::assertSame($expected, array_values(array_filter($events, static fn ($e) => str_starts_with($e, 'request '))));
-        self::assertSame(['connection 1'], array_values(array_filter($events, static fn ($e) => str_starts_with($e, 'connection '))));
+        $only = static fn (string $prefix) => array_values(
+            array_filter($events, static fn ($e) => str_starts_with($e, $prefix)),
+        );
+        self::assertSame($expected, $only('request '));
+        self::assertSame(['connection 1'], $only('connection '));
     }
 
     public function testTimeoutsAndSizesAreChecked(): void
     {
-        foreach ([fn () => new Client('', 1.0), fn () => new Client('/x', 0.0), fn () => new Client('/x', 1.0, 0)] as $make) {
+        $bad = [fn () => new Client('', 1.0), fn () => new Client('/x', 0.0), fn () => new Client('/x', 1.0, 0)];
+        foreach ($bad as $make) {
             try {
                 $make();
                 self::fail('invalid arguments must be refused');

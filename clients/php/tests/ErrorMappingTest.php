@@ -14,7 +14,7 @@ use Otpd\Client\Exception\AlreadyExistsException;
 use Otpd\Client\Exception\DeadlineExceededException;
 use Otpd\Client\Exception\FailedPreconditionException;
 use Otpd\Client\Exception\InternalException;
-use Otpd\Client\Exception\InvalidArgumentException;
+use Otpd\Client\Exception\InvalidRequestException;
 use Otpd\Client\Exception\LockedException;
 use Otpd\Client\Exception\OtpdException;
 use Otpd\Client\Exception\PermissionDeniedException;
@@ -31,11 +31,23 @@ final class ErrorMappingTest extends OtpdTestCase
     public function testABadPhoneNumberIsInvalidArgument(): void
     {
         $e = $this->refusal(fn () => $this->client->savePhone($this->account(), 'call me maybe'));
-        self::assertInstanceOf(InvalidArgumentException::class, $e);
+        self::assertInstanceOf(InvalidRequestException::class, $e);
         self::assertSame(3, $e->getCode());
         self::assertSame('INVALID_ARGUMENT', $e->getStatusName());
         self::assertNotSame('', $e->getMessage());
         self::assertNull($e->getDetail());
+    }
+
+    /** The old name, which read like PHP's own \InvalidArgumentException, still catches it. */
+    public function testTheDeprecatedNameStillCatchesABadRequest(): void
+    {
+        try {
+            $this->client->savePhone($this->account(), 'call me maybe');
+            self::fail('a bad number was accepted');
+        } catch (\Otpd\Client\Exception\InvalidArgumentException $e) {
+            self::assertInstanceOf(InvalidRequestException::class, $e);
+            self::assertNotInstanceOf(\InvalidArgumentException::class, $e);
+        }
     }
 
     public function testChangingAVerifiedNumberWithoutAProofIsPermissionDenied(): void
@@ -131,7 +143,7 @@ final class ErrorMappingTest extends OtpdTestCase
     {
         yield 'CANCELLED' => [1, UnavailableException::class];
         yield 'UNKNOWN' => [2, InternalException::class];
-        yield 'INVALID_ARGUMENT' => [3, InvalidArgumentException::class];
+        yield 'INVALID_ARGUMENT' => [3, InvalidRequestException::class];
         yield 'DEADLINE_EXCEEDED' => [4, DeadlineExceededException::class];
         yield 'NOT_FOUND' => [5, FailedPreconditionException::class];
         yield 'ALREADY_EXISTS' => [6, AlreadyExistsException::class];
@@ -139,7 +151,7 @@ final class ErrorMappingTest extends OtpdTestCase
         yield 'RESOURCE_EXHAUSTED' => [8, RateLimitedException::class];
         yield 'FAILED_PRECONDITION' => [9, FailedPreconditionException::class];
         yield 'ABORTED' => [10, UnavailableException::class];
-        yield 'OUT_OF_RANGE' => [11, InvalidArgumentException::class];
+        yield 'OUT_OF_RANGE' => [11, InvalidRequestException::class];
         yield 'UNIMPLEMENTED' => [12, UnimplementedException::class];
         yield 'INTERNAL' => [13, InternalException::class];
         yield 'UNAVAILABLE' => [14, UnavailableException::class];

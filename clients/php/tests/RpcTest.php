@@ -98,14 +98,19 @@ final class RpcTest extends OtpdTestCase
         ]));
         self::assertTrue($right->getSuccess());
         self::assertSame(Factor::FACTOR_SMS, $right->getFactor());
-        self::assertStringStartsWith('pf_', $right->getProofToken(), 'a manage_factors proof for the first backup codes');
+        self::assertStringStartsWith(
+            'pf_',
+            $right->getProofToken(),
+            'a manage_factors proof for the first backup codes',
+        );
         self::assertTrue($right->getStatus()->getPhoneVerified(), 'The phone number is verified');
         self::assertTrue($right->getStatus()->getSmsEnabled());
         self::assertFalse($right->getStatus()->getSetupRequired());
         self::assertSame(0, $right->getStatus()->getConsecutiveFailures());
 
         // Single use.
-        $again = $this->client->verifyCode($account, Purpose::PURPOSE_VERIFY_PHONE, $code, $challenge->getChallengeId());
+        $challengeId = $challenge->getChallengeId();
+        $again = $this->client->verifyCode($account, Purpose::PURPOSE_VERIFY_PHONE, $code, $challengeId);
         self::assertFalse($again->getSuccess());
     }
 
@@ -128,7 +133,8 @@ final class RpcTest extends OtpdTestCase
         $account = $this->account();
         $this->verifiedAccount($account, '+1 555 123 4567');
         [$challengeId, $code] = $this->sendCode($account, Purpose::PURPOSE_CHANGE_PHONE);
-        self::assertSame('+15551234567', Outbox::message(self::daemon()->outbox, $challengeId)['to'], 'texted to the current number');
+        $to = Outbox::message(self::daemon()->outbox, $challengeId)['to'];
+        self::assertSame('+15551234567', $to, 'texted to the current number');
         $proof = $this->client->verifyCode($account, Purpose::PURPOSE_CHANGE_PHONE, $code, $challengeId);
         self::assertTrue($proof->getSuccess());
         self::assertStringStartsWith('pf_', $proof->getProofToken());
@@ -143,7 +149,8 @@ final class RpcTest extends OtpdTestCase
         self::assertSame('+44******0958', $proposed->getStatus()->getPendingPhoneMasked());
 
         [$challengeId, $code] = $this->sendCode($account, Purpose::PURPOSE_VERIFY_PHONE);
-        self::assertSame('+442079460958', Outbox::message(self::daemon()->outbox, $challengeId)['to'], 'texted to the new number');
+        $to = Outbox::message(self::daemon()->outbox, $challengeId)['to'];
+        self::assertSame('+442079460958', $to, 'texted to the new number');
         $verified = $this->client->verifyCode($account, Purpose::PURPOSE_VERIFY_PHONE, $code, $challengeId);
         self::assertTrue($verified->getSuccess());
         self::assertSame('+44******0958', $verified->getStatus()->getPhoneMasked());
@@ -202,7 +209,10 @@ final class RpcTest extends OtpdTestCase
         self::assertGreaterThan(time(), (int) $enrolment->getExpiresAt());
 
         $now = time();
-        $valid = array_map(static fn (int $t) => Totp::now($secret, $t), [$now - 60, $now - 30, $now, $now + 30, $now + 60]);
+        $valid = array_map(
+            static fn (int $t) => Totp::now($secret, $t),
+            [$now - 60, $now - 30, $now, $now + 30, $now + 60],
+        );
         $wrong = $this->client->confirmTotpEnrollment(new ConfirmTotpEnrollmentRequest([
             'account_id' => $account,
             'code' => array_values(array_diff(['123456', '654321', '000000'], $valid))[0],
@@ -228,7 +238,9 @@ final class RpcTest extends OtpdTestCase
         $preferred = $this->client->setPreferredMethod(new SetPreferredMethodRequest([
             'account_id' => $account,
             'method' => Factor::FACTOR_TOTP,
-            'proof' => new Proof(['token' => $this->passCode($account, Purpose::PURPOSE_MANAGE_FACTORS)->getProofToken()]),
+            'proof' => new Proof([
+                'token' => $this->passCode($account, Purpose::PURPOSE_MANAGE_FACTORS)->getProofToken(),
+            ]),
         ]));
         self::assertSame(Factor::FACTOR_TOTP, $preferred->getStatus()->getPreferredMethod());
 

@@ -61,7 +61,7 @@ class OtpdException extends \RuntimeException
             return new LockedException($message, $code, $detail);
         }
         return match ($code) {
-            self::INVALID_ARGUMENT, self::OUT_OF_RANGE => new InvalidArgumentException($message, $code, $detail),
+            self::INVALID_ARGUMENT, self::OUT_OF_RANGE => new InvalidRequestException($message, $code, $detail),
             self::PERMISSION_DENIED, self::UNAUTHENTICATED => new PermissionDeniedException($message, $code, $detail),
             self::RESOURCE_EXHAUSTED => new RateLimitedException($message, $code, $detail),
             self::ALREADY_EXISTS => new AlreadyExistsException($message, $code, $detail),

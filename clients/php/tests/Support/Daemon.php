@@ -15,10 +15,12 @@ use Otpd\Client\Exception\OtpdException;
 final class Daemon
 {
     /** SMS budgets relaxed so tests can send as many codes as they like. */
-    public const RELAXED_CONFIG = "[sms]\nresend_cooldown_seconds = 0\nper_account_per_hour = 1000\nper_phone_per_day = 1000\nverifications_per_phone_per_day = 1000\n"
+    public const RELAXED_CONFIG = "[sms]\nresend_cooldown_seconds = 0\nper_account_per_hour = 1000\n"
+        . "per_phone_per_day = 1000\nverifications_per_phone_per_day = 1000\n"
         . "per_country_per_hour = 1000\nglobal_per_minute = 1000\n";
     /** The default resend cooldown (30 s), with enough budget that only the cooldown bites. */
-    public const DEFAULT_COOLDOWN_CONFIG = "[sms]\nper_account_per_hour = 1000\nper_phone_per_day = 1000\nverifications_per_phone_per_day = 1000\n";
+    public const DEFAULT_COOLDOWN_CONFIG = "[sms]\nper_account_per_hour = 1000\nper_phone_per_day = 1000\n"
+        . "verifications_per_phone_per_day = 1000\n";
 
     private static ?self $shared = null;
 

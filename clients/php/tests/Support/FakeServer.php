@@ -21,7 +21,11 @@ final class FakeServer
         $this->output = "{$this->dir}/events.txt";
         $process = proc_open(
             [PHP_BINARY, __DIR__ . '/fake-server.php', $this->socket, $mode, ...$args],
-            [0 => ['file', '/dev/null', 'r'], 1 => ['file', $this->output, 'w'], 2 => ['file', "{$this->dir}/stderr.txt", 'w']],
+            [
+                0 => ['file', '/dev/null', 'r'],
+                1 => ['file', $this->output, 'w'],
+                2 => ['file', "{$this->dir}/stderr.txt", 'w'],
+            ],
             $pipes,
         );
         if (!is_resource($process)) {

@@ -23,7 +23,11 @@ $client->health();
 time_sleep_until((float) $startAt);
 try {
     $answer = $client->redeemBackupCode(new RedeemBackupCodeRequest(['account_id' => $account, 'code' => $code]));
-    echo json_encode(['success' => $answer->getSuccess(), 'remaining' => $answer->getRemaining(), 'at' => microtime(true)]), "\n";
+    echo json_encode([
+        'success' => $answer->getSuccess(),
+        'remaining' => $answer->getRemaining(),
+        'at' => microtime(true),
+    ]), "\n";
 } catch (OtpdException $e) {
     echo json_encode(['error' => $e->getStatusName(), 'message' => $e->getMessage()]), "\n";
     exit(1);
