@@ -127,6 +127,13 @@ struct TwilioDaemonTests {
         _ = try await client.startChallenge(StartChallengeRequest(accountId: "d", purpose: .verifyPhone))
         #expect(twilio.requestCount(to: flaky) == 2)
         #expect(twilio.messages(to: flaky).count == 1)
+
+        // The metrics count each outcome once and each HTTP request.
+        let metrics = try await client.getMetrics().text
+        #expect(
+            metrics.contains("otpd_sms_sends_total{provider=\"twilio\",outcome=\"temporary\",country_code=\"1\"} 1"))
+        #expect(metrics.contains("otpd_sms_sends_total{provider=\"twilio\",outcome=\"accepted\",country_code=\"1\"} 1"))
+        #expect(metrics.contains("otpd_twilio_request_duration_seconds_count 5"), "\(metrics)")
         await client.close()
         await stop(twilio, daemon)
     }
@@ -189,6 +196,11 @@ struct TwilioDaemonTests {
         #expect(delivery.errorCode == 30003)
         let events = try await client.listEvents(ListEventsRequest(accountId: "f")).events
         #expect(events.contains { $0.kind == "sms_delivery_failed" })
+        // Every authentic report is counted by its status; forged ones are not.
+        let metrics = try await client.getMetrics().text
+        #expect(metrics.contains("otpd_sms_delivery_reports_total{status=\"sent\"} 3"), "\(metrics)")
+        #expect(metrics.contains("otpd_sms_delivery_reports_total{status=\"undelivered\"} 1"))
+        #expect(!metrics.contains("status=\"delivered\"") && !metrics.contains("status=\"failed\""))
         await client.close()
         await stop(twilio, daemon)
     }
