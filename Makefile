@@ -70,9 +70,11 @@ check-generated:
 	scripts/check-generated-code.sh
 
 # swift-format with .swift-format (120 columns) over every hand-written Swift file; the
-# generated ones are checked against proto/ by check-generated instead. CI runs both.
+# generated ones are checked against proto/ by check-generated instead; and no file may hold a
+# merge conflict's markers. CI runs both.
 lint:
 	git ls-files '*.swift' | grep -v '\.generated\.swift$$' | xargs $(SWIFT) format lint --strict
+	@! git grep -n -E '^(<<<<<<<|>>>>>>>) ' -- . || { echo "merge conflict markers (above)"; exit 1; }
 
 clean:
 	rm -rf .build run
