@@ -1,4 +1,4 @@
-public import CoreMetrics
+internal import CoreMetrics
 
 /// Every instrument otpd records, in one place: its name, its labels, and the fixed set of
 /// values each label may take (docs/OPERATIONS.md, "Metrics"). The modules call these functions
@@ -110,9 +110,33 @@ public enum OTPMetrics {
     // MARK: Recording
 
     public static func verification(_ outcome: VerificationOutcome, factor: Factor) {
-        Counter(label: verifications, dimensions: [("outcome", outcome.rawValue), ("factor", factor.rawValue)])
-            .increment()
+        hot.verifications[outcome]?[factor]?.increment()
     }
+
+    /// The instruments recorded on every Verify and every commit, made once (on first use,
+    /// which is after the daemon's bootstrap: otpd bootstraps before it serves) so that the
+    /// hot path does no registry lookup.
+    private struct HotInstruments: Sendable {
+        let verifications: [VerificationOutcome: [Factor: Counter]]
+        let batchSize: Recorder
+        let commitDuration: Timer
+
+        init() {
+            var verifications: [VerificationOutcome: [Factor: Counter]] = [:]
+            for outcome in VerificationOutcome.allCases {
+                for factor in Factor.allCases {
+                    verifications[outcome, default: [:]][factor] = Counter(
+                        label: OTPMetrics.verifications,
+                        dimensions: [("outcome", outcome.rawValue), ("factor", factor.rawValue)])
+                }
+            }
+            self.verifications = verifications
+            batchSize = Recorder(label: writerBatchSize)
+            commitDuration = Timer(label: OTPMetrics.commitDuration)
+        }
+    }
+
+    private static let hot = HotInstruments()
 
     public static func lockout() {
         Counter(label: lockouts).increment()
@@ -149,8 +173,8 @@ public enum OTPMetrics {
 
     /// One commit of the single writer: how many transactions it carried and how long it took.
     public static func writerCommit(transactions: Int, duration: Duration) {
-        Recorder(label: writerBatchSize).record(transactions)
-        Timer(label: commitDuration).recordNanoseconds(duration.nanoseconds)
+        hot.batchSize.record(transactions)
+        hot.commitDuration.recordNanoseconds(duration.nanoseconds)
     }
 
     public static func setWALBytes(_ bytes: Int) {
