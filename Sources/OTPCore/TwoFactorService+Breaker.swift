@@ -72,6 +72,12 @@ extension TwoFactorService {
     /// watched ones with the most texts.
     public static let maximumListedBreakers = 100
 
+    /// The most texts ``smsBreakers()`` reads to count the watched scopes: the newest of the
+    /// window. The budgets keep a window far below it by default (60 texts a minute overall);
+    /// the bound keeps an administrator's listing from holding the writer for long when they
+    /// are lifted.
+    static let maximumListedTexts = 20_000
+
     /// Administrator: the scopes the breaker paused, the exempt ones, and the watched ones
     /// (every country and range with verification texts in the window), tripped first, then
     /// exempt, then by texts. At most ``maximumListedBreakers``. A paused scope's count is
@@ -92,7 +98,7 @@ extension TwoFactorService {
             var counts: [SMSBreakerScope: SMSBreakerCount] = [:]
             let texts = try tx.verificationTexts(
                 since: now.addingTimeInterval(-settings.window), decidedBefore: self.breakerDecidedBefore(now),
-                limit: 100_000)
+                limit: Self.maximumListedTexts)
             for text in texts {
                 for scope in SMSBreakerScope.scopes(of: text.phone, digits: settings.prefixDigits)
                 where text.at >= since(scope) {
