@@ -141,10 +141,20 @@ struct MetricsTests {
                 RedeemBackupCodeRequest(accountId: other, code: "AAAA-BBBB-CCCC-DDDD"))
         }
 
+        // An authenticator code used again: the confirmation already took its step.
+        let totpAccount = "metrics-totp-3"
+        let enrollment = try await client.beginTotpEnrollment(BeginTotpEnrollmentRequest(accountId: totpAccount))
+        let first = try totpCode(enrollment.secretBase32)
+        #expect(
+            try await client.confirmTotpEnrollment(ConfirmTotpEnrollmentRequest(accountId: totpAccount, code: first))
+                .success)
+        #expect(!(try await client.verify(VerifyRequest(accountId: totpAccount, purpose: .login, code: first)).success))
+
         let after = try Self.scrape(url)
-        #expect(after.value("otpd_calls_total", ["method": "Verify", "status": "OK"]) == 5)
+        #expect(after.value("otpd_calls_total", ["method": "Verify", "status": "OK"]) == 6)
         #expect(after.value("otpd_calls_total", ["method": "StartChallenge", "status": "RESOURCE_EXHAUSTED"]) == 1)
-        #expect(after.value("otpd_call_duration_seconds_count", ["method": "Verify"]) == 5)
+        #expect(after.value("otpd_call_duration_seconds_count", ["method": "Verify"]) == 6)
+        #expect(after.value("otpd_verifications_total", ["outcome": "replay", "factor": "totp"]) == 1)
         #expect(after.value("otpd_verifications_total", ["outcome": "success", "factor": "sms"]) == 2)
         #expect(after.value("otpd_verifications_total", ["outcome": "wrong", "factor": "sms"]) == 1)
         #expect(after.value("otpd_verifications_total", ["outcome": "malformed", "factor": "sms"]) == 1)
