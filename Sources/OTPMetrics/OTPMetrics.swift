@@ -198,14 +198,20 @@ public enum OTPMetrics {
             duration = Timer(label: callDuration, dimensions: [("method", method)])
         }
 
-        /// One answered call: `status` is its gRPC status name (`OK`, `INVALID_ARGUMENT`, ...).
+        /// One answered call: `status` is its gRPC status name (`OK`, `INVALID_ARGUMENT`, ...),
+        /// nil for OK.
         public func record(status: String?, duration elapsed: Duration) {
+            count(status: status)
+            duration.recordNanoseconds(elapsed.nanoseconds)
+        }
+
+        /// One answered call whose time is not measured (see `MeteredRouter`).
+        public func count(status: String?) {
             if let status {
                 Counter(label: calls, dimensions: [("method", method), ("status", status)]).increment()
             } else {
                 succeeded.increment()
             }
-            duration.recordNanoseconds(elapsed.nanoseconds)
         }
     }
 
