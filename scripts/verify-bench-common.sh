@@ -24,7 +24,9 @@ pid=""
 cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; [[ ${KEEP_TMP:-0} == 1 ]] || rm -rf "$tmp"; }
 trap cleanup EXIT INT TERM
 
-# start_otpd [TOML]: otpd with synchronous=FULL, budgets off, and TOML appended.
+# start_otpd [TOML]: otpd with synchronous=FULL, budgets and the SMS pumping breaker off (the
+# preparation texts thousands of new numbers of one range and verifies only some: to the
+# breaker that is a pumping run), and TOML appended.
 start_otpd() {
     cat > "$tmp/otpd.toml" <<TOML
 [storage]
@@ -35,8 +37,11 @@ level = "warning"
 resend_cooldown_seconds = 0
 per_account_per_hour = 1000
 per_phone_per_day = 1000
+verifications_per_phone_per_day = 1000
 per_country_per_hour = 0
 global_per_minute = 0
+[sms_breaker]
+enabled = false
 ${1:-}
 TOML
     (cd "$tmp" && exec "$otpd" --config otpd.toml --socket "$tmp/otpd.sock" --database "$tmp/otpd.sqlite" \

@@ -55,20 +55,20 @@ public struct SMSBreakerPolicy: Sendable, Equatable {
 
     /// Checks the ranges of the settings.
     public func validate() throws(TwoFactorError) {
-        func check(_ ok: Bool, _ message: String) throws(TwoFactorError) {
-            if !ok { throw TwoFactorError(.invalidArgument, message) }
-        }
-        try check(window >= 60 && window <= 86_400, "the SMS breaker's window must be 1 minute to 1 day")
-        try check((4...8).contains(prefixDigits), "the SMS breaker's range must be 4-8 digits after the country code")
-        try check(minimumTextsPerRange >= 1, "the SMS breaker's minimum texts per range must be at least 1")
-        try check(minimumTextsPerCountry >= 0, "the SMS breaker's minimum texts per country must not be negative")
-        try check(
+        try checkSetting(window >= 60 && window <= 86_400, "the SMS breaker's window must be 1 minute to 1 day")
+        try checkSetting(
+            (4...8).contains(prefixDigits), "the SMS breaker's range must be 4-8 digits after the country code")
+        try checkSetting(minimumTextsPerRange >= 1, "the SMS breaker's minimum texts per range must be at least 1")
+        try checkSetting(
+            minimumTextsPerCountry >= 0, "the SMS breaker's minimum texts per country must not be negative")
+        try checkSetting(
             minimumVerifiedFraction > 0 && minimumVerifiedFraction <= 1,
             "the SMS breaker's minimum verified fraction must be above 0 and at most 1")
-        try check(
+        try checkSetting(
             decisionDelay >= 10 && decisionDelay <= window,
             "the SMS breaker's decision delay must be 10 s to the window")
-        try check(coolOff >= 60 && coolOff <= 7 * 86_400, "the SMS breaker's cool-off must be 1 minute to 7 days")
+        try checkSetting(
+            coolOff >= 60 && coolOff <= 7 * 86_400, "the SMS breaker's cool-off must be 1 minute to 7 days")
     }
 }
 

@@ -76,28 +76,27 @@ public struct TwoFactorPolicy: Sendable {
 
     /// Checks the ranges the security rules demand.
     public func validate() throws(TwoFactorError) {
-        func check(_ ok: Bool, _ message: String) throws(TwoFactorError) {
-            if !ok { throw TwoFactorError(.invalidArgument, message) }
-        }
-        try check(codeLifetime >= 30 && codeLifetime <= 600, "code lifetime must be 30-600 seconds")
-        try check((1...20).contains(attemptsPerChallenge), "attempts per challenge must be 1-20")
-        try check((1...100).contains(lockThreshold), "lock threshold must be 1-100")
-        try check(!lockDurations.isEmpty && lockDurations.allSatisfy { $0 > 0 }, "lock durations must be positive")
-        try check(
+        try checkSetting(codeLifetime >= 30 && codeLifetime <= 600, "code lifetime must be 30-600 seconds")
+        try checkSetting((1...20).contains(attemptsPerChallenge), "attempts per challenge must be 1-20")
+        try checkSetting((1...100).contains(lockThreshold), "lock threshold must be 1-100")
+        try checkSetting(
+            !lockDurations.isEmpty && lockDurations.allSatisfy { $0 > 0 }, "lock durations must be positive")
+        try checkSetting(
             maximumConsecutiveFailures >= lockThreshold && maximumConsecutiveFailures <= 100,
             "maximum consecutive failures must be between the lock threshold and 100")
-        try check(resendCooldown >= 0 && maximumResendCooldown >= resendCooldown, "resend cooldowns are inconsistent")
-        try check(
+        try checkSetting(
+            resendCooldown >= 0 && maximumResendCooldown >= resendCooldown, "resend cooldowns are inconsistent")
+        try checkSetting(
             smsPerAccountPerHour > 0 && smsPerPhonePerDay > 0 && smsVerificationsPerPhonePerDay > 0
                 && smsPerCountryPerHour >= 0 && smsGlobalPerMinute >= 0,
             "SMS budgets per account and per number must be positive")
-        try check((0...2).contains(totpWindow), "TOTP window must be 0-2 steps")
-        try check((5...20).contains(backupCodeCount), "backup code count must be 5-20")
-        try check(!issuer.isEmpty && !issuer.contains(":"), "issuer must be non-empty and contain no colon")
-        try check(
+        try checkSetting((0...2).contains(totpWindow), "TOTP window must be 0-2 steps")
+        try checkSetting((5...20).contains(backupCodeCount), "backup code count must be 5-20")
+        try checkSetting(!issuer.isEmpty && !issuer.contains(":"), "issuer must be non-empty and contain no colon")
+        try checkSetting(
             (eventRetention ?? .infinity) >= 86_400 && (deliveryRetention ?? .infinity) >= 86_400,
             "event and delivery retention must be at least one day")
-        try check(expiredChallengeRetention >= 0, "expired challenge retention must not be negative")
+        try checkSetting(expiredChallengeRetention >= 0, "expired challenge retention must not be negative")
         try smsBreaker.validate()
     }
 
@@ -112,4 +111,9 @@ public struct TwoFactorPolicy: Sendable {
         let factor = pow(2.0, Double(min(sends - 1, 16)))
         return min(resendCooldown * factor, maximumResendCooldown)
     }
+}
+
+/// The check of one setting's range: INVALID_ARGUMENT with `message` unless `ok`.
+func checkSetting(_ ok: Bool, _ message: String) throws(TwoFactorError) {
+    if !ok { throw TwoFactorError(.invalidArgument, message) }
 }
