@@ -7,6 +7,7 @@ import NIOPosix
 import OTPMetrics
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 /// The daemon's metrics: swift-metrics bootstrapped with a swift-prometheus registry, whose
 /// text `GET /metrics` (``MetricsEndpoint``) and `GetMetrics` (`otpctl metrics`) serve. The
@@ -81,9 +82,14 @@ enum MetricsAddress {
 }
 
 /// `GET /metrics` over HTTP/1.1 on `[metrics] listen`: the registry's text, nothing else (every
-/// other path is 404, every other method 405). Requests are small and answered at once; a
-/// client that sends more than a request head is cut off.
+/// other path is 404, every other method 405). Requests are small and answered at once. Any
+/// local process can reach the port, so what it may hold is bounded: at most
+/// ``maximumConnections`` connections (more are closed at once) and each is closed after
+/// ``idleTimeout`` without a request, so idle scrapers cannot use up otpd's file descriptors.
 struct MetricsEndpoint: Service {
+    static let maximumConnections = 16
+    static let idleTimeout = TimeAmount.seconds(10)
+
     let host: String
     let port: Int
     let metrics: DaemonMetrics
@@ -92,12 +98,18 @@ struct MetricsEndpoint: Service {
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let metrics = self.metrics
+        let open = OpenConnections()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(MetricsHTTPHandler(metrics: metrics))
+                guard open.admit(limit: Self.maximumConnections) else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.remove() }
+                return channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(IdleStateHandler(allTimeout: Self.idleTimeout))
+                    try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+                    try pipeline.addHandler(MetricsHTTPHandler(metrics: metrics))
                 }
             }
             .bind(host: host, port: port).get()
@@ -111,6 +123,22 @@ struct MetricsEndpoint: Service {
     }
 }
 
+/// The metrics endpoint's open connections.
+final class OpenConnections: Sendable {
+    private let count = Atomic<Int>(0)
+
+    /// Counts a new connection unless `limit` are open already.
+    func admit(limit: Int) -> Bool {
+        if count.add(1, ordering: .relaxed).newValue <= limit { return true }
+        count.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func remove() {
+        count.subtract(1, ordering: .relaxed)
+    }
+}
+
 /// Answers one HTTP request at a time on its connection.
 final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = HTTPServerRequestPart
@@ -120,6 +148,15 @@ final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
 
     init(metrics: DaemonMetrics) {
         self.metrics = metrics
+    }
+
+    /// An idle connection (``MetricsEndpoint/idleTimeout``) is closed.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -84,6 +84,9 @@ struct AdministratorTests {
             await expectDenied("UpdateSmsBreaker") { () async throws(RPCError) in
                 try await client.updateSmsBreaker(UpdateSmsBreakerRequest(scope: "+44", action: .exempt))
             }
+            await expectDenied("GetMetrics") { () async throws(RPCError) in
+                try await client.getMetrics()
+            }
 
             // Nothing changed: still locked with its phone number, no new event, no text sent.
             let after = try await client.getStatus(GetStatusRequest(accountId: account))

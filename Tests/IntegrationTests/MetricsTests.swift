@@ -200,6 +200,43 @@ struct MetricsTests {
         #expect(try Self.scrape("http://127.0.0.1:\(port)/other").status == 404)
     }
 
+    /// A TCP connection to 127.0.0.1:`port` that waits at most 5 s for a read.
+    static func connect(_ port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        try #require(connected)
+        return fd
+    }
+
+    /// Any local process can reach the endpoint: idle connections beyond the cap are closed at
+    /// once, so they cannot use up the daemon's file descriptors; once they go, scrapes work.
+    @Test func theEndpointHoldsABoundedNumberOfConnections() async throws {
+        let port = try Self.freePort()
+        let daemon = try DaemonProcess(config: "[metrics]\nlisten = \"127.0.0.1:\(port)\"\n")
+        defer { Task { await daemon.cleanUp() } }
+        try await daemon.start()
+        let held = try (0..<16).map { _ in try Self.connect(port) }
+        let extra = try Self.connect(port)
+        var byte: UInt8 = 0
+        #expect(recv(extra, &byte, 1, 0) == 0, "the 17th connection was not closed")
+        close(extra)
+        held.forEach { close($0) }
+        // The server notices the closes on its event loop; give it a moment before the scrape.
+        try await Task.sleep(for: .seconds(1))
+        let status = try Self.scrape("http://127.0.0.1:\(port)/metrics").status
+        #expect(status == 200)
+    }
+
     /// The endpoint stays on this host unless the operator says otherwise.
     @Test func aNonLoopbackAddressIsRefusedUnlessAllowed() throws {
         let directory = try TemporaryDirectory()
