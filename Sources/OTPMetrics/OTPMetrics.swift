@@ -113,13 +113,16 @@ public enum OTPMetrics {
         hot.verifications[outcome]?[factor]?.increment()
     }
 
-    /// The instruments recorded on every Verify and every commit, made once (on first use,
+    /// The instruments recorded on every Verify, every call off the event loop, every
+    /// connection and every commit, made once (on first use,
     /// which is after the daemon's bootstrap: otpd bootstraps before it serves) so that the
     /// hot path does no registry lookup.
     private struct HotInstruments: Sendable {
         let verifications: [VerificationOutcome: [Factor: Counter]]
         let batchSize: Recorder
         let commitDuration: Timer
+        let connections: Gauge
+        let callsInFlight: Gauge
 
         init() {
             var verifications: [VerificationOutcome: [Factor: Counter]] = [:]
@@ -133,6 +136,8 @@ public enum OTPMetrics {
             self.verifications = verifications
             batchSize = Recorder(label: writerBatchSize)
             commitDuration = Timer(label: OTPMetrics.commitDuration)
+            connections = Gauge(label: OTPMetrics.connections)
+            callsInFlight = Gauge(label: OTPMetrics.callsInFlight)
         }
     }
 
@@ -217,11 +222,11 @@ public enum OTPMetrics {
 
     /// Open connections and calls in flight, kept as gauges by the server.
     public static func setConnections(_ count: Int) {
-        Gauge(label: connections).record(count)
+        hot.connections.record(count)
     }
 
     public static func setCallsInFlight(_ count: Int) {
-        Gauge(label: callsInFlight).record(count)
+        hot.callsInFlight.record(count)
     }
 }
 
