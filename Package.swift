@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C: system libraries, generated protobuf-c code, and a tiny POSIX shim.
@@ -59,6 +61,18 @@ let package = Package(
         .target(
             name: "OTPStore",
             dependencies: ["OTPCore", "OTPMetrics", "CSQLite", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings),
+        // The domain's storage on PostgreSQL, for several daemons sharing one database.
+        .target(
+            name: "OTPPostgres",
+            dependencies: [
+                "OTPCore", "OTPMetrics",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings),
         .target(
             name: "OTPSMS",

@@ -256,6 +256,64 @@ public protocol SMSBudgetStorage {
     func pruneSMSSends(before: Date) throws
 }
 
+/// A place in the order in which the notification hook reads the audit trail: after every event
+/// that sorts at or before it. Positions sort by `transaction`, then by `id`.
+///
+/// A store whose event ids follow commit order (SQLite's single writer) leaves `transaction` at 0.
+/// A store where several writers commit at once (PostgreSQL) puts the writing transaction's
+/// number there: ids are handed out before commit, so a smaller id can commit after a larger one
+/// was read, but a transaction number below the oldest one still running can never appear again
+/// (see `EventStorage.notificationHorizon()`).
+public struct EventPosition: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// The order of the transaction that recorded the event; 0 where ids follow commit order.
+    public var transaction: UInt64
+    /// The event's id.
+    public var id: Int64
+
+    public init(transaction: UInt64 = 0, id: Int64) {
+        self.transaction = transaction
+        self.id = id
+    }
+
+    public static func < (lhs: EventPosition, rhs: EventPosition) -> Bool {
+        (lhs.transaction, lhs.id) < (rhs.transaction, rhs.id)
+    }
+
+    /// `ID` when `transaction` is 0, else `TRANSACTION:ID` (how the cursor is stored).
+    public var description: String { transaction == 0 ? "\(id)" : "\(transaction):\(id)" }
+
+    /// Parses ``description``; nil for anything else.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        switch parts.count {
+        case 1:
+            guard let id = Int64(parts[0]), id >= 0 else { return nil }
+            self.init(id: id)
+        case 2:
+            guard let transaction = UInt64(parts[0]), let id = Int64(parts[1]), id >= 0 else { return nil }
+            self.init(transaction: transaction, id: id)
+        default:
+            return nil
+        }
+    }
+}
+
+/// One page of the notification hook's reading (`EventStorage.eventsToNotify`).
+public struct NotificationPage: Sendable, Equatable {
+    /// The events of the requested kinds, in position order, each with its position.
+    public var events: [EventRecord]
+    public var positions: [EventPosition]
+    /// Every event up to here was looked at (those of other kinds skipped), unless the page is
+    /// full, when the hook stops at its last event instead.
+    public var lookedThrough: EventPosition
+
+    public init(events: [EventRecord], positions: [EventPosition], lookedThrough: EventPosition) {
+        self.events = events
+        self.positions = positions
+        self.lookedThrough = lookedThrough
+    }
+}
+
 /// The audit trail and the notification hook's position in it.
 public protocol EventStorage {
     /// Appends an event and returns its id.
@@ -263,14 +321,19 @@ public protocol EventStorage {
     func appendEvent(_ event: EventRecord) throws -> Int64
     /// Events newest first: of one account (or all when nil), with ids below `beforeID`.
     func events(accountID: String?, beforeID: Int64?, limit: Int) throws -> [EventRecord]
-    /// Events of `kinds` with ids in `afterID+1 ... throughID`, oldest first, at most `limit`
-    /// (for the notification hook).
-    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws -> [EventRecord]
-    /// The newest event's id, 0 when there is none.
+    /// The position the notification hook may read up to now: every event at or before it is
+    /// committed and visible to this transaction, and no event committed later can sort at or
+    /// before it. Everything between the hook's bookmark and this position can be delivered.
+    func notificationHorizon() throws -> EventPosition
+    /// Events of `kinds` after `after` and at or before `through`, in position order, at most
+    /// `limit`, looking at no more than `window` events of any kind (for the notification hook).
+    func eventsToNotify(after: EventPosition, through: EventPosition, kinds: Set<EventKind>, window: Int, limit: Int)
+        throws -> NotificationPage
+    /// The newest event's id, 0 when there is none (the backlog estimate of the metrics).
     func lastEventID() throws -> Int64
-    /// The id of the last event the notification hook has handled, nil before its first run.
-    func notificationCursor() throws -> Int64?
-    func setNotificationCursor(_ id: Int64) throws
+    /// The last position the notification hook has handled, nil before its first run.
+    func notificationCursor() throws -> EventPosition?
+    func setNotificationCursor(_ position: EventPosition) throws
     /// The oldest events, as far as they were recorded before `before`, at most `limit`;
     /// returns how many.
     func deleteEvents(before: Date, limit: Int) throws -> Int
@@ -304,10 +367,19 @@ public protocol DeliveryStorage {
 public protocol StoreTransaction:
     AccountStorage, ChallengeStorage, BackupCodeStorage, SMSBudgetStorage, SMSBreakerStorage, EventStorage,
     DeliveryStorage
-{}
+{
+    /// Runs `action` once this transaction has committed, never if it does not (it fails, or
+    /// the store runs the body again after a conflict). For what must count only what is
+    /// stored: metrics.
+    func afterCommit(_ action: @escaping @Sendable () -> Void)
+}
 
-/// Durable storage for the domain. Transactions are serialized: no two bodies run at once, so
-/// a body's reads and writes form one atomic step (counters, single use, replay checks).
+/// Durable storage for the domain. Transactions are serializable: the outcome is that of some
+/// order in which no two bodies overlap, so a body's reads and writes form one atomic step
+/// (counters, single use, replay checks). A store may run a body more than once (a store that
+/// runs transactions at once retries one that conflicted), so a body's only effects are its
+/// store operations and its result; what must happen once goes through
+/// `StoreTransaction.afterCommit`.
 public protocol TwoFactorStore: Sendable {
     /// Runs `body` in a transaction and returns its result once the transaction is durably
     /// committed. If `body` throws, none of its changes are kept. Storage failures throw.

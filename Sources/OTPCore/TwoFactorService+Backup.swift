@@ -67,13 +67,14 @@ extension TwoFactorService {
                 _ = try self.consumeBackupCode(code, account: AccountRecord(id: accountID, now: now), now: now, in: tx)
                 _ = try tx.remainingBackupCodes(accountID: accountID)
                 try tx.countUnknownAccountAttempt()
-                OTPMetrics.verification(BackupCode(parsing: code) == nil ? .malformed : .wrong, factor: .backup)
+                let outcome: OTPMetrics.VerificationOutcome = BackupCode(parsing: code) == nil ? .malformed : .wrong
+                tx.afterCommit { OTPMetrics.verification(outcome, factor: .backup) }
                 try self.audit(
                     .backupCodeRedeemed, .failure, account: accountID, detail: "no such account", at: now, in: tx)
                 return .success(BackupRedemption(success: false, remaining: 0, low: false))
             }
             if self.isLocked(account, at: now) {
-                OTPMetrics.verification(.locked, factor: .backup)
+                tx.afterCommit { OTPMetrics.verification(.locked, factor: .backup) }
                 return .success(
                     try self.failCounted(&account, .backupCodeRedeemed, detail: "account locked", now: now, in: tx) {
                         BackupRedemption(success: false, remaining: 0, low: false, lockedUntil: $0.lockedUntil)
@@ -82,8 +83,9 @@ extension TwoFactorService {
             let consumed = try self.consumeBackupCode(code, account: account, now: now, in: tx)
             let remaining = try tx.remainingBackupCodes(accountID: accountID)
             let low = remaining <= self.policy.backupCodesLowWatermark
-            OTPMetrics.verification(
-                consumed ? .success : BackupCode(parsing: code) == nil ? .malformed : .wrong, factor: .backup)
+            let outcome: OTPMetrics.VerificationOutcome =
+                consumed ? .success : BackupCode(parsing: code) == nil ? .malformed : .wrong
+            tx.afterCommit { OTPMetrics.verification(outcome, factor: .backup) }
             if consumed {
                 self.registerSuccess(&account, now: now)
                 try tx.saveAccount(account)

@@ -33,12 +33,13 @@ extension TwoFactorService {
                             + "\(Int((settings.minimumVerifiedFraction * 100).rounded()))%); verification texts to it "
                             + "paused until \(WireTimestamp(until))",
                         at: now, in: tx)
-                    OTPMetrics.breakerTrip(scope.isCountry ? .country : .range)
+                    let kind: OTPMetrics.BreakerScope = scope.isCountry ? .country : .range
+                    tx.afterCommit { OTPMetrics.breakerTrip(kind) }
                     pausedUntil = until
                 }
             }
             guard let pausedUntil else { continue }
-            OTPMetrics.budgetRefusal(.breaker)
+            tx.afterCommit { OTPMetrics.budgetRefusal(.breaker) }
             try audit(
                 .codeRefused, .rateLimited, account: accountID,
                 detail: "verify_phone: the SMS breaker paused \(scope) until \(WireTimestamp(pausedUntil))",

@@ -351,7 +351,7 @@ extension TwoFactorService {
     ) throws -> TwoFactorError? {
         func exhausted(_ message: String, until: Date, _ detail: String, _ budget: OTPMetrics.Budget) -> TwoFactorError
         {
-            OTPMetrics.budgetRefusal(budget)
+            tx.afterCommit { OTPMetrics.budgetRefusal(budget) }
             return TwoFactorError(.resourceExhausted, message, retryAfter: retryAfter(until, now), logDetail: detail)
         }
         let hourAgo = now.addingTimeInterval(-3600)
@@ -486,7 +486,7 @@ extension TwoFactorService {
         if isLocked(account, at: now), stored != nil {
             // A guess during a lock is still a guess: it counts, and the lock holds even for
             // the right code.
-            OTPMetrics.verification(.locked, factor: tried)
+            tx.afterCommit { OTPMetrics.verification(.locked, factor: tried) }
             return try failCounted(
                 &account, .verify, detail: "\(purpose.rawValue): account locked", now: now, in: tx
             ) { saved in
@@ -520,7 +520,8 @@ extension TwoFactorService {
                 // counter of such attempts takes the account row's place in the commit, so an
                 // unknown account costs what a wrong code costs (docs/SECURITY.md §13; without it,
                 // bench-uniform.sh measured it 13 % faster).
-                OTPMetrics.verification(parsed == nil ? .malformed : .wrong, factor: tried)
+                let outcome: OTPMetrics.VerificationOutcome = parsed == nil ? .malformed : .wrong
+                tx.afterCommit { OTPMetrics.verification(outcome, factor: tried) }
                 try tx.countUnknownAccountAttempt()
                 try audit(
                     .verify, .failure, account: accountID, detail: "\(purpose.rawValue): no such account", at: now,
@@ -534,7 +535,8 @@ extension TwoFactorService {
                 try tx.updateChallenge(
                     id: challenge.id, state: attemptsLeft == 0 ? .voided : .active, attemptsLeft: attemptsLeft)
             }
-            OTPMetrics.verification(reason.metricOutcome, factor: tried)
+            let outcome = reason.metricOutcome
+            tx.afterCommit { OTPMetrics.verification(outcome, factor: tried) }
             // Only the account id comes back: the account's state (its masked number, its
             // failure count) would tell a known account from an unknown one (docs/SECURITY.md §13).
             return try failCounted(
@@ -549,7 +551,8 @@ extension TwoFactorService {
         }
 
         // Success.
-        OTPMetrics.verification(.success, factor: factor == .totp ? .totp : .sms)
+        let succeeded: OTPMetrics.Factor = factor == .totp ? .totp : .sms
+        tx.afterCommit { OTPMetrics.verification(.success, factor: succeeded) }
         registerSuccess(&account, now: now)
         if let challenge {
             try tx.updateChallenge(id: challenge.id, state: .used, attemptsLeft: challenge.attemptsLeft)

@@ -30,7 +30,7 @@ extension TwoFactorService {
     /// failing is still delivered.)
     public func prepareNotifications() async throws(TwoFactorError) {
         try await transact { tx in
-            if try tx.notificationCursor() == nil { try tx.setNotificationCursor(try tx.lastEventID()) }
+            if try tx.notificationCursor() == nil { try tx.setNotificationCursor(try tx.notificationHorizon()) }
             return .success(())
         }
     }
@@ -44,23 +44,28 @@ extension TwoFactorService {
     /// - Throws: the notifier's error after saving the bookmark just before the event that
     ///   failed, or `TwoFactorError` when the store fails.
     public func deliverNotifications(
-        kinds: Set<EventKind>, to notifier: any EventNotifier, limit: Int = 100, window: Int64 = 10_000
+        kinds: Set<EventKind>, to notifier: any EventNotifier, limit: Int = 100, window: Int = 10_000
     ) async throws -> (delivered: Int, caughtUp: Bool) {
-        let (start, through, newest, events): (Int64, Int64, Int64, [EventRecord]) = try await transact { tx in
-            let newest = try tx.lastEventID()
-            guard let start = try tx.notificationCursor() else {
-                try tx.setNotificationCursor(newest)
-                return .success((newest, newest, newest, []))
+        let (start, horizon, newestID, page): (EventPosition, EventPosition, Int64, NotificationPage) =
+            try await transact { tx in
+                let horizon = try tx.notificationHorizon()
+                let newestID = try tx.lastEventID()
+                guard let start = try tx.notificationCursor() else {
+                    try tx.setNotificationCursor(horizon)
+                    return .success(
+                        (
+                            horizon, horizon, newestID,
+                            NotificationPage(events: [], positions: [], lookedThrough: horizon)
+                        ))
+                }
+                let page = try tx.eventsToNotify(
+                    after: start, through: horizon, kinds: kinds, window: max(1, window), limit: limit)
+                return .success((start, horizon, newestID, page))
             }
-            let through = min(newest, start + max(1, window))
-            return .success(
-                (start, through, newest, try tx.events(afterID: start, throughID: through, kinds: kinds, limit: limit)))
-        }
-        // Every event up to `through` was looked at, unless the page was full.
         var cursor = start
         var delivered = 0
         var failure: (any Error)?
-        for event in events {
+        for (event, position) in zip(page.events, page.positions) {
             do {
                 try await notifier.notify(event)
             } catch {
@@ -68,10 +73,10 @@ extension TwoFactorService {
                 break
             }
             delivered += 1
-            cursor = event.id
+            cursor = position
         }
-        let sawWholeWindow = failure == nil && events.count < limit
-        if sawWholeWindow { cursor = through }
+        // Every event up to `lookedThrough` was looked at, unless the page was full.
+        if failure == nil && page.events.count < limit { cursor = max(cursor, page.lookedThrough) }
         if cursor != start {
             let bookmark = cursor
             try await transact { tx in
@@ -79,10 +84,10 @@ extension TwoFactorService {
                 return .success(())
             }
         }
-        // What the hook has still to look at: every event after the bookmark.
-        OTPMetrics.setNotificationBacklog(Int(max(0, newest - (failure == nil ? max(cursor, through) : cursor))))
+        // What the hook has still to look at, estimated by ids: every event after the bookmark.
+        OTPMetrics.setNotificationBacklog(cursor >= horizon ? 0 : Int(max(0, newestID - cursor.id)))
         if let failure { throw failure }
         // Events recorded since the first transaction are the next round's.
-        return (delivered, cursor >= newest)
+        return (delivered, cursor >= horizon)
     }
 }

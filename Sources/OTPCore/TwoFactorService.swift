@@ -106,7 +106,7 @@ public final class TwoFactorService: Sendable {
             locked = true
         }
         if locked {
-            OTPMetrics.lockout()
+            tx.afterCommit { OTPMetrics.lockout() }
             let until =
                 account.lockedUntil == .distantFuture
                 ? "until an administrator unlocks it" : "for \(Int(account.lockedUntil!.timeIntervalSince(now))) s"

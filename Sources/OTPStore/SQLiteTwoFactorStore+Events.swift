@@ -24,36 +24,46 @@ extension SQLiteStoreTransaction {
         }
     }
 
+    /// Ids follow commit order here (one writer), so the horizon is the newest event.
+    func notificationHorizon() throws(StoreError) -> EventPosition {
+        EventPosition(id: try lastEventID())
+    }
+
     /// Oldest first; `limit` is clamped to 1...1000. The kinds are matched inside SQLite, so
     /// the events skipped cost no decoding.
-    func events(afterID: Int64, throughID: Int64, kinds: Set<EventKind>, limit: Int) throws(StoreError) -> [EventRecord]
-    {
-        try perform { db throws(StoreError) in
+    func eventsToNotify(
+        after: EventPosition, through: EventPosition, kinds: Set<EventKind>, window: Int, limit: Int
+    ) throws(StoreError) -> NotificationPage {
+        let last = min(through.id, after.id + Int64(max(1, window)))
+        let events: [EventRecord] = try perform { db throws(StoreError) in
             guard !kinds.isEmpty else { return [] }
-            var parameters: [SQLValue] = [.integer(afterID), .integer(throughID)]
+            var parameters: [SQLValue] = [.integer(after.id), .integer(last)]
             for kind in kinds.map(\.rawValue).sorted() { parameters.append(.text(kind)) }
             parameters.append(.integer(Int64(min(max(limit, 1), 1000))))
             return try db.rows(SQL.eventsOfKinds[kinds.count - 1], parameters).map(Self.decodeEvent)
         }
+        return NotificationPage(
+            events: events, positions: events.map { EventPosition(id: $0.id) },
+            lookedThrough: EventPosition(id: max(after.id, last)))
     }
 
     func lastEventID() throws(StoreError) -> Int64 {
         try perform { db throws(StoreError) in try db.scalar(SQL.lastEventID) ?? 0 }
     }
 
-    func notificationCursor() throws(StoreError) -> Int64? {
+    func notificationCursor() throws(StoreError) -> EventPosition? {
         try perform { db throws(StoreError) in
             guard let text = try db.metaValue(forKey: "notify_cursor") else { return nil }
-            guard let value = Int64(text) else {
-                throw StoreError(kind: .corrupt, message: "daemon_meta.notify_cursor is not a number")
+            guard let value = EventPosition(text) else {
+                throw StoreError(kind: .corrupt, message: "daemon_meta.notify_cursor is not an event position")
             }
             return value
         }
     }
 
-    func setNotificationCursor(_ id: Int64) throws(StoreError) {
+    func setNotificationCursor(_ position: EventPosition) throws(StoreError) {
         try perform { db throws(StoreError) in
-            try db.setMetaValue(String(id), forKey: "notify_cursor")
+            try db.setMetaValue(position.description, forKey: "notify_cursor")
         }
     }
 

@@ -50,14 +50,17 @@ public final class SQLiteTwoFactorStore: TwoFactorStore {
     public func transaction<T: Sendable>(
         _ body: @escaping @Sendable (any StoreTransaction) throws -> T
     ) async throws -> T {
-        try await store.write { connection in
+        let (value, afterCommit) = try await store.write { connection in
             let transaction = SQLiteStoreTransaction(connection: connection)
             defer { transaction.end() }
             let value = try body(transaction)
             // A storage failure the body caught must still refuse the whole transaction.
             if let failure = transaction.failure { throw failure }
-            return value
+            return (value, transaction.afterCommitActions)
         }
+        // `write` returned: the batch that holds this body's changes is committed.
+        for action in afterCommit { action() }
+        return value
     }
 }
 
@@ -72,9 +75,15 @@ final class SQLiteStoreTransaction: StoreTransaction {
     /// The first storage error raised by an operation of this transaction, if any. Once set,
     /// every later operation throws it again.
     private(set) var failure: StoreError?
+    /// What `afterCommit` asked for, run by `SQLiteTwoFactorStore.transaction` after the commit.
+    private(set) var afterCommitActions: [@Sendable () -> Void] = []
 
     init(connection: SQLiteConnection) {
         self.connection = connection
+    }
+
+    func afterCommit(_ action: @escaping @Sendable () -> Void) {
+        afterCommitActions.append(action)
     }
 
     /// Ends the transaction object's life; later operations throw.

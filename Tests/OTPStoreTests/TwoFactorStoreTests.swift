@@ -672,9 +672,12 @@ struct TwoFactorStoreTests {
             #expect(stored.contains { $0.0 == "sms_delivery_failed" })
             #expect(stored.contains { $0.1 == "rate_limited" })
             let read = try await store.transaction { tx in
-                try tx.events(afterID: 0, throughID: 1000, kinds: [.phoneVerified, .accountReset], limit: 10)
+                try tx.eventsToNotify(
+                    after: EventPosition(id: 0), through: EventPosition(id: 1000),
+                    kinds: [.phoneVerified, .accountReset],
+                    window: 1000, limit: 10)
             }
-            #expect(read.map(\.kind) == [.phoneVerified, .accountReset])
+            #expect(read.events.map(\.kind) == [.phoneVerified, .accountReset])
 
             // A spelling otpd does not know (a newer build, a manual edit) is corruption: reading
             // it throws, it is never skipped or turned into another kind.
@@ -694,7 +697,9 @@ struct TwoFactorStoreTests {
             }
             await #expect {
                 _ = try await store.transaction { tx in
-                    try tx.events(afterID: 0, throughID: 1000, kinds: [.verify], limit: 1000)
+                    try tx.eventsToNotify(
+                        after: EventPosition(id: 0), through: EventPosition(id: 1000), kinds: [.verify], window: 1000,
+                        limit: 1000)
                 }
             } throws: { error in
                 (error as? StoreError)?.kind == .corrupt
