@@ -108,7 +108,8 @@ let package = Package(
         .executableTarget(
             name: "otpd",
             dependencies: [
-                "OTPServer", "OTPProtocol", "OTPStore", "OTPSMS", "OTPCore", "OTPFiles", "OTPMetrics", "COTPSys",
+                "OTPServer", "OTPProtocol", "OTPStore", "OTPPostgres", "OTPSMS", "OTPCore", "OTPFiles", "OTPMetrics",
+                "COTPSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -205,7 +206,7 @@ let package = Package(
             exclude: ["Vectors"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "OTPStoreTests", dependencies: ["OTPStore", "OTPCore", "OTPTestSupport"],
+            name: "OTPStoreTests", dependencies: ["OTPStore", "OTPPostgres", "OTPCore", "OTPTestSupport"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPServerTests",

@@ -2356,7 +2356,7 @@ const ProtobufCMessageDescriptor otp__v1__server_info_request__descriptor =
   (ProtobufCMessageInit) otp__v1__server_info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor otp__v1__server_info_response__field_descriptors[9] =
+static const ProtobufCFieldDescriptor otp__v1__server_info_response__field_descriptors[12] =
 {
   {
     "version",
@@ -2466,6 +2466,42 @@ static const ProtobufCFieldDescriptor otp__v1__server_info_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "storage_backend",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ServerInfoResponse, storage_backend),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "storage_reachable",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ServerInfoResponse, storage_reachable),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "storage_problem",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Otp__V1__ServerInfoResponse, storage_problem),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned otp__v1__server_info_response__field_indices_by_name[] = {
   4,   /* field[4] = connections */
@@ -2474,6 +2510,9 @@ static const unsigned otp__v1__server_info_response__field_indices_by_name[] = {
   3,   /* field[3] = schema_version */
   6,   /* field[6] = sms_sender */
   7,   /* field[7] = started_at */
+  9,   /* field[9] = storage_backend */
+  11,   /* field[11] = storage_problem */
+  10,   /* field[10] = storage_reachable */
   8,   /* field[8] = unrecorded_events */
   1,   /* field[1] = uptime_seconds */
   0,   /* field[0] = version */
@@ -2481,7 +2520,7 @@ static const unsigned otp__v1__server_info_response__field_indices_by_name[] = {
 static const ProtobufCIntRange otp__v1__server_info_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor otp__v1__server_info_response__descriptor =
 {
@@ -2491,7 +2530,7 @@ const ProtobufCMessageDescriptor otp__v1__server_info_response__descriptor =
   "Otp__V1__ServerInfoResponse",
   "otp.v1",
   sizeof(Otp__V1__ServerInfoResponse),
-  9,
+  12,
   otp__v1__server_info_response__field_descriptors,
   otp__v1__server_info_response__field_indices_by_name,
   1,  otp__v1__server_info_response__number_ranges,

@@ -31,8 +31,12 @@ struct PostgresSession {
             case .null: bindings.appendNull()
             }
         }
-        let result = try connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).wait()
-        return (result.rows, result.metadata.rows ?? 0)
+        do {
+            let result = try connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).wait()
+            return (result.rows, result.metadata.rows ?? 0)
+        } catch {
+            throw PostgresStoreError(error)
+        }
     }
 
     func rows(_ sql: String, _ values: [PGValue] = []) throws -> [PostgresRow] {
@@ -132,7 +136,7 @@ enum StoredTime {
     static func milliseconds(_ date: Date) throws -> Int64 {
         let value = (date.timeIntervalSince1970 * 1000).rounded(.toNearestOrAwayFromZero)
         guard value.isFinite, let milliseconds = Int64(exactly: value), abs(milliseconds) <= limit else {
-            throw PostgresStoreError(message: "a time outside the storable range was given")
+            throw PostgresStoreError(kind: .constraint, message: "a time outside the storable range was given")
         }
         return milliseconds
     }

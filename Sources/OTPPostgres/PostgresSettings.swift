@@ -188,20 +188,40 @@ public struct PostgresSettings: Sendable, Equatable {
         return configuration
     }
 
-    private func clientTLS() throws -> PostgresClient.Configuration.TLS {
-        switch tls {
-        case .disable:
-            return .disable
-        case .require:
-            var tls = TLSConfiguration.makeClientConfiguration()
+    /// A single connection's configuration (the cluster role's session, outside the pool).
+    func connectionConfiguration(password: String?) throws -> PostgresConnection.Configuration {
+        var configuration: PostgresConnection.Configuration
+        switch endpoint {
+        case .tcp(let host, let port):
+            let tls: PostgresConnection.Configuration.TLS =
+                switch tls {
+                case .disable: .disable
+                case .require, .verifyFull: .require(try NIOSSLContext(configuration: try tlsConfiguration()))
+                }
+            configuration = PostgresConnection.Configuration(
+                host: host, port: port, username: user, password: password, database: database, tls: tls)
+        case .unixSocket(let path):
+            configuration = PostgresConnection.Configuration(
+                unixSocketPath: path, username: user, password: password, database: database)
+        }
+        configuration.options.connectTimeout = .seconds(Int64(connectTimeout.components.seconds))
+        configuration.options.additionalStartupParameters = [("application_name", "otpd")]
+        return configuration
+    }
+
+    private func tlsConfiguration() throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if self.tls == .require {
             tls.certificateVerification = .none
-            return .require(tls)
-        case .verifyFull:
-            var tls = TLSConfiguration.makeClientConfiguration()
+        } else {
             tls.certificateVerification = .fullVerification
             if let rootCertificatePath { tls.trustRoots = .file(rootCertificatePath) }
-            return .require(tls)
         }
+        return tls
+    }
+
+    private func clientTLS() throws -> PostgresClient.Configuration.TLS {
+        tls == .disable ? .disable : .require(try tlsConfiguration())
     }
 }
 

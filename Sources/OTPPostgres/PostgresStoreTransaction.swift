@@ -45,7 +45,7 @@ final class PostgresStoreTransaction: StoreTransaction {
 
     /// Runs `work` on the session, remembering a failure so the transaction cannot commit.
     @discardableResult
-    private func perform<R>(_ work: (PostgresSession) throws -> R) throws -> R {
+    func perform<R>(_ work: (PostgresSession) throws -> R) throws -> R {
         if let failure { throw failure }
         guard let session else {
             throw PostgresStoreError(message: "a store transaction was used after its body returned")
@@ -67,7 +67,9 @@ final class PostgresStoreTransaction: StoreTransaction {
     }
     private static func bytes(_ value: [UInt8]?, column: String) throws -> PGValue {
         guard let value else { return .null }
-        guard !value.isEmpty else { throw PostgresStoreError(message: "\(column) cannot be an empty blob") }
+        guard !value.isEmpty else {
+            throw PostgresStoreError(kind: .constraint, message: "\(column) cannot be an empty blob")
+        }
         return .bytes(value)
     }
     private static func integer(_ value: Int?) -> PGValue { value.map { .integer(Int64($0)) } ?? .null }
@@ -91,7 +93,7 @@ final class PostgresStoreTransaction: StoreTransaction {
             var step = PGValue.null
             if let value = account.totpLastStep {
                 guard let stored = Int64(exactly: value) else {
-                    throw PostgresStoreError(message: "accounts.totp_last_step is out of range")
+                    throw PostgresStoreError(kind: .constraint, message: "accounts.totp_last_step is out of range")
                 }
                 step = .integer(stored)
             }

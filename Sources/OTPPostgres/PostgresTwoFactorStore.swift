@@ -43,6 +43,8 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
     public static let maximumAttempts = 64
 
     public let settings: PostgresSettings
+    /// For the sessions opened outside the pool (`whileLeader`).
+    let password: String?
     /// The schema version after migrations.
     public let schemaVersion: Int
     let client: PostgresClient
@@ -62,6 +64,7 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
         connectDeadline: Duration = .seconds(3600), onWaiting: @Sendable (String) -> Void = { _ in }
     ) async throws {
         self.settings = settings
+        self.password = password
         self.logger = logger
         let configuration = try settings.clientConfiguration(password: password)
         var backgroundLogger = logger
@@ -193,7 +196,9 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
             } catch {
                 let problem =
                     "PostgreSQL at \(settings.redactedURL) is unreachable (\(PostgresStoreError.describe(error)))"
-                guard ContinuousClock.now - start < deadline else { throw PostgresStoreError(message: problem) }
+                guard ContinuousClock.now - start < deadline else {
+                    throw PostgresStoreError(kind: .unavailable, message: problem)
+                }
                 let message = problem + "; retrying"
                 logger.warning("\(message)")
                 onWaiting(message)
@@ -262,24 +267,65 @@ private final class LeaseFlag: Sendable {
 
 /// A failure of the PostgreSQL store. The message names what failed, never a stored value.
 public struct PostgresStoreError: Error, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// A serialization failure or a deadlock: the transaction kept nothing and may run again.
+        case conflict
+        /// A value the schema refuses (a CHECK, a duplicate key, a NUL byte in text).
+        case constraint
+        /// No answer from the server: it is down, restarting, or the connection was lost.
+        case unavailable
+        /// A stored row that does not decode.
+        case corrupt
+        case other
+    }
+
+    public let kind: Kind
     public let message: String
+    /// The server's SQLSTATE, when the server answered with an error.
+    public let sqlState: String?
     public var description: String { message }
 
-    public init(message: String) {
+    public init(kind: Kind = .other, message: String, sqlState: String? = nil) {
+        self.kind = kind
         self.message = message
+        self.sqlState = sqlState
+    }
+
+    /// `error` from PostgresNIO, classified.
+    init(_ error: any Error) {
+        guard let error = error as? PSQLError else {
+            self.init(kind: .other, message: "\(error)")
+            return
+        }
+        let message = Self.describe(error)
+        guard let state = error.serverInfo?[.sqlState] else {
+            self.init(kind: .unavailable, message: message)
+            return
+        }
+        let kind: Kind =
+            switch state {
+            case "40001", "40P01": .conflict
+            case _ where state.hasPrefix("23") || state.hasPrefix("22"): .constraint
+            // 57: the server is shutting down or cancelled the statement; 08: connection
+            // failures; 53: out of resources.
+            case _ where state.hasPrefix("57") || state.hasPrefix("08") || state.hasPrefix("53"): .unavailable
+            default: .other
+            }
+        self.init(kind: kind, message: message, sqlState: state)
     }
 
     static func unreachable(_ url: String) -> PostgresStoreError {
-        PostgresStoreError(message: "no connection to PostgreSQL at \(url) could be had in time")
+        PostgresStoreError(kind: .unavailable, message: "no connection to PostgreSQL at \(url) could be had in time")
     }
 
     static func corrupt(_ table: String, _ column: String, _ problem: String) -> PostgresStoreError {
-        PostgresStoreError(message: "\(table).\(column) \(problem)")
+        PostgresStoreError(kind: .corrupt, message: "\(table).\(column) \(problem)")
     }
 
     /// The SQLSTATE of a server error, if `error` is one.
     static func sqlState(_ error: any Error) -> String? {
-        (error as? PSQLError)?.serverInfo?[.sqlState]
+        if let error = error as? PostgresStoreError { return error.sqlState }
+        return (error as? PSQLError)?.serverInfo?[.sqlState]
     }
 
     /// A serialization failure or a deadlock: the transaction kept nothing and may run again.

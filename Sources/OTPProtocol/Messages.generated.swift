@@ -290,8 +290,11 @@ public struct ServerInfoResponse: WireMessage {
     public var smsSender: String
     public var startedAt: Int64
     public var unrecordedEvents: UInt64
+    public var storageBackend: String
+    public var storageReachable: Bool
+    public var storageProblem: String
 
-    public init(version: String = "", uptimeSeconds: UInt64 = 0, databasePath: String = "", schemaVersion: UInt32 = 0, connections: UInt32 = 0, maxConnections: UInt32 = 0, smsSender: String = "", startedAt: Int64 = 0, unrecordedEvents: UInt64 = 0) {
+    public init(version: String = "", uptimeSeconds: UInt64 = 0, databasePath: String = "", schemaVersion: UInt32 = 0, connections: UInt32 = 0, maxConnections: UInt32 = 0, smsSender: String = "", startedAt: Int64 = 0, unrecordedEvents: UInt64 = 0, storageBackend: String = "", storageReachable: Bool = false, storageProblem: String = "") {
         self.version = version
         self.uptimeSeconds = uptimeSeconds
         self.databasePath = databasePath
@@ -301,6 +304,9 @@ public struct ServerInfoResponse: WireMessage {
         self.smsSender = smsSender
         self.startedAt = startedAt
         self.unrecordedEvents = unrecordedEvents
+        self.storageBackend = storageBackend
+        self.storageReachable = storageReachable
+        self.storageProblem = storageProblem
     }
 
     public static var schema: MessageSchema { MessageSchema(cotp_descriptor_otp__v1__server_info_response()!) }
@@ -315,6 +321,9 @@ public struct ServerInfoResponse: WireMessage {
         smsSender = fields.string(7)
         startedAt = fields.int64(8)
         unrecordedEvents = fields.uint64(9)
+        storageBackend = fields.string(10)
+        storageReachable = fields.bool(11)
+        storageProblem = fields.string(12)
     }
 
     public func encode(to fields: inout FieldWriter) {
@@ -327,6 +336,9 @@ public struct ServerInfoResponse: WireMessage {
         fields.set(7, smsSender)
         fields.set(8, startedAt)
         fields.set(9, unrecordedEvents)
+        fields.set(10, storageBackend)
+        fields.set(11, storageReachable)
+        fields.set(12, storageProblem)
     }
 }
 

@@ -2,28 +2,52 @@ internal import Foundation
 public import Logging
 public import OTPCore
 public import OTPProtocol
+import Synchronization
 
 /// Facts about the running daemon that `ServerInfo` reports.
 public struct DaemonFacts: Sendable {
     public var version: String
+    /// "sqlite" or "postgresql".
+    public var storageBackend: String
+    /// The database file, or the PostgreSQL URL without a password.
     public var databasePath: String
     public var schemaVersion: UInt32
     public var smsSender: String
     public var maximumConnections: Int
     public var startedAt: ContinuousClock.Instant
     public var startedAtUnix: Int64
+    /// The store's last reachability check, which `ServerInfo` reports.
+    public var storageStatus: StorageStatus
 
     public init(
-        version: String, databasePath: String, schemaVersion: UInt32, smsSender: String, maximumConnections: Int,
-        startedAt: ContinuousClock.Instant, startedAtUnix: Int64
+        version: String, storageBackend: String = "sqlite", databasePath: String, schemaVersion: UInt32,
+        smsSender: String, maximumConnections: Int, startedAt: ContinuousClock.Instant, startedAtUnix: Int64,
+        storageStatus: StorageStatus = StorageStatus()
     ) {
         self.version = version
+        self.storageBackend = storageBackend
+        self.storageStatus = storageStatus
         self.databasePath = databasePath
         self.schemaVersion = schemaVersion
         self.smsSender = smsSender
         self.maximumConnections = maximumConnections
         self.startedAt = startedAt
         self.startedAtUnix = startedAtUnix
+    }
+}
+
+/// Whether the store answered its last check, set by whoever checks it (otpd's
+/// `StorageMonitor`) and read by `ServerInfo` without any I/O.
+public final class StorageStatus: Sendable {
+    private let state = Mutex<String?>(nil)
+
+    public init() {}
+
+    /// Why the last check failed; nil when it succeeded (or none ran yet).
+    public var problem: String? { state.withLock { $0 } }
+
+    public func record(problem: String?) {
+        state.withLock { $0 = problem }
     }
 }
 
@@ -80,7 +104,8 @@ public struct TwoFactorRouter: CallRouter {
             databasePath: facts.databasePath, schemaVersion: facts.schemaVersion,
             connections: UInt32(statistics.count), maxConnections: UInt32(facts.maximumConnections),
             smsSender: facts.smsSender, startedAt: facts.startedAtUnix,
-            unrecordedEvents: UInt64(max(0, service.unrecordedEvents)))
+            unrecordedEvents: UInt64(max(0, service.unrecordedEvents)), storageBackend: facts.storageBackend,
+            storageReachable: facts.storageStatus.problem == nil, storageProblem: facts.storageStatus.problem ?? "")
     }
 
     public func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {

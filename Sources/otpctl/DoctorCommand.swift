@@ -202,8 +202,9 @@ struct Doctor {
             return
         }
         await client.close()
+        let backend = info.storageBackend.isEmpty ? "sqlite" : info.storageBackend
         let facts =
-            "otpd \(info.version), schema \(info.schemaVersion), database \(info.databasePath), "
+            "otpd \(info.version), \(backend) schema \(info.schemaVersion), database \(info.databasePath), "
             + "SMS sender \(info.smsSender.isEmpty ? "(none)" : info.smsSender), up \(info.uptimeSeconds) s, "
             + "\(info.connections) of \(info.maxConnections) connections"
         if info.unrecordedEvents > 0 {
@@ -219,7 +220,11 @@ struct Doctor {
         } else {
             add("server_info", .ok, facts)
         }
-        checkDatabase(path: info.databasePath)
+        if backend == "postgresql" {
+            checkPostgreSQL(info)
+        } else {
+            checkDatabase(path: info.databasePath)
+        }
         checkSMSSender(info.smsSender)
     }
 
@@ -311,6 +316,23 @@ struct Doctor {
     }
 
     // MARK: Database and SMS
+
+    /// PostgreSQL is checked by otpd itself (every few seconds), not from here: this host may
+    /// have no route or no password to it, and must not need one.
+    private mutating func checkPostgreSQL(_ info: ServerInfoResponse) {
+        if info.storageReachable {
+            add(
+                "database", .ok,
+                "PostgreSQL at \(info.databasePath) answers otpd (schema version \(info.schemaVersion))")
+        } else {
+            add(
+                "database", .problem,
+                "otpd cannot reach PostgreSQL at \(info.databasePath): \(info.storageProblem)",
+                fix: "calls are answered UNAVAILABLE until it is back: check the server (systemctl status postgresql, "
+                    + "pg_isready), the network, and otpd's log (journalctl -u otpd)")
+        }
+        add("database_wal", .skipped, "not checked: PostgreSQL keeps its own WAL")
+    }
 
     private mutating func checkDatabase(path: String) {
         guard !path.isEmpty else {

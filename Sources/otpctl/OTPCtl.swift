@@ -168,10 +168,14 @@ struct Info: AsyncParsableCommand {
                 "schema_version": info.schemaVersion, "connections": info.connections,
                 "max_connections": info.maxConnections, "sms_sender": info.smsSender, "started_at": info.startedAt,
                 "unrecorded_events": info.unrecordedEvents,
+                "storage_backend": info.storageBackend.isEmpty ? "sqlite" : info.storageBackend,
+                "storage_reachable": info.storageReachable, "storage_problem": info.storageProblem,
             ])
         } else {
             print("otpd \(info.version), up \(info.uptimeSeconds) s")
-            print("database: \(info.databasePath) (schema \(info.schemaVersion))")
+            let backend = info.storageBackend.isEmpty ? "sqlite" : info.storageBackend
+            let reachable = info.storageReachable ? "reachable" : "UNREACHABLE: \(info.storageProblem)"
+            print("database: \(backend) \(info.databasePath) (schema \(info.schemaVersion)), \(reachable)")
             print("connections: \(info.connections) of \(info.maxConnections)")
             print("sms sender: \(info.smsSender)")
             print("unrecorded events: \(info.unrecordedEvents)")

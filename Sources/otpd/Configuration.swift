@@ -1,5 +1,6 @@
 import Foundation
 import OTPCore
+import OTPPostgres
 import OTPServer
 import TOMLKit
 
@@ -29,6 +30,13 @@ struct DaemonConfiguration: Sendable {
     /// When the background check of every page runs: "after_unclean_shutdown", "every_start", "off".
     var integrityCheck = "after_unclean_shutdown"
     var keyFile: String?
+    /// "sqlite" (default) or "postgresql" (several daemons on one database: `storageURL`).
+    var storageBackend = "sqlite"
+    var storageURL = ""
+    /// The PostgreSQL password's file (mode 0600); else the systemd credential
+    /// `postgresql-password`; never the TOML or the command line.
+    var storagePasswordFile: String?
+    var storagePoolSize = 16
     // [log]
     var logLevel = "info"
     // [sms]
@@ -145,6 +153,10 @@ extension DaemonConfiguration {
             try r.string("synchronous") { synchronous = $0 }
             try r.string("integrity_check") { integrityCheck = $0 }
             try r.string("key_file") { keyFile = $0 }
+            try r.string("backend") { storageBackend = $0 }
+            try r.string("url") { storageURL = $0 }
+            try r.string("password_file") { storagePasswordFile = $0.isEmpty ? nil : $0 }
+            try r.int("pool_size", 1...256) { storagePoolSize = $0 }
         case "log":
             try r.string("level") { logLevel = $0 }
         case "sms":
@@ -245,6 +257,22 @@ extension DaemonConfiguration {
         if !metricsListen.isEmpty {
             _ = try MetricsAddress.parse(metricsListen, allowNonLoopback: metricsAllowNonLoopback)
         }
+        switch storageBackend {
+        case "sqlite":
+            guard storageURL.isEmpty, storagePasswordFile == nil else {
+                throw ConfigurationError(
+                    description: "storage.url and storage.password_file are for backend = \"postgresql\"")
+            }
+        case "postgresql":
+            do {
+                _ = try PostgresSettings(url: storageURL)
+            } catch {
+                throw ConfigurationError(description: error.description)
+            }
+        default:
+            throw ConfigurationError(
+                description: "storage.backend must be \"sqlite\" or \"postgresql\", not \"\(storageBackend)\"")
+        }
         guard ["full", "normal"].contains(synchronous) else {
             throw ConfigurationError(
                 description: "storage.synchronous must be \"full\" or \"normal\", not \"\(synchronous)\"")
@@ -277,7 +305,8 @@ extension DaemonConfiguration {
         if let command = notifyCommand, access(command, X_OK) != 0 {
             throw ConfigurationError(description: "notify.command: \(command) is not an executable file")
         }
-        var paths = [("server.socket", socketPath), ("storage.database", databasePath)]
+        var paths = [("server.socket", socketPath)]
+        if storageBackend == "sqlite" { paths.append(("storage.database", databasePath)) }
         if smsSender == "outbox" { paths.append(("sms.outbox", outboxPath)) }
         for (name, path) in paths {
             try Self.checkWritableParent(of: path, name: name)

@@ -2,6 +2,7 @@ import COTPSys
 import Foundation
 import Logging
 import OTPCore
+import OTPPostgres
 import ServiceLifecycle
 
 #if canImport(Glibc)
@@ -11,30 +12,37 @@ import ServiceLifecycle
 /// Deletes what the retention policy no longer keeps (`TwoFactorService.prune`), at start-up
 /// and then every `interval`. Errors are logged and retried on the next round; they never stop
 /// the daemon.
+///
+/// On PostgreSQL one daemon of the cluster prunes for all (``LeaderRole/pruner``).
 struct Pruner: Service {
     let service: TwoFactorService
+    let storage: DaemonStorage
     let interval: Duration
     let logger: Logger
 
     func run() async {
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    let report = try await service.prune()
-                    if report.total > 0 || report.incomplete {
-                        logger.info(
-                            "pruned",
-                            metadata: [
-                                "challenges": "\(report.challenges)", "proofs": "\(report.proofs)",
-                                "events": "\(report.events)", "deliveries": "\(report.deliveries)",
-                                "incomplete": "\(report.incomplete)",
-                            ])
-                    }
-                } catch {
-                    logger.warning("pruning failed; retrying next round", metadata: ["error": "\(error)"])
+            await storage.runOncePerStore(.pruner) { await rounds() }
+        }
+    }
+
+    private func rounds() async {
+        while !Task.isCancelled {
+            do {
+                let report = try await service.prune()
+                if report.total > 0 || report.incomplete {
+                    logger.info(
+                        "pruned",
+                        metadata: [
+                            "challenges": "\(report.challenges)", "proofs": "\(report.proofs)",
+                            "events": "\(report.events)", "deliveries": "\(report.deliveries)",
+                            "incomplete": "\(report.incomplete)",
+                        ])
                 }
-                try? await Task.sleep(for: interval)
+            } catch {
+                logger.warning("pruning failed; retrying next round", metadata: ["error": "\(error)"])
             }
+            try? await Task.sleep(for: interval)
         }
     }
 }
@@ -42,28 +50,37 @@ struct Pruner: Service {
 /// The notification hook (docs/SECURITY.md §15): hands every new event of the configured kinds to
 /// `notifier`, in order, at least once. Polls every 2 s; after a failure it waits longer each
 /// time (up to a minute) and offers the same event again, so nothing is skipped.
+///
+/// On PostgreSQL one daemon of the cluster runs it for all (``LeaderRole/notificationHook``):
+/// each event is delivered once by the cluster in normal operation, and at least once when
+/// that daemon dies (its bookmark is in the database; the next holder starts there).
 struct NotificationHook: Service {
     let service: TwoFactorService
+    let storage: DaemonStorage
     let kinds: Set<EventKind>
     let notifier: any EventNotifier
     let logger: Logger
 
     func run() async {
         await cancelWhenGracefulShutdown {
-            var pause = Duration.seconds(2)
-            while !Task.isCancelled {
-                do {
-                    let round = try await service.deliverNotifications(kinds: kinds, to: notifier)
-                    pause = .seconds(2)
-                    if !round.caughtUp { continue }
-                } catch {
-                    logger.warning(
-                        "notification hook failed; the event will be offered again",
-                        metadata: ["error": "\(error)", "retry_in": "\(pause)"])
-                    pause = min(pause * 2, .seconds(60))
-                }
-                try? await Task.sleep(for: pause)
+            await storage.runOncePerStore(.notificationHook) { await rounds() }
+        }
+    }
+
+    private func rounds() async {
+        var pause = Duration.seconds(2)
+        while !Task.isCancelled {
+            do {
+                let round = try await service.deliverNotifications(kinds: kinds, to: notifier)
+                pause = .seconds(2)
+                if !round.caughtUp { continue }
+            } catch {
+                logger.warning(
+                    "notification hook failed; the event will be offered again",
+                    metadata: ["error": "\(error)", "retry_in": "\(pause)"])
+                pause = min(pause * 2, .seconds(60))
             }
+            try? await Task.sleep(for: pause)
         }
     }
 }

@@ -121,6 +121,12 @@ struct OTPD: AsyncParsableCommand {
             return
         }
         if checkDatabase {
+            guard configuration.storageBackend == "sqlite" else {
+                throw DatabaseCheckFailure(
+                    description:
+                        "--check-database reads an SQLite file; PostgreSQL checks its own pages (initdb --data-checksums, amcheck)"
+                )
+            }
             try checkWholeDatabase(configuration.databasePath)
             return
         }
@@ -149,44 +155,52 @@ struct OTPD: AsyncParsableCommand {
             throw ConfigurationError(description: "key file \(keyPath): \(error)")
         }
 
-        let store = try SQLiteStore(
-            path: configuration.databasePath,
-            synchronous: SynchronousMode(rawValue: configuration.synchronous) ?? .full, logger: logger)
-        try await checkKeyMatchesDatabase(keys: keys, keyPath: keyPath, store: store)
-        let domainStore = try SQLiteTwoFactorStore(store: store)
+        let storage = try await DaemonStorage.open(
+            configuration, environment: environment, logger: logger,
+            onWaiting: { message in _ = cotp_sd_notify("STATUS=\(message)") })
+        try await checkKeyMatchesDatabase(keys: keys, keyPath: keyPath, storage: storage)
         let sms = try SMSSetup.make(configuration, environment: environment, logger: logger)
         let sender = sms.sender
         let service = try TwoFactorService(
-            store: domainStore, sender: sender, keys: keys, policy: configuration.policy, reportVerifier: sms.verifier,
-            deliveryStatuses: sms.statuses)
+            store: storage.domainStore, sender: sender, keys: keys, policy: configuration.policy,
+            reportVerifier: sms.verifier, deliveryStatuses: sms.statuses)
         logger.info(
             "otpd starting",
             metadata: [
-                "version": "\(otpdVersion)", "database": "\(store.path)", "schema.version": "\(store.schemaVersion)",
-                "key.fingerprint": "\(keys.fingerprint)", "sms.sender": "\(sender.name)",
+                "version": "\(otpdVersion)", "storage": "\(storage.backend)", "database": "\(storage.location)",
+                "schema.version": "\(storage.schemaVersion)", "key.fingerprint": "\(keys.fingerprint)",
+                "sms.sender": "\(sender.name)",
             ])
 
         let statistics = ConnectionStatistics()
+        let storageStatus = StorageStatus()
         let facts = DaemonFacts(
-            version: otpdVersion, databasePath: absolutePath(configuration.databasePath),
-            schemaVersion: UInt32(store.schemaVersion), smsSender: configuration.smsSender,
+            version: otpdVersion, storageBackend: storage.backend, databasePath: storage.location,
+            schemaVersion: UInt32(storage.schemaVersion), smsSender: configuration.smsSender,
             maximumConnections: configuration.maximumConnections, startedAt: .now,
-            startedAtUnix: Int64(Date().timeIntervalSince1970))
+            startedAtUnix: Int64(Date().timeIntervalSince1970), storageStatus: storageStatus)
         // The full check of every page, after ready and only when it is worth its cost (see
         // docs/OPERATIONS.md, "What is checked at start"); Health reports damage it finds.
+        // PostgreSQL checks its own pages (data checksums, amcheck); otpd checks only SQLite's.
         let damage = DatabaseDamage()
-        let integrityCheck = BackgroundIntegrityCheck(path: store.path, logger: logger)
-        let runIntegrityCheck =
-            switch configuration.integrityCheck {
-            case "every_start": true
-            case "off": false
-            default: store.previousShutdown != .clean
+        var checkInBackground: BackgroundIntegrityCheck?
+        var gauges: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if case .sqlite(let store, _) = storage {
+            let runIntegrityCheck =
+                switch configuration.integrityCheck {
+                case "every_start": true
+                case "off": false
+                default: store.previousShutdown != .clean
+                }
+            if runIntegrityCheck {
+                logger.info(
+                    "the database will be checked in the background",
+                    metadata: ["previous_shutdown": "\(store.previousShutdown.rawValue)"])
+                checkInBackground = BackgroundIntegrityCheck(path: store.path, logger: logger)
             }
-        if runIntegrityCheck {
-            logger.info(
-                "the database will be checked in the background",
-                metadata: ["previous_shutdown": "\(store.previousShutdown.rawValue)"])
+            gauges.append(.init(service: StoreGauges(databasePath: store.path)))
         }
+        let integrityCheck = checkInBackground
         let router = DatabaseHealthRouter(
             inner: TwoFactorRouter(
                 facts: facts, statistics: statistics, service: service, logger: logger,
@@ -198,15 +212,19 @@ struct OTPD: AsyncParsableCommand {
             statistics: statistics, logger: logger,
             onReady: {
                 _ = cotp_sd_notify("READY=1\nSTATUS=serving")
-                if runIntegrityCheck { integrityCheck.start { damage.record($0) } }
+                integrityCheck?.start { damage.record($0) }
             })
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: server),
-            .init(
-                service: Pruner(
-                    service: service, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger)),
-            .init(service: StoreGauges(databasePath: store.path)),
-        ]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] =
+            [
+                .init(service: server),
+                .init(
+                    service: Pruner(
+                        service: service, storage: storage, interval: .seconds(configuration.pruneIntervalSeconds),
+                        logger: logger)),
+                .init(
+                    service: StorageMonitor(
+                        storage: storage, status: storageStatus, interval: .seconds(5), logger: logger)),
+            ] + gauges
         if !configuration.metricsListen.isEmpty {
             let address = try MetricsAddress.parse(
                 configuration.metricsListen, allowNonLoopback: configuration.metricsAllowNonLoopback)
@@ -220,7 +238,8 @@ struct OTPD: AsyncParsableCommand {
             services.append(
                 .init(
                     service: NotificationHook(
-                        service: service, kinds: configuration.notifyKinds, notifier: notifier, logger: logger)))
+                        service: service, storage: storage, kinds: configuration.notifyKinds, notifier: notifier,
+                        logger: logger)))
             logger.info(
                 "notification hook on",
                 metadata: ["command": "\(command)", "kinds": "\(configuration.notifyKinds.map(\.rawValue).sorted())"])
@@ -230,25 +249,20 @@ struct OTPD: AsyncParsableCommand {
         try await group.run()
         _ = cotp_sd_notify("STOPPING=1")
         await sms.shutdown()
-        integrityCheck.stop()
-        do {
-            try await store.recordCleanShutdown()
-        } catch {
-            logger.warning("could not record the clean shutdown", metadata: ["error": "\(error)"])
-        }
-        store.close()
+        integrityCheck?.stop()
+        await storage.close(logger: logger)
         logger.info("stopped")
     }
 
     /// The database remembers the fingerprint of the key it was first used with: another key
     /// could check no stored code and open no authenticator secret, so otpd refuses to start.
-    private func checkKeyMatchesDatabase(keys: DaemonKeys, keyPath: String, store: SQLiteStore) async throws {
+    private func checkKeyMatchesDatabase(keys: DaemonKeys, keyPath: String, storage: DaemonStorage) async throws {
         let fingerprint = keys.fingerprint
-        let recorded = try await store.keyFingerprint(recordingIfAbsent: fingerprint)
+        let recorded = try await storage.keyFingerprint(recordingIfAbsent: fingerprint)
         guard recorded == fingerprint else {
             throw StartError(
                 description:
-                    "the key in \(keyPath) (fingerprint \(fingerprint)) is not the key \(store.path) was created with (fingerprint \(recorded)); stored codes and authenticator secrets need the original key file"
+                    "the key in \(keyPath) (fingerprint \(fingerprint)) is not the key \(storage.location) was created with (fingerprint \(recorded)); stored codes and authenticator secrets need the original key file"
             )
         }
     }

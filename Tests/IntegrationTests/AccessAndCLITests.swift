@@ -68,7 +68,7 @@ struct AccessAndCLITests {
 
         let text = try runProgram(Binaries.otpctl, ["info", "--socket", daemon.socket])
         #expect(text.status == 0)
-        #expect(text.stdout.contains("database: \(daemon.database)"))
+        #expect(text.stdout.contains("database: sqlite \(daemon.database)"))
     }
 
     @Test func otpctlExitStatuses() async throws {

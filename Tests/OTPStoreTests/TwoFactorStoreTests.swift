@@ -1,7 +1,9 @@
 import Foundation
 import Logging
 import OTPCore
+import OTPPostgres
 import OTPStore
+import OTPTestSupport
 import Synchronization
 import Testing
 
@@ -58,12 +60,15 @@ private func challenge(
 
 private struct Refused: Error {}
 
-@Suite("Two-factor store on SQLite")
-struct TwoFactorStoreTests {
+/// One store conformance suite: every test here runs against SQLite and against PostgreSQL (a
+/// throw-away cluster, `PostgresTestCluster`), the same functions for both.
+@Suite("Two-factor store conformance (SQLite and PostgreSQL)")
+struct StoreConformanceTests {
     // MARK: Accounts
 
-    @Test func accountRoundTripWithEveryFieldSet() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func accountRoundTripWithEveryFieldSet(_ backend: StoreBackend) async throws
+    {
+        try await withConformanceStore(backend) { store in
             var full = AccountRecord(id: "alice@shop", now: time(1))
             full.phone = phone("+44 20 7946 0958")
             full.phoneVerified = true
@@ -114,8 +119,8 @@ struct TwoFactorStoreTests {
         }
     }
 
-    @Test func timesAreKeptToTheMillisecond() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func timesAreKeptToTheMillisecond(_ backend: StoreBackend) async throws {
+        try await withConformanceStore(backend) { store in
             var account = AccountRecord(id: "alice", now: Date(timeIntervalSince1970: 1_700_000_000.1234))
             account.lockedUntil = Date(timeIntervalSince1970: 1_700_000_000.9996)
             account.pendingTotpExpiresAt = Date(timeIntervalSince1970: -1.5)
@@ -127,24 +132,26 @@ struct TwoFactorStoreTests {
         }
     }
 
-    @Test func valuesThatCannotBeStoredFaithfullyAreRefused() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func valuesThatCannotBeStoredFaithfullyAreRefused(_ backend: StoreBackend)
+        async throws
+    {
+        try await withConformanceStore(backend) { store in
             var emptySecret = AccountRecord(id: "alice", now: time(0))
             emptySecret.totpSecretSealed = []
-            await #expect(throws: StoreError.self) {
+            await #expect(throws: (any Error).self) {
                 try await store.transaction { [emptySecret] tx in try tx.saveAccount(emptySecret) }
             }
-            await #expect(throws: StoreError.self) {
+            await #expect(throws: (any Error).self) {
                 try await store.transaction { tx in try tx.saveAccount(AccountRecord(id: "a\u{0}b", now: time(0))) }
             }
-            await #expect(throws: StoreError.self) {
+            await #expect(throws: (any Error).self) {
                 try await store.transaction { tx in
                     try tx.saveAccount(AccountRecord(id: "alice", now: Date(timeIntervalSince1970: .infinity)))
                 }
             }
             var shortHash = challenge("c1")
             shortHash.codeHash = [1, 2, 3]
-            await #expect(throws: StoreError.self) {
+            await #expect(throws: (any Error).self) {
                 try await store.transaction { [shortHash] tx in try tx.insertChallenge(shortHash) }
             }
             let leftover = try await store.transaction { tx in try tx.account("alice") }
@@ -154,8 +161,10 @@ struct TwoFactorStoreTests {
 
     // MARK: Challenges
 
-    @Test func challengesInsertLookUpUpdateAndVoid() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func challengesInsertLookUpUpdateAndVoid(_ backend: StoreBackend)
+        async throws
+    {
+        try await withConformanceStore(backend) { store in
             let login1 = challenge("c-login-1", state: .used)
             let login2 = challenge("c-login-2")
             let change = challenge("c-change", purpose: .changePhone)
@@ -170,7 +179,7 @@ struct TwoFactorStoreTests {
             await #expect {
                 try await store.transaction { tx in try tx.insertChallenge(login2) }
             } throws: { error in
-                (error as? StoreError)?.kind == .constraint
+                isConstraintViolation(error)
             }
 
             try await store.transaction { tx in try tx.updateChallenge(id: "c-login-2", state: .active, attemptsLeft: 3)
@@ -178,7 +187,7 @@ struct TwoFactorStoreTests {
             var expected = login2
             expected.attemptsLeft = 3
             #expect(try await store.transaction { tx in try tx.challenge(id: "c-login-2") } == expected)
-            await #expect(throws: StoreError.self) {
+            await #expect(throws: (any Error).self) {
                 try await store.transaction { tx in try tx.updateChallenge(id: "nope", state: .used, attemptsLeft: 0) }
             }
 
@@ -199,9 +208,9 @@ struct TwoFactorStoreTests {
     }
 
     /// The schema's CHECK lists must know every purpose and state the domain has.
-    @Test func everyPurposeAndStateCanBeStored() async throws {
+    @Test(arguments: StoreBackend.allCases) func everyPurposeAndStateCanBeStored(_ backend: StoreBackend) async throws {
         let states: [ChallengeState] = [.active, .used, .voided, .failed]
-        try await withStore { store in
+        try await withConformanceStore(backend) { store in
             try await store.transaction { tx in
                 for (index, purpose) in CodePurpose.allCases.enumerated() {
                     for state in states {
@@ -238,8 +247,8 @@ struct TwoFactorStoreTests {
 
     // MARK: Proofs
 
-    @Test func aProofCanBeTakenOnce() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func aProofCanBeTakenOnce(_ backend: StoreBackend) async throws {
+        try await withConformanceStore(backend) { store in
             let proof = ProofRecord(
                 tokenHash: hash(3), accountID: "alice", purpose: .changePhone, expiresAt: time(60_000))
             try await store.transaction { tx in try tx.insertProof(proof) }
@@ -254,8 +263,8 @@ struct TwoFactorStoreTests {
 
     // MARK: Events
 
-    @Test func eventsAreNewestFirstAndPageByID() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func eventsAreNewestFirstAndPageByID(_ backend: StoreBackend) async throws {
+        try await withConformanceStore(backend) { store in
             let ids = try await store.transaction { tx in
                 try (0..<10).map { i in
                     try tx.appendEvent(
@@ -309,8 +318,10 @@ struct TwoFactorStoreTests {
 
     // MARK: SMS sends
 
-    @Test func smsSendCountsHonourTheSinceBoundaryAndPrune() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func smsSendCountsHonourTheSinceBoundaryAndPrune(_ backend: StoreBackend)
+        async throws
+    {
+        try await withConformanceStore(backend) { store in
             let us1 = phone("+14155552671")
             let us2 = phone("+12125550100")
             let uk = phone("+447946000958")
@@ -365,8 +376,10 @@ struct TwoFactorStoreTests {
 
     // MARK: Backup codes
 
-    @Test func concurrentRedemptionsOfOneBackupCodeSucceedOnce() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func concurrentRedemptionsOfOneBackupCodeSucceedOnce(
+        _ backend: StoreBackend
+    ) async throws {
+        try await withConformanceStore(backend) { store in
             let codes = (1...10).map { hash(UInt8($0)) }
             try await store.transaction { tx in
                 try tx.replaceBackupCodes(accountID: "alice", hashes: codes, at: time(0))
@@ -389,8 +402,10 @@ struct TwoFactorStoreTests {
         }
     }
 
-    @Test func backupCodesAreSingleUseScopedAndReplaceable() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func backupCodesAreSingleUseScopedAndReplaceable(_ backend: StoreBackend)
+        async throws
+    {
+        try await withConformanceStore(backend) { store in
             let old = (1...10).map { hash(UInt8($0), tag: 1) }
             let new = (1...10).map { hash(UInt8($0), tag: 2) }
             try await store.transaction { tx in
@@ -426,7 +441,7 @@ struct TwoFactorStoreTests {
             #expect(second.4 == 1)
 
             // A set with a duplicate is refused whole; the previous set stays.
-            await #expect(throws: StoreError.self) {
+            await #expect(throws: (any Error).self) {
                 try await store.transaction { tx in
                     try tx.replaceBackupCodes(
                         accountID: "alice", hashes: [hash(1, tag: 3), hash(1, tag: 3)], at: time(5))
@@ -438,8 +453,10 @@ struct TwoFactorStoreTests {
 
     // MARK: Deleting and atomicity
 
-    @Test func deleteAccountDataKeepsEventsAndOtherAccounts() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func deleteAccountDataKeepsEventsAndOtherAccounts(_ backend: StoreBackend)
+        async throws
+    {
+        try await withConformanceStore(backend) { store in
             try await store.transaction { tx in
                 for id in ["alice", "bob"] {
                     try tx.saveAccount(AccountRecord(id: id, now: time(0)))
@@ -481,8 +498,9 @@ struct TwoFactorStoreTests {
         }
     }
 
-    @Test func aThrowingBodyLeavesNothingBehind() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func aThrowingBodyLeavesNothingBehind(_ backend: StoreBackend) async throws
+    {
+        try await withConformanceStore(backend) { store in
             await #expect(throws: Refused.self) {
                 try await store.transaction { tx in
                     try tx.saveAccount(AccountRecord(id: "alice", now: time(0)))
@@ -512,8 +530,10 @@ struct TwoFactorStoreTests {
     }
 
     /// A body that catches a storage error and carries on still fails, and keeps nothing.
-    @Test func aSwallowedStorageErrorStillRefusesTheTransaction() async throws {
-        try await withStore { store in
+    @Test(arguments: StoreBackend.allCases) func aSwallowedStorageErrorStillRefusesTheTransaction(
+        _ backend: StoreBackend
+    ) async throws {
+        try await withConformanceStore(backend) { store in
             try await store.transaction { tx in try tx.insertChallenge(challenge("c1")) }
             // Swallowed as the last operation: the transaction itself throws.
             await #expect {
@@ -525,7 +545,7 @@ struct TwoFactorStoreTests {
                     return true
                 }
             } throws: { error in
-                (error as? StoreError)?.kind == .constraint
+                isConstraintViolation(error)
             }
             // Swallowed, then more work: every later operation throws the same error.
             let laterOperationThrew = Mutex<Bool?>(nil)
@@ -536,11 +556,11 @@ struct TwoFactorStoreTests {
                         try tx.saveAccount(AccountRecord(id: "bob", now: time(0)))
                         laterOperationThrew.withLock { $0 = false }
                     } catch {
-                        laterOperationThrew.withLock { $0 = (error as? StoreError)?.kind == .constraint }
+                        laterOperationThrew.withLock { $0 = isConstraintViolation(error) }
                     }
                 }
             } throws: { error in
-                (error as? StoreError)?.kind == .constraint
+                isConstraintViolation(error)
             }
             #expect(laterOperationThrew.withLock { $0 } == true)
             let leftovers = try await store.transaction { tx in (try tx.account("alice"), try tx.account("bob")) }
@@ -549,14 +569,16 @@ struct TwoFactorStoreTests {
         }
     }
 
-    @Test func aTransactionObjectIsDeadAfterItsBody() async throws {
+    @Test(arguments: StoreBackend.allCases) func aTransactionObjectIsDeadAfterItsBody(_ backend: StoreBackend)
+        async throws
+    {
         /// Smuggles the transaction object out of its body, which the API otherwise prevents.
         final class Escape: @unchecked Sendable {
             // @unchecked Sendable: written once inside the first transaction body and read only
             // after that transaction's `await` returned, so the accesses never overlap.
             var transaction: (any StoreTransaction)?
         }
-        try await withStore { store in
+        try await withConformanceStore(backend) { store in
             let escape = Escape()
             try await store.transaction { tx in escape.transaction = tx }
             #expect(escape.transaction != nil)
@@ -565,7 +587,7 @@ struct TwoFactorStoreTests {
                     try escape.transaction?.saveAccount(AccountRecord(id: "alice", now: time(0)))
                     return false
                 } catch {
-                    return error is StoreError
+                    return error is StoreError || error is PostgresStoreError
                 }
             }
             #expect(refused)
@@ -573,6 +595,12 @@ struct TwoFactorStoreTests {
         }
     }
 
+}
+
+/// What only the SQLite store has: its file, its schema's CHECKs on rows written by hand, and
+/// corruption found on reading.
+@Suite("Two-factor store on SQLite")
+struct TwoFactorStoreTests {
     // MARK: Corruption and durability
 
     @Test func theSchemaRefusesMalformedRows() async throws {

@@ -242,10 +242,21 @@ struct  Otp__V1__ServerInfoResponse
    * start-up: the delivery log and the audit trail miss them. Above 0 needs an operator.
    */
   uint64_t unrecorded_events;
+  /*
+   * Where the state is kept: "sqlite" (database_path is the file) or "postgresql"
+   * (database_path is the connection URL, without a password).
+   */
+  char *storage_backend;
+  /*
+   * Whether the store answered its last check (every few seconds; always true for SQLite),
+   * and if not, why.
+   */
+  protobuf_c_boolean storage_reachable;
+  char *storage_problem;
 };
 #define OTP__V1__SERVER_INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&otp__v1__server_info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Otp__V1__GetStatusRequest

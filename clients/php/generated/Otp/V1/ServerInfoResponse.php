@@ -52,6 +52,24 @@ class ServerInfoResponse extends \Google\Protobuf\Internal\Message
      * Generated from protobuf field <code>uint64 unrecorded_events = 9;</code>
      */
     protected $unrecorded_events = 0;
+    /**
+     * Where the state is kept: "sqlite" (database_path is the file) or "postgresql"
+     * (database_path is the connection URL, without a password).
+     *
+     * Generated from protobuf field <code>string storage_backend = 10;</code>
+     */
+    protected $storage_backend = '';
+    /**
+     * Whether the store answered its last check (every few seconds; always true for SQLite),
+     * and if not, why.
+     *
+     * Generated from protobuf field <code>bool storage_reachable = 11;</code>
+     */
+    protected $storage_reachable = false;
+    /**
+     * Generated from protobuf field <code>string storage_problem = 12;</code>
+     */
+    protected $storage_problem = '';
 
     /**
      * Constructor.
@@ -70,6 +88,13 @@ class ServerInfoResponse extends \Google\Protobuf\Internal\Message
      *     @type int|string $unrecorded_events
      *           Records of texts already sent (or refused by the provider) that could not be stored since
      *           start-up: the delivery log and the audit trail miss them. Above 0 needs an operator.
+     *     @type string $storage_backend
+     *           Where the state is kept: "sqlite" (database_path is the file) or "postgresql"
+     *           (database_path is the connection URL, without a password).
+     *     @type bool $storage_reachable
+     *           Whether the store answered its last check (every few seconds; always true for SQLite),
+     *           and if not, why.
+     *     @type string $storage_problem
      * }
      */
     public function __construct($data = NULL) {
@@ -277,6 +302,84 @@ class ServerInfoResponse extends \Google\Protobuf\Internal\Message
     {
         GPBUtil::checkUint64($var);
         $this->unrecorded_events = $var;
+
+        return $this;
+    }
+
+    /**
+     * Where the state is kept: "sqlite" (database_path is the file) or "postgresql"
+     * (database_path is the connection URL, without a password).
+     *
+     * Generated from protobuf field <code>string storage_backend = 10;</code>
+     * @return string
+     */
+    public function getStorageBackend()
+    {
+        return $this->storage_backend;
+    }
+
+    /**
+     * Where the state is kept: "sqlite" (database_path is the file) or "postgresql"
+     * (database_path is the connection URL, without a password).
+     *
+     * Generated from protobuf field <code>string storage_backend = 10;</code>
+     * @param string $var
+     * @return $this
+     */
+    public function setStorageBackend($var)
+    {
+        GPBUtil::checkString($var, True);
+        $this->storage_backend = $var;
+
+        return $this;
+    }
+
+    /**
+     * Whether the store answered its last check (every few seconds; always true for SQLite),
+     * and if not, why.
+     *
+     * Generated from protobuf field <code>bool storage_reachable = 11;</code>
+     * @return bool
+     */
+    public function getStorageReachable()
+    {
+        return $this->storage_reachable;
+    }
+
+    /**
+     * Whether the store answered its last check (every few seconds; always true for SQLite),
+     * and if not, why.
+     *
+     * Generated from protobuf field <code>bool storage_reachable = 11;</code>
+     * @param bool $var
+     * @return $this
+     */
+    public function setStorageReachable($var)
+    {
+        GPBUtil::checkBool($var);
+        $this->storage_reachable = $var;
+
+        return $this;
+    }
+
+    /**
+     * Generated from protobuf field <code>string storage_problem = 12;</code>
+     * @return string
+     */
+    public function getStorageProblem()
+    {
+        return $this->storage_problem;
+    }
+
+    /**
+     * Generated from protobuf field <code>string storage_problem = 12;</code>
+     * @param string $var
+     * @return $this
+     */
+    public function setStorageProblem($var)
+    {
+        GPBUtil::checkString($var, True);
+        $this->storage_problem = $var;
 
         return $this;
     }
