@@ -6,12 +6,24 @@ import PostgresNIO
 /// The operations of one `PostgresTwoFactorStore.transaction` body, on one leased connection
 /// inside `BEGIN ISOLATION LEVEL SERIALIZABLE`.
 ///
+/// The transaction begins at the body's first operation. When that operation names an account
+/// (nearly every body starts by reading its account), the session first waits for that
+/// account's advisory lock, and only then begins, so its snapshot is taken after the previous
+/// holder committed. Transactions on one account then queue, on every daemon, instead of
+/// running together and all but one failing to serialize and running again (200 guesses at
+/// one account over three daemons: a few hundred milliseconds instead of timeouts). The lock is
+/// not what makes the outcome correct (SERIALIZABLE does, lock or not); it makes it cheap.
+///
 /// Valid only while the body runs: afterwards every operation throws. The first storage error
 /// is remembered, and the transaction is rolled back even if the body caught it. Not
 /// `Sendable`: it lives on one store thread for the length of one body.
 final class PostgresStoreTransaction: StoreTransaction {
     private var session: PostgresSession?
     private(set) var failure: (any Error)?
+    /// Whether BEGIN was sent (at the first operation).
+    private var begun = false
+    /// The account whose advisory lock the session holds, released after COMMIT or ROLLBACK.
+    private var lockedAccount: String?
     private(set) var afterCommitActions: [@Sendable () -> Void] = []
 
     private init(session: PostgresSession) {
@@ -25,32 +37,53 @@ final class PostgresStoreTransaction: StoreTransaction {
         on connection: PostgresConnection, logger: Logger, _ body: (any StoreTransaction) throws -> T
     ) throws -> (T, [@Sendable () -> Void]) {
         let session = PostgresSession(connection: connection, logger: logger)
-        try session.run("BEGIN ISOLATION LEVEL SERIALIZABLE")
         let transaction = PostgresStoreTransaction(session: session)
-        defer { transaction.session = nil }
+        defer {
+            transaction.session = nil
+            if let account = transaction.lockedAccount {
+                // A session that cannot run this is gone, and its locks with it.
+                _ = try? session.run(
+                    "SELECT pg_advisory_unlock(\(accountLockClass), hashtext($1))", [.text(account)])
+            }
+        }
         do {
             let value = try body(transaction)
             if let failure = transaction.failure { throw failure }
-            try session.run("COMMIT")
+            if transaction.begun { try session.run("COMMIT") }
             return (value, transaction.afterCommitActions)
         } catch {
-            _ = try? session.run("ROLLBACK")
+            if transaction.begun { _ = try? session.run("ROLLBACK") }
             throw transaction.failure ?? error
         }
     }
+
+    /// The first key of the accounts' advisory locks ("otpd" in ASCII); the second is the hash
+    /// of the account id. Two-key locks never collide with the one-key locks of the cluster
+    /// roles and migrations.
+    static let accountLockClass: Int32 = 0x6f74_7064
 
     func afterCommit(_ action: @escaping @Sendable () -> Void) {
         afterCommitActions.append(action)
     }
 
     /// Runs `work` on the session, remembering a failure so the transaction cannot commit.
+    /// `account` names the account the operation is about: the first such operation takes its
+    /// lock before the transaction begins.
     @discardableResult
-    func perform<R>(_ work: (PostgresSession) throws -> R) throws -> R {
+    func perform<R>(account: String? = nil, _ work: (PostgresSession) throws -> R) throws -> R {
         if let failure { throw failure }
         guard let session else {
             throw PostgresStoreError(message: "a store transaction was used after its body returned")
         }
         do {
+            if !begun {
+                if let account {
+                    try session.run("SELECT pg_advisory_lock(\(Self.accountLockClass), hashtext($1))", [.text(account)])
+                    lockedAccount = account
+                }
+                try session.run("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                begun = true
+            }
             return try work(session)
         } catch {
             failure = error
@@ -82,14 +115,14 @@ final class PostgresStoreTransaction: StoreTransaction {
         """
 
     func account(_ id: String) throws -> AccountRecord? {
-        try perform { db in
+        try perform(account: id) { db in
             try db.rows("SELECT \(Self.accountColumns) FROM accounts WHERE id = $1", [.text(id)]).first.map(
                 Self.decodeAccount)
         }
     }
 
     func saveAccount(_ account: AccountRecord) throws {
-        try perform { db in
+        try perform(account: account.id) { db in
             var step = PGValue.null
             if let value = account.totpLastStep {
                 guard let stored = Int64(exactly: value) else {
@@ -120,7 +153,7 @@ final class PostgresStoreTransaction: StoreTransaction {
     }
 
     func deleteAccountData(_ id: String) throws {
-        try perform { db in
+        try perform(account: id) { db in
             for table in ["challenges", "proofs", "backup_codes"] {
                 try db.run("DELETE FROM \(table) WHERE account_id = $1", [.text(id)])
             }
@@ -163,7 +196,7 @@ final class PostgresStoreTransaction: StoreTransaction {
         "id, account_id, purpose, destination, code_hash, created_at, expires_at, attempts_left, state"
 
     func insertChallenge(_ challenge: ChallengeRecord) throws {
-        try perform { db in
+        try perform(account: challenge.accountID) { db in
             try db.run(
                 "INSERT INTO challenges (\(Self.challengeColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 [
@@ -205,7 +238,7 @@ final class PostgresStoreTransaction: StoreTransaction {
     }
 
     func voidActiveChallenges(accountID: String, purpose: CodePurpose?) throws {
-        try perform { db in
+        try perform(account: accountID) { db in
             if let purpose {
                 try db.run(
                     """
@@ -231,7 +264,7 @@ final class PostgresStoreTransaction: StoreTransaction {
     }
 
     func insertProof(_ proof: ProofRecord) throws {
-        try perform { db in
+        try perform(account: proof.accountID) { db in
             try db.run(
                 "INSERT INTO proofs (token_hash, account_id, purpose, expires_at) VALUES ($1, $2, $3, $4)",
                 [
@@ -274,7 +307,7 @@ final class PostgresStoreTransaction: StoreTransaction {
     // MARK: Backup codes
 
     func replaceBackupCodes(accountID: String, hashes: [[UInt8]], at: Date) throws {
-        try perform { db in
+        try perform(account: accountID) { db in
             try db.run("DELETE FROM backup_codes WHERE account_id = $1", [.text(accountID)])
             for hash in hashes {
                 try db.run(
@@ -288,7 +321,7 @@ final class PostgresStoreTransaction: StoreTransaction {
     /// second transaction updating the same row waits for the first, then conflicts and runs
     /// again, and then finds the code used.
     func consumeBackupCode(accountID: String, hash: [UInt8], at: Date) throws -> Bool {
-        try perform { db in
+        try perform(account: accountID) { db in
             guard !hash.isEmpty else { return false }
             return try db.run(
                 """
@@ -299,7 +332,7 @@ final class PostgresStoreTransaction: StoreTransaction {
     }
 
     func remainingBackupCodes(accountID: String) throws -> Int {
-        try perform { db in
+        try perform(account: accountID) { db in
             try Self.count(
                 db, "SELECT count(*) FROM backup_codes WHERE account_id = $1 AND used_at IS NULL", [.text(accountID)])
         }
@@ -308,7 +341,7 @@ final class PostgresStoreTransaction: StoreTransaction {
     // MARK: SMS budgets
 
     func smsSends(accountID: String, since: Date) throws -> [SMSSendRecord] {
-        try perform { db in
+        try perform(account: accountID) { db in
             try db.rows(
                 """
                 SELECT account_id, phone, purpose, challenge_id, at FROM sms_sends
