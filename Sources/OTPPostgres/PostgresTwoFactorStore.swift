@@ -77,7 +77,8 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
         self.threads = threads
         do {
             self.schemaVersion = try await Self.migrate(
-                client: client, settings: settings, logger: logger, deadline: connectDeadline, onWaiting: onWaiting)
+                settings: settings, password: password, logger: logger, deadline: connectDeadline,
+                onWaiting: onWaiting)
         } catch {
             clientTask.cancel()
             try? await threads.shutdownGracefully()
@@ -174,17 +175,27 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
 
     // MARK: Migrations
 
+    /// Migrates on a connection of its own (the pool would wait for the server silently), and
+    /// retries every second while the server cannot be reached.
     private static func migrate(
-        client: PostgresClient, settings: PostgresSettings, logger: Logger, deadline: Duration,
+        settings: PostgresSettings, password: String?, logger: Logger, deadline: Duration,
         onWaiting: @Sendable (String) -> Void
     ) async throws -> Int {
         let start = ContinuousClock.now
         var announced = false
         while true {
             do {
-                let version = try await client.withConnection { connection in
-                    try await applyMigrations(connection, logger: logger)
+                let connection = try await PostgresConnection.connect(
+                    on: MultiThreadedEventLoopGroup.singleton.any(),
+                    configuration: try settings.connectionConfiguration(password: password), id: 0, logger: logger)
+                let version: Int
+                do {
+                    version = try await applyMigrations(connection, logger: logger)
+                } catch {
+                    try? await connection.close()
+                    throw error
                 }
+                try? await connection.close()
                 if announced { logger.info("PostgreSQL is reachable", metadata: ["url": "\(settings.redactedURL)"]) }
                 return version
             } catch let error as PostgresStoreError {
