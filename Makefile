@@ -3,8 +3,9 @@
 #               outbox in ./run/), installing the system packages it needs when missing
 #   make demo   the demo shop: otpd and a PHP admin with the two-factor pages on
 #               http://127.0.0.1:8080/ (prints the URL and the admin's password)
-#   make test   run every test (unit, integration against the real otpd binary, CLI, PHP client
-#               and its PSR-12 style, the pages in a real browser)
+#   make test   run every test (unit, integration against the real otpd binary on SQLite and on
+#               a throw-away PostgreSQL cluster, CLI, PHP client and its PSR-12 style, the pages
+#               in a real browser)
 # Others: make build, make release, make bench, make fuzz, make generate, make check-generated, make lint,
 #         make php-lint, make browser-test
 
@@ -37,6 +38,8 @@ demo: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@echo "== the domain's tests again, on PostgreSQL (a throw-away cluster)"
+	OTPD_TEST_STORE=postgresql $(SWIFT) test --skip-build --filter TwoFactorServiceTests
 	$(MAKE) php-lint
 	cd clients/php && phpunit
 	$(MAKE) browser-test

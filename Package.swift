@@ -220,7 +220,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "TwoFactorServiceTests", dependencies: ["OTPCore", "OTPStore", "OTPTestSupport"],
+            name: "TwoFactorServiceTests", dependencies: ["OTPCore", "OTPStore", "OTPPostgres", "OTPTestSupport"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "IntegrationTests",

@@ -279,6 +279,9 @@ public struct EventPosition: Sendable, Hashable, Comparable, CustomStringConvert
         (lhs.transaction, lhs.id) < (rhs.transaction, rhs.id)
     }
 
+    /// After every event there can ever be.
+    public static let end = EventPosition(transaction: .max, id: .max)
+
     /// `ID` when `transaction` is 0, else `TRANSACTION:ID` (how the cursor is stored).
     public var description: String { transaction == 0 ? "\(id)" : "\(transaction):\(id)" }
 
@@ -384,4 +387,20 @@ public protocol TwoFactorStore: Sendable {
     /// Runs `body` in a transaction and returns its result once the transaction is durably
     /// committed. If `body` throws, none of its changes are kept. Storage failures throw.
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any StoreTransaction) throws -> T) async throws -> T
+
+    /// The same, for a transaction about the account `accountID`. A store whose transactions
+    /// run at once may queue those of one account, so that they do not conflict with each other
+    /// (and a burst at one account does not take every connection); the outcome is the same.
+    func transaction<T: Sendable>(
+        account accountID: String, _ body: @escaping @Sendable (any StoreTransaction) throws -> T
+    ) async throws -> T
+}
+
+extension TwoFactorStore {
+    /// Transactions never overlap in a store that keeps this default: nothing to queue.
+    public func transaction<T: Sendable>(
+        account accountID: String, _ body: @escaping @Sendable (any StoreTransaction) throws -> T
+    ) async throws -> T {
+        try await transaction(body)
+    }
 }

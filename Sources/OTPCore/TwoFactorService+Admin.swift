@@ -40,7 +40,7 @@ extension TwoFactorService {
         try Self.checkAccountID(accountID)
         let now = clock.now()
         let detail = Self.adminDetail(actor: actor, reason: reason)
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             guard var account = try tx.account(accountID) else {
                 return .success(AccountSummary(accountID: accountID))
             }
@@ -60,7 +60,7 @@ extension TwoFactorService {
         try Self.checkAccountID(accountID)
         let now = clock.now()
         let detail = Self.adminDetail(actor: actor, reason: reason)
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             try tx.deleteAccountData(accountID)
             try self.audit(.accountReset, .success, account: accountID, detail: detail, at: now, in: tx)
             return .success(AccountSummary(accountID: accountID))

@@ -31,7 +31,7 @@ extension TwoFactorService {
         let codes = BackupCode.generateSet(count: policy.backupCodeCount, using: random)
         let hashes = codes.map { keys.hashing.hash($0, accountID: accountID) }
         let formatted = codes.map(\.formatted)
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
             let previous = try tx.remainingBackupCodes(accountID: accountID)
             let hadSet = previous > 0
@@ -60,7 +60,7 @@ extension TwoFactorService {
     public func redeemBackupCode(accountID: String, code: String) async throws(TwoFactorError) -> BackupRedemption {
         try Self.checkAccountID(accountID)
         let now = clock.now()
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             guard var account = try tx.account(accountID) else {
                 // The same keyed hash and conditional update as for a known account (it finds
                 // nothing to consume), then the daemon-wide count in place of the account row.

@@ -38,7 +38,7 @@ extension TwoFactorService {
     public func status(accountID: String) async throws(TwoFactorError) -> AccountSummary {
         try Self.checkAccountID(accountID)
         let now = clock.now()
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             .success(try self.summary(try tx.account(accountID), id: accountID, in: tx, now: now))
         }
     }
@@ -59,7 +59,7 @@ extension TwoFactorService {
         try Self.checkAccountID(accountID)
         let phone = try allowedPhone(number)
         let now = clock.now()
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
             let change: FactorChange = account.smsEnabled ? .changePhone : .savePhone
             let proved: FactorKind?
@@ -125,7 +125,7 @@ extension TwoFactorService {
     {
         try Self.checkAccountID(accountID)
         let now = clock.now()
-        let prepared: PreparedChallenge = try await transact { tx in
+        let prepared: PreparedChallenge = try await transact(account: accountID) { tx in
             try self.prepareChallenge(accountID: accountID, purpose: purpose, now: now, in: tx)
         }
         let message = SMSMessage(
@@ -441,7 +441,7 @@ extension TwoFactorService {
             parsed ?? OneTimeCode.placeholder(policy.codeLength), challengeID: challengeID ?? "",
             accountID: accountID, purpose: purpose.rawValue)
         let token = newProofToken()
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             .success(
                 try self.verifyInTransaction(
                     accountID, purpose, code, parsed: parsed, candidateHash: candidateHash, challengeID, token: token,

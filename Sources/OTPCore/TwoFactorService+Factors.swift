@@ -43,7 +43,7 @@ extension TwoFactorService {
             throw TwoFactorError(.internal, "The secret could not be protected", logDetail: "\(error)")
         }
         let expiresAt = now.addingTimeInterval(policy.totpEnrollmentLifetime)
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             var account = try tx.account(accountID) ?? AccountRecord(id: accountID, now: now)
             if case .failure(let error) = try self.authorize(
                 .startAuthenticator, proof: proof, account: &account, now: now, in: tx)
@@ -68,7 +68,7 @@ extension TwoFactorService {
         try Self.checkAccountID(accountID)
         let now = clock.now()
         let token = newProofToken()
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             guard var account = try tx.account(accountID), let sealed = account.pendingTotpSealed,
                 let expires = account.pendingTotpExpiresAt, expires > now
             else {
@@ -136,7 +136,7 @@ extension TwoFactorService {
     {
         try Self.checkAccountID(accountID)
         let now = clock.now()
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             guard var account = try tx.account(accountID) else {
                 return .failure(TwoFactorError(.failedPrecondition, "This factor is not on"))
             }
@@ -194,7 +194,7 @@ extension TwoFactorService {
             throw TwoFactorError(.invalidArgument, "The preferred method must be sms or totp")
         }
         let now = clock.now()
-        return try await transact { tx in
+        return try await transact(account: accountID) { tx in
             guard var account = try tx.account(accountID), method == .sms ? account.smsEnabled : account.totpEnabled
             else {
                 return .failure(

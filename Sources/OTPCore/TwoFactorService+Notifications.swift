@@ -29,9 +29,22 @@ extension TwoFactorService {
     /// left by an earlier run stays: what happened while otpd was stopped or the hook was
     /// failing is still delivered.)
     public func prepareNotifications() async throws(TwoFactorError) {
-        try await transact { tx in
-            if try tx.notificationCursor() == nil { try tx.setNotificationCursor(try tx.notificationHorizon()) }
-            return .success(())
+        // Where several writers commit at once (PostgreSQL), the horizon may lag behind events
+        // already committed (a transaction that began before them still runs); wait for it to
+        // pass them, up to about 5 s, so that they are not replayed. After that, start at the
+        // horizon anyway: a few replayed events beat a skipped one.
+        for attempt in 1...100 {
+            let settled = try await transact { tx in
+                if try tx.notificationCursor() != nil { return .success(true) }
+                let horizon = try tx.notificationHorizon()
+                let later = try tx.eventsToNotify(
+                    after: horizon, through: .end, kinds: Self.recordedKinds, window: 1, limit: 1)
+                guard later.events.isEmpty || attempt == 100 else { return .success(false) }
+                try tx.setNotificationCursor(horizon)
+                return .success(true)
+            }
+            if settled { return }
+            try? await Task.sleep(for: .milliseconds(50))
         }
     }
 

@@ -68,12 +68,17 @@ public final class TwoFactorService: Sendable {
     }
 
     /// Runs a transaction, turning storage failures into `unavailable` (fail closed).
+    /// `account` names the account the transaction is about, when it is about one.
     func transact<T: Sendable>(
-        _ body: @escaping @Sendable (any StoreTransaction) throws -> Result<T, TwoFactorError>
+        account: String? = nil, _ body: @escaping @Sendable (any StoreTransaction) throws -> Result<T, TwoFactorError>
     ) async throws(TwoFactorError) -> T {
         let result: Result<T, TwoFactorError>
         do {
-            result = try await store.transaction(body)
+            if let account {
+                result = try await store.transaction(account: account, body)
+            } else {
+                result = try await store.transaction(body)
+            }
         } catch let error as TwoFactorError {
             throw error
         } catch is CancellationError {

@@ -1,7 +1,9 @@
+import Dispatch
 import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// A value bound to a statement parameter.
 enum PGValue {
@@ -18,6 +20,27 @@ struct PostgresSession {
     let connection: PostgresConnection
     let logger: Logger
 
+    /// The longest wait for one statement's answer, in seconds: beyond the server's own
+    /// `statement_timeout` (10 s) and `lock_timeout` (5 s), so it fires only when the
+    /// connection itself is stuck; the connection is then closed.
+    static let answerTimeout = 15
+
+    /// One statement's answer, handed from the event loop to the waiting store thread.
+    private final class Answer: Sendable {
+        private let result = Mutex<Result<PostgresQueryResult, any Error>?>(nil)
+        private let ready = DispatchSemaphore(value: 0)
+
+        func set(_ value: Result<PostgresQueryResult, any Error>) {
+            result.withLock { $0 = value }
+            ready.signal()
+        }
+
+        func wait(timeout seconds: Int) -> Result<PostgresQueryResult, any Error>? {
+            guard ready.wait(timeout: .now() + .seconds(seconds)) == .success else { return nil }
+            return result.withLock { $0 }
+        }
+    }
+
     /// Runs `sql` with `values` bound to `$1`, `$2`, ... and returns its rows and the count of
     /// rows it changed.
     func execute(_ sql: String, _ values: [PGValue] = []) throws -> (rows: [PostgresRow], changed: Int) {
@@ -31,11 +54,24 @@ struct PostgresSession {
             case .null: bindings.appendNull()
             }
         }
-        do {
-            let result = try connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).wait()
-            return (result.rows, result.metadata.rows ?? 0)
-        } catch {
-            throw PostgresStoreError(error)
+        // A closed connection may never answer a statement sent on it (seen with PostgresNIO
+        // 1.33 after the server restarted: a ROLLBACK on the dead session waited forever), so
+        // none is sent, and no answer is waited for longer than `answerTimeout`.
+        guard !connection.isClosed else {
+            throw PostgresStoreError(kind: .unavailable, message: "the connection to PostgreSQL is closed")
+        }
+        let answer = Answer()
+        connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).whenComplete {
+            answer.set($0)
+        }
+        guard let result = answer.wait(timeout: Self.answerTimeout) else {
+            connection.close().whenComplete { _ in }
+            throw PostgresStoreError(
+                kind: .unavailable, message: "PostgreSQL did not answer within \(Self.answerTimeout) s")
+        }
+        switch result {
+        case .success(let result): return (result.rows, result.metadata.rows ?? 0)
+        case .failure(let error): throw PostgresStoreError(error)
         }
     }
 

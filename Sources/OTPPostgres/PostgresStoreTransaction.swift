@@ -40,7 +40,7 @@ final class PostgresStoreTransaction: StoreTransaction {
         let transaction = PostgresStoreTransaction(session: session)
         defer {
             transaction.session = nil
-            if let account = transaction.lockedAccount {
+            if let account = transaction.lockedAccount, !connection.isClosed {
                 // A session that cannot run this is gone, and its locks with it.
                 _ = try? session.run(
                     "SELECT pg_advisory_unlock(\(accountLockClass), hashtext($1))", [.text(account)])
@@ -52,7 +52,8 @@ final class PostgresStoreTransaction: StoreTransaction {
             if transaction.begun { try session.run("COMMIT") }
             return (value, transaction.afterCommitActions)
         } catch {
-            if transaction.begun { _ = try? session.run("ROLLBACK") }
+            // A lost session was rolled back by the server (and takes no statement any more).
+            if transaction.begun && !connection.isClosed { _ = try? session.run("ROLLBACK") }
             throw transaction.failure ?? error
         }
     }

@@ -52,6 +52,12 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
     private let clientTask: Task<Void, Never>
     let logger: Logger
     private let retries = Atomic<Int>(0)
+    private let accounts = KeyedQueue()
+    /// Set when a transaction could not reach the server, cleared by the next one that did:
+    /// while it is set, a call waits only briefly for a connection, so that calls during an
+    /// outage are answered UNAVAILABLE at once instead of each waiting out the full timeout
+    /// (one account's calls queue one behind the other).
+    private let serverDown = Atomic<Bool>(false)
 
     /// Connects (retrying every second, with a log line each time, until `connectDeadline`),
     /// applies pending migrations once per database (under an advisory lock, so daemons
@@ -110,16 +116,33 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
         }
     }
 
+    /// Transactions of one account wait for each other in this process before they take a
+    /// connection (`KeyedQueue`), and for the other daemons' on the account's advisory lock.
+    public func transaction<T: Sendable>(
+        account accountID: String, _ body: @escaping @Sendable (any StoreTransaction) throws -> T
+    ) async throws -> T {
+        try await accounts.acquire(accountID)
+        defer { accounts.release(accountID) }
+        return try await transaction(body)
+    }
+
     /// One try: lease a connection, run BEGIN, the body and COMMIT on a store thread.
     private func attemptTransaction<T: Sendable>(
         _ body: @escaping @Sendable (any StoreTransaction) throws -> T
     ) async throws -> (T, [@Sendable () -> Void]) {
         let logger = self.logger
         let threads = self.threads
-        return try await withConnection { connection in
-            try await threads.runIfActive {
-                try PostgresStoreTransaction.run(on: connection, logger: logger, body)
+        do {
+            let result = try await withConnection { connection in
+                try await threads.runIfActive {
+                    try PostgresStoreTransaction.run(on: connection, logger: logger, body)
+                }
             }
+            serverDown.store(false, ordering: .relaxed)
+            return result
+        } catch let error as PostgresStoreError where error.kind == .unavailable {
+            serverDown.store(true, ordering: .relaxed)
+            throw error
         }
     }
 
@@ -129,7 +152,7 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
         async throws -> T
     {
         let leased = LeaseFlag()
-        let timeout = settings.connectTimeout
+        let timeout = serverDown.load(ordering: .relaxed) ? .milliseconds(250) : settings.connectTimeout
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await self.client.withConnection { connection in
@@ -167,10 +190,11 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
         }
     }
 
-    /// Stops the pool and the store's threads; later transactions fail.
-    public func close() async {
+    /// Stops the pool and the store's threads (once the work already given to them is done);
+    /// later transactions fail.
+    public func close() {
         clientTask.cancel()
-        try? await threads.shutdownGracefully()
+        threads.shutdownGracefully { _ in }
     }
 
     // MARK: Migrations

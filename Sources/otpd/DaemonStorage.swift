@@ -117,7 +117,7 @@ enum DaemonStorage: Sendable {
             }
             store.close()
         case .postgresql(let store):
-            await store.close()
+            store.close()
         }
     }
 }

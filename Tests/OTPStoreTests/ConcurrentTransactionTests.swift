@@ -83,7 +83,7 @@ struct ConcurrentTransactionTests {
         let store = try await PostgresTwoFactorStore(
             settings: try PostgresSettings(url: database.url), password: database.password,
             logger: Logger(label: "test"), connectDeadline: .seconds(30))
-        defer { Task { await store.close() } }
+        defer { store.close() }
         let kinds: Set<EventKind> = [.verify]
         let event: @Sendable (String) -> EventRecord = { account in
             EventRecord(accountID: account, kind: .verify, outcome: .success, at: .now)

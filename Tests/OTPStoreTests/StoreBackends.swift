@@ -33,10 +33,10 @@ func withConformanceStore(_ backend: StoreBackend, _ body: (any TwoFactorStore) 
         do {
             try await body(store)
         } catch {
-            await store.close()
+            store.close()
             throw error
         }
-        await store.close()
+        store.close()
     }
 }
 

@@ -17,7 +17,7 @@ import Testing
     }
 
     @Test func aCancelledCallChangesNothingAndSaysSo() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         let call = Task { () async -> TwoFactorError? in
             withUnsafeCurrentTask { $0?.cancel() }
@@ -37,7 +37,7 @@ import Testing
     /// The text went out; the caller gave up meanwhile. Its delivery record and audit event are
     /// still written (before, the cancelled caller's transaction was refused and they were lost).
     @Test func aTextSentForACallerWhoLeftIsStillRecorded() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         let service = try f.service(sending: SlowSender())
         _ = try await service.setPhone(accountID: "a", number: "+15551234567", proof: nil)

@@ -21,7 +21,7 @@ struct MadeUpStatuses: DeliveryStatusOrder {
 struct DeliveryReportTests {
     func service(_ fixture: Fixture, statuses: (any DeliveryStatusOrder)?) throws -> TwoFactorService {
         try TwoFactorService(
-            store: try SQLiteTwoFactorStore(store: fixture.database), sender: fixture.sender, keys: fixture.keys,
+            store: fixture.store, sender: fixture.sender, keys: fixture.keys,
             policy: TwoFactorPolicy(), clock: fixture.clock, random: SeededRandom(seed: 7),
             reportVerifier: AcceptingVerifier(), deliveryStatuses: statuses)
     }
@@ -31,7 +31,7 @@ struct DeliveryReportTests {
     }
 
     @Test func theProvidersOrderDecidesAndAReportNeverMovesADeliveryBack() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         defer { fixture.tearDown() }
         try await fixture.enrollPhone("a")  // message m1, accepted
         let service = try service(fixture, statuses: MadeUpStatuses())
@@ -54,7 +54,7 @@ struct DeliveryReportTests {
     }
 
     @Test func withoutTheProvidersStatusesReportsAreRefused() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         defer { fixture.tearDown() }
         let service = try service(fixture, statuses: nil)
         await #expect {

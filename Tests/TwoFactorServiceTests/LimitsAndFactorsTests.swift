@@ -12,7 +12,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func lockoutGrowsAndHoldsEvenForTheRightCode() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         let totp = try await f.enrollTOTP("a", proof: .token(try #require(try await f.issueManageProof("a"))))
@@ -49,7 +49,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func aHundredConsecutiveFailuresLockUntilAnAdministratorUnlocks() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         for _ in 0..<100 {
@@ -70,7 +70,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func resendCooldownGrowsAndBudgetsHold() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")  // 1 verify_phone send
         f.clock.advance(3601)
@@ -106,7 +106,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func perPhoneGlobalAndCountryLimits() async throws {
-        let f = try Fixture {
+        let f = try await Fixture {
             $0.smsPerAccountPerHour = 1000
             $0.resendCooldown = 0
             $0.smsPerPhonePerDay = 3
@@ -139,7 +139,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func authenticatorCodesAreInterchangeableAndNeverReplayed() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         let proof = try #require(try await f.issueManageProof("a"))
@@ -195,7 +195,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func changingTheNumberNeedsAProofAndTheNewNumberVerified() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a", "+15551234567")
         await #expect {
@@ -240,7 +240,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func disablingSMSNeedsAProofAndLeavesNothingHalfConfigured() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         await #expect {
@@ -260,7 +260,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func preferredMethodOnlyAmongFactorsThatAreOn() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         await #expect {
@@ -279,7 +279,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func backupCodesWorkOnceAndRegenerationVoidsTheOldSet() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         let grace = try #require(try await f.enrollPhone("a").proofToken)
         let set = try await f.service.generateBackupCodes(accountID: "a", proof: .token(grace))
@@ -321,7 +321,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func resetRemovesEveryFactorButKeepsTheAuditTrail() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         let reset = try await f.service.reset(accountID: "a", actor: "admin", reason: "left the company")
@@ -333,7 +333,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func eventsArePagedNewestFirst() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await fail(f, "nobody", times: 7)
         let first = try await f.service.listEvents(accountID: "nobody", pageSize: 3, beforeID: nil)
@@ -347,7 +347,7 @@ struct LimitsAndFactorsTests {
     }
 
     @Test func accountIDsAreBounded() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         for bad in ["", String(repeating: "a", count: 129), "a\nb", "a\u{0}b"] {
             await #expect(throws: TwoFactorError.self) { _ = try await f.service.status(accountID: bad) }
@@ -370,7 +370,7 @@ extension Fixture {
 @Suite("country budget")
 struct CountryBudgetTests {
     @Test func aCountryCallingCodeHasItsOwnHourlyBudget() async throws {
-        let f = try Fixture {
+        let f = try await Fixture {
             $0.smsPerCountryPerHour = 3
             $0.smsGlobalPerMinute = 1000
         }

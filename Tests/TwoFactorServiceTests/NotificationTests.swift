@@ -29,7 +29,7 @@ struct NotificationTests {
     let kinds = TwoFactorService.defaultNotifiedKinds
 
     @Test func historyIsNotReplayedAndNewSecurityEventsAreDeliveredOnce() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         defer { fixture.tearDown() }
         try await fixture.enrollPhone("old")  // before the hook: not replayed
         try await fixture.service.prepareNotifications()
@@ -44,7 +44,7 @@ struct NotificationTests {
     }
 
     @Test func aFailingHookGetsTheSameEventsAgainInOrder() async throws {
-        let fixture = try Fixture { $0.liftSMSBudgets() }
+        let fixture = try await Fixture { $0.liftSMSBudgets() }
         defer { fixture.tearDown() }
         try await fixture.service.prepareNotifications()
         let notifier = RecordingNotifier()
@@ -68,14 +68,14 @@ struct NotificationTests {
     }
 
     @Test func theBookmarkSurvivesARestartOfTheService() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         defer { fixture.tearDown() }
         try await fixture.service.prepareNotifications()
         try await fixture.enrollPhone("carol")
         // A second service on the same database, as after a restart: it continues from the
         // stored bookmark (prepare does not move an existing one).
         let restarted = try TwoFactorService(
-            store: try SQLiteTwoFactorStore(store: fixture.database), sender: fixture.sender, keys: fixture.keys,
+            store: fixture.store, sender: fixture.sender, keys: fixture.keys,
             policy: TwoFactorPolicy(), clock: fixture.clock, random: SeededRandom(seed: 9))
         try await restarted.prepareNotifications()
         let notifier = RecordingNotifier()
@@ -84,7 +84,7 @@ struct NotificationTests {
     }
 
     @Test func aSmallWindowTakesSeveralRoundsAndMissesNothing() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         defer { fixture.tearDown() }
         try await fixture.service.prepareNotifications()
         for account in ["a", "b", "c"] { try await fixture.enrollPhone(account) }  // ~5 events each

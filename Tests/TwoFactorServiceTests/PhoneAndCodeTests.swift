@@ -6,7 +6,7 @@ import Testing
 @Suite("phone enrolment, codes and verification")
 struct PhoneAndCodeTests {
     @Test func theProductFlow() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         let account = "admin-1"
         var status = try await f.service.status(accountID: account)
@@ -65,7 +65,7 @@ struct PhoneAndCodeTests {
         ("+1234567890123456", "at most 15"), ("+0123456789", "0"), ("", "empty"),
     ])
     func phoneNumbersMustBeE164(_ input: String, _ fragment: String) async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         await #expect {
             _ = try await f.service.setPhone(accountID: "a", number: input, proof: nil)
@@ -76,7 +76,7 @@ struct PhoneAndCodeTests {
     }
 
     @Test func codesExpire() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         f.clock.advance(60)
@@ -97,7 +97,7 @@ struct PhoneAndCodeTests {
     }
 
     @Test func aCodeWorksOnceAndOnlyForItsPurposeAndAccount() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         try await f.enrollPhone("b", "+447700900123")
@@ -120,7 +120,7 @@ struct PhoneAndCodeTests {
     }
 
     @Test func aNewCodeVoidsThePreviousOneButNotTheFailureCounter() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         f.clock.advance(60)
@@ -142,7 +142,7 @@ struct PhoneAndCodeTests {
     }
 
     @Test func fiveWrongCodesUseUpAChallenge() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         f.clock.advance(60)
@@ -162,7 +162,7 @@ struct PhoneAndCodeTests {
 
     /// docs/SECURITY.md §9: all refused the same way, all counted.
     @Test func malformedCodesAreFailedAttempts() async throws {
-        let f = try Fixture {
+        let f = try await Fixture {
             $0.lockThreshold = 100; $0.attemptsPerChallenge = 20
         }
         defer { f.tearDown() }
@@ -187,7 +187,7 @@ struct PhoneAndCodeTests {
     }
 
     @Test func everyFailureLooksTheSame() async throws {
-        let f = try Fixture { $0.lockThreshold = 100 }
+        let f = try await Fixture { $0.lockThreshold = 100 }
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         try await f.enrollPhone("b", "+447700900123")
@@ -217,7 +217,7 @@ struct PhoneAndCodeTests {
     }
 
     @Test func aFailedSendIsNotTheUsersFailure() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
         f.clock.advance(60)

@@ -6,7 +6,7 @@ import Testing
 @Suite("pruning")
 struct PruningTests {
     @Test func expiredChallengesAndProofsGoOnlyAfterTheirTime() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         defer { fixture.tearDown() }
         try await fixture.enrollPhone("alice")
         let change = try await fixture.challenge("alice", .changePhone)
@@ -40,7 +40,7 @@ struct PruningTests {
     }
 
     @Test func eventsAndDeliveriesFollowTheirRetention() async throws {
-        let fixture = try Fixture { policy in
+        let fixture = try await Fixture { policy in
             policy.eventRetention = 30 * 86_400
             policy.deliveryRetention = nil  // kept forever
         }
@@ -64,7 +64,7 @@ struct PruningTests {
     }
 
     @Test func oneCallIsBoundedAndTheNextFinishes() async throws {
-        let fixture = try Fixture { $0.liftSMSBudgets() }
+        let fixture = try await Fixture { $0.liftSMSBudgets() }
         defer { fixture.tearDown() }
         try await fixture.enrollPhone("carol")
         for _ in 0..<600 { _ = try await fixture.challenge("carol", .login) }

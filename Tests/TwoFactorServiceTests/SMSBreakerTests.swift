@@ -38,7 +38,7 @@ struct SMSBreakerTests {
     /// every 20 s. The bot is stopped within the documented volume (10 judged texts, plus the
     /// texts of the 2 minutes before a text is judged); the people are never refused.
     @Test func aPumpingRunTripsItsRangeWithinTheDocumentedVolumeAndPeopleElsewhereAreNeverRefused() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
         var botRefusals: [TwoFactorError] = []
         for step in 0..<120 {
@@ -83,7 +83,7 @@ struct SMSBreakerTests {
     /// An administrator of the shop whose number lies in the bot's range was verified before
     /// the run: the breaker never counts or pauses their texts.
     @Test func aVerifiedNumberUnderATrippedRangeStillGetsLoginTexts() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
         try await f.enrollPhone("admin", "\(Self.botRange)99999")
         f.clock.advance(60)
@@ -117,7 +117,7 @@ struct SMSBreakerTests {
     /// The pause lasts the cool-off, to the second; then texts flow again and the range is
     /// counted afresh (the texts before the pause do not trip it again at once).
     @Test func theCoolOffEndsOnTime() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
         let refusal = try #require(try await Self.pump(f, range: Self.botRange, until: { $0 != nil }))
         let retryAfter = try #require(refusal.retryAfter)
@@ -139,7 +139,7 @@ struct SMSBreakerTests {
     /// A bot that spreads its texts over many ranges of one country trips the country once 50
     /// of its texts are judged; another country's people keep receiving texts.
     @Test func aBotSpreadOverManyRangesTripsItsCountryAndOtherCountriesKeepWorking() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
         var sent = 0
         var stopped: TwoFactorError?
@@ -167,7 +167,7 @@ struct SMSBreakerTests {
     /// exemption watches it again. Each change is audited with who and why. (The country-level
     /// breaker is off here: exempting a range does not exempt its country.)
     @Test func administratorsResetAndExemptRanges() async throws {
-        let f = try Fixture {
+        let f = try await Fixture {
             $0.liftSMSBudgets()
             $0.smsBreaker.minimumTextsPerCountry = 0
         }

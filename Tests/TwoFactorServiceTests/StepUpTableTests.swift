@@ -103,12 +103,12 @@ import Testing
 
     @Test(arguments: State.allCases)
     func everyActionAndProof(state: State) async throws {
-        let f = try Fixture { policy in
+        let f = try await Fixture { policy in
             policy.liftSMSBudgets()
             policy.lockDurations = [3600]
         }
         defer { f.tearDown() }
-        let store = try SQLiteTwoFactorStore(store: f.database)
+        let store = f.store
         var subjects: [String: Subject] = [:]
         var serial = 0
         for action in Action.allCases {
@@ -173,7 +173,7 @@ import Testing
     }
 
     /// Builds an account in `state` through the service, as a user would have.
-    static func make(_ state: State, id: String, serial: Int, _ f: Fixture, _ store: SQLiteTwoFactorStore)
+    static func make(_ state: State, id: String, serial: Int, _ f: Fixture, _ store: any TwoFactorStore)
         async throws -> Subject
     {
         let number = "+1555" + String(format: "%07d", serial)
@@ -236,7 +236,7 @@ import Testing
 
     /// Makes the offered proof for `subject`: tokens are stored as a successful verification
     /// stores them; codes are real ones of the account where it has them.
-    static func proof(_ offered: Offered, for subject: Subject, _ f: Fixture, _ store: SQLiteTwoFactorStore)
+    static func proof(_ offered: Offered, for subject: Subject, _ f: Fixture, _ store: any TwoFactorStore)
         async throws -> ProofInput?
     {
         func token(_ purpose: CodePurpose, account: String, used: Bool = false) async throws -> ProofInput {

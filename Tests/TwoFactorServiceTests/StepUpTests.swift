@@ -9,7 +9,7 @@ import Testing
 /// order of checks in SetPhone, the SMS pools, and uniform failures.
 @Suite struct StepUpTests {
     @Test func theEnrolmentGraceIsOnlyForAnAccountWithoutAnyFactor() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
         // First factor: a grace proof.
         let first = try await f.enrollPhone("a")
@@ -38,9 +38,9 @@ import Testing
     /// What was started without a proof while the account had no factor dies with the first
     /// factor: codes from before the rule, a pending authenticator, an unverified number.
     @Test func theFirstFactorVoidsWhatWasStartedWithoutAProof() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
-        let store = try SQLiteTwoFactorStore(store: f.database)
+        let store = f.store
         // Backup codes written by an older otpd before any factor existed.
         let planted = BackupCode.generateSet(count: 10, using: SeededRandom(seed: 7))
         try await store.transaction { tx in
@@ -78,7 +78,7 @@ import Testing
     }
 
     @Test func turningOffTheLastPrimaryFactorVoidsTheBackupCodes() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
         let grace = try #require(try await f.enrollPhone("a").proofToken)
         let codes = try await f.service.generateBackupCodes(accountID: "a", proof: .token(grace)).codes
@@ -92,7 +92,7 @@ import Testing
     /// Without a proof, SetPhone answers the same whether the guessed number is the saved one
     /// or not, and never says "already verified".
     @Test func setPhoneChecksTheProofBeforeComparingNumbers() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
         try await f.enrollPhone("a", "+15551234567")
         var answers: [String] = []
@@ -111,7 +111,7 @@ import Testing
     /// Account A saving B's number and asking for verification texts until the number's pool
     /// is empty leaves B's login texts working.
     @Test func verificationTextsCannotDrainAnotherAccountsLoginTexts() async throws {
-        let f = try Fixture { policy in
+        let f = try await Fixture { policy in
             policy.resendCooldown = 0
             policy.smsPerAccountPerHour = 1000
             policy.smsPerPhonePerDay = 10
@@ -143,7 +143,7 @@ import Testing
     }
 
     @Test func testTextsArePaidFromTheBudgetsAndRecorded() async throws {
-        let f = try Fixture { policy in
+        let f = try await Fixture { policy in
             policy.smsVerificationsPerPhonePerDay = 2
         }
         defer { f.tearDown() }
@@ -164,7 +164,7 @@ import Testing
     /// A failed verification tells nothing about the account: the answer for a known account
     /// with a number, failures and codes equals the answer for an account that does not exist.
     @Test func aFailedVerificationLooksTheSameForKnownAndUnknownAccounts() async throws {
-        let f = try Fixture { $0.liftSMSBudgets() }
+        let f = try await Fixture { $0.liftSMSBudgets() }
         defer { f.tearDown() }
         let grace = try #require(try await f.enrollPhone("known").proofToken)
         _ = try await f.service.generateBackupCodes(accountID: "known", proof: .token(grace))

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OTPCore
+import OTPPostgres
 import OTPStore
 import OTPTestSupport
 import Synchronization
@@ -45,35 +46,68 @@ extension TwoFactorPolicy {
     }
 }
 
+/// The store the domain's tests run on: SQLite by default; `OTPD_TEST_STORE=postgresql` runs
+/// the same tests on PostgreSQL (a throw-away cluster), as `make test` does in a second pass.
+enum TestStore: String {
+    case sqlite
+    case postgresql
+
+    static var current: TestStore {
+        ProcessInfo.processInfo.environment["OTPD_TEST_STORE"].flatMap(TestStore.init(rawValue:)) ?? .sqlite
+    }
+}
+
 /// A service on a fresh temporary database, with a manual clock and a recording sender.
 struct Fixture {
     let clock = ManualClock()
     let sender = RecordingSender()
     let service: TwoFactorService
-    let database: SQLiteStore
+    /// The store the service runs on.
+    let store: any TwoFactorStore
+    /// The SQLite database underneath, for tests about SQLite itself (`Fixture(on: .sqlite)`);
+    /// nil on PostgreSQL.
+    let sqlite: SQLiteStore?
     let directory: String
     let keys: DaemonKeys
 
-    init(configure: (inout TwoFactorPolicy) -> Void = { _ in }) throws {
+    /// - Parameter backend: the store; by default the one the test run is for
+    ///   (``TestStore/current``). Tests that reach into SQLite itself pass `.sqlite`.
+    init(on backend: TestStore = .current, configure: (inout TwoFactorPolicy) -> Void = { _ in }) async throws {
         directory = try TemporaryDirectory(prefix: "otpd-svc").path
-        database = try SQLiteStore(path: directory + "/test.sqlite", logger: Logger(label: "test"))
+        switch backend {
+        case .sqlite:
+            let database = try SQLiteStore(path: directory + "/test.sqlite", logger: Logger(label: "test"))
+            sqlite = database
+            store = try SQLiteTwoFactorStore(store: database)
+        case .postgresql:
+            let database = try PostgresTestCluster.shared().createDatabase()
+            sqlite = nil
+            store = try await PostgresTwoFactorStore(
+                settings: try PostgresSettings(url: database.url), password: database.password,
+                logger: Logger(label: "test"), connectDeadline: .seconds(30))
+        }
         keys = try DaemonKeys(masterKey: (0..<32).map { UInt8($0 + 1) })
         var policy = TwoFactorPolicy()
         configure(&policy)
         service = try TwoFactorService(
-            store: try SQLiteTwoFactorStore(store: database), sender: sender, keys: keys, policy: policy, clock: clock,
-            random: SeededRandom())
+            store: store, sender: sender, keys: keys, policy: policy, clock: clock, random: SeededRandom())
+    }
+
+    /// The SQLite database, for a test created with `Fixture(on: .sqlite)`.
+    var database: SQLiteStore {
+        get throws { try #require(sqlite, "this test needs Fixture(on: .sqlite)") }
     }
 
     /// Another service on the same database, clock and key, sending through `sender`.
     func service(sending sender: any SMSSender) throws -> TwoFactorService {
         try TwoFactorService(
-            store: try SQLiteTwoFactorStore(store: database), sender: sender, keys: keys, policy: TwoFactorPolicy(),
-            clock: clock, random: SeededRandom(seed: 0xC0FFEE))
+            store: store, sender: sender, keys: keys, policy: TwoFactorPolicy(), clock: clock,
+            random: SeededRandom(seed: 0xC0FFEE))
     }
 
     func tearDown() {
-        database.close()
+        sqlite?.close()
+        (store as? PostgresTwoFactorStore)?.close()
         try? FileManager.default.removeItem(atPath: directory)
     }
 

@@ -9,7 +9,7 @@ struct UnknownAccountTests {
     /// An unknown account gets the plain failure, no row is made for it, and the daemon-wide
     /// counter (the write that keeps its commit as large as a wrong code's) counts it.
     @Test func aVerificationForAnUnknownAccountFailsPlainlyAndIsCounted() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture(on: .sqlite)
         defer { fixture.tearDown() }
         for _ in 0..<3 {
             let outcome = try await fixture.service.verify(

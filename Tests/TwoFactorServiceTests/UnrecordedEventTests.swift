@@ -20,12 +20,12 @@ import Testing
     }
 
     @Test func aRecordThatCannotBeStoredIsCountedAndLoggedWithItsKind() async throws {
-        let f = try Fixture()
+        let f = try await Fixture(on: .sqlite)
         defer { f.tearDown() }
         _ = try await f.service.setPhone(accountID: "a", number: "+15551234567", proof: nil)
         let capture = LogCapture()
         let service = try TwoFactorService(
-            store: try SQLiteTwoFactorStore(store: f.database), sender: ClosingSender(database: f.database),
+            store: f.store, sender: ClosingSender(database: f.database),
             keys: f.keys, policy: TwoFactorPolicy(), clock: f.clock, logger: capture.logger())
         _ = try await service.startChallenge(accountID: "a", purpose: .verifyPhone)
         #expect(service.unrecordedEvents == 1)
