@@ -141,5 +141,26 @@ struct ClusterFaultTests {
         let info = try await client.serverInfo()
         #expect(info.storageBackend == "postgresql" && info.storageReachable)
         await client.close()
+
+        // otpctl info and doctor name the store, its schema and whether it answers.
+        let reachable = try runProgram(Binaries.otpctl, ["info", "--socket", daemon.socket])
+        #expect(reachable.stdout.contains("database: postgresql postgresql://"), "\(reachable.stdout)")
+        #expect(reachable.stdout.contains("(schema 1), reachable"), "\(reachable.stdout)")
+        try postgres.stop(mode: "fast")
+        var down = ""
+        for _ in 0..<150 where !down.contains("UNREACHABLE") {
+            try await Task.sleep(for: .milliseconds(100))
+            down = try runProgram(Binaries.otpctl, ["info", "--socket", daemon.socket]).stdout
+        }
+        #expect(down.contains("UNREACHABLE"), "\(down)")
+        let doctor = try runProgram(Binaries.otpctl, ["doctor", "--json", "--socket", daemon.socket])
+        let report = try #require(
+            try JSONSerialization.jsonObject(with: Data(doctor.stdout.utf8)) as? [String: Any], "\(doctor.stdout)")
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        let database = try #require(checks.first { $0["name"] as? String == "database" })
+        #expect(database["status"] as? String == "problem")
+        #expect((database["detail"] as? String)?.contains("cannot reach PostgreSQL") == true)
+        #expect(doctor.status != 0)
+        try postgres.start()
     }
 }
