@@ -28,6 +28,8 @@ public enum OTPMetrics {
     public static let connections = "otpd_connections"
     public static let callsInFlight = "otpd_calls_in_flight"
     public static let notificationBacklog = "otpd_notification_backlog_events"
+    public static let storeConflicts = "otpd_store_conflicts_total"
+    public static let storeReachable = "otpd_store_reachable"
 
     // MARK: Label values
 
@@ -188,6 +190,17 @@ public enum OTPMetrics {
 
     public static func setNotificationBacklog(_ events: Int) {
         Gauge(label: notificationBacklog).record(events)
+    }
+
+    /// A transaction the store ran again because it conflicted with another (PostgreSQL's
+    /// serialization failures and deadlocks; never on SQLite).
+    public static func storeConflict() {
+        Counter(label: storeConflicts).increment()
+    }
+
+    /// Whether the store answered its last check (1) or not (0).
+    public static func setStoreReachable(_ reachable: Bool) {
+        Gauge(label: storeReachable).record(reachable ? 1 : 0)
     }
 
     /// The instruments of the server's hot path, made once per method so that a call costs an

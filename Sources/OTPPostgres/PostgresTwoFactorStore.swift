@@ -3,6 +3,7 @@ public import Logging
 import NIOCore
 import NIOPosix
 public import OTPCore
+import OTPMetrics
 import PostgresNIO
 import Synchronization
 
@@ -107,6 +108,7 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
                 return value
             } catch let error where PostgresStoreError.isConflict(error) && attempt < Self.maximumAttempts {
                 retries.add(1, ordering: .relaxed)
+                OTPMetrics.storeConflict()
                 attempt += 1
                 // A random pause that grows with the attempts (up to about 50 ms), so that
                 // transactions that conflicted do not meet again at once.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OTPCore
+import OTPMetrics
 import OTPPostgres
 import OTPServer
 import OTPStore
@@ -136,6 +137,7 @@ struct StorageMonitor: Service {
             while !Task.isCancelled {
                 let problem = await storage.probe()
                 status.record(problem: problem)
+                OTPMetrics.setStoreReachable(problem == nil)
                 if problem != last {
                     if let problem {
                         logger.error("the store does not answer", metadata: ["problem": "\(problem)"])

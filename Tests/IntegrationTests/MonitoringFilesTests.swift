@@ -24,6 +24,7 @@ struct MonitoringFilesTests {
             OTPMetrics.calls, OTPMetrics.verifications, OTPMetrics.lockouts, OTPMetrics.smsSends,
             OTPMetrics.deliveryReports, OTPMetrics.budgetRefusals, OTPMetrics.breakerTrips, OTPMetrics.walBytes,
             OTPMetrics.connections, OTPMetrics.callsInFlight, OTPMetrics.notificationBacklog,
+            OTPMetrics.storeConflicts, OTPMetrics.storeReachable,
         ]).union(
             [
                 OTPMetrics.callDuration, OTPMetrics.twilioRequestDuration, OTPMetrics.commitDuration,
