@@ -33,7 +33,7 @@
 # daemon when preparing on PostgreSQL), OTPD_BIN / OTPBENCH_BIN (binaries to use).
 #
 # Sizing: each scenario's payload sets are sized from its rate (a 1 s probe the first time,
-# then the highest rate it had so far), so every measured call uses a fresh challenge's first
+# then the highest rate of its measured runs so far), so every measured call uses a fresh challenge's first
 # attempt; a run that still ran out says "payloads reused". Before each run the preparation's
 # writes are flushed to the main files: SQLite's background checkpoint gets 2 s, PostgreSQL a
 # CHECKPOINT.
@@ -213,13 +213,14 @@ print(json.dumps(merged))
 PY
 }
 
-declare -A rate_estimate   # SETUP/CONNECTIONS -> the highest calls/s seen (all daemons together)
+declare -A rate_estimate   # SETUP/CONNECTIONS -> calls/s expected (all daemons together)
+declare -A rate_measured   # SETUP/CONNECTIONS -> the highest calls/s of a measured run
 
 # payload_count SETUP CONNECTIONS: challenges to prepare on each daemon for one run.
 payload_count() {
     local n=0 d
     for d in ${setup_dirs[$1]}; do n=$((n + 1)); done
-    python3 -c "import math,sys; r,n,t=float(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]); print(max(1000, math.ceil(r*t*1.4/n)))" \
+    python3 -c "import math,sys; r,n,t=float(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]); print(max(1000, math.ceil(r*t*1.5/n)))" \
         "${rate_estimate[$1/$2]}" "$n" "$(python3 -c "print($duration + $warmup)")"
 }
 
@@ -276,9 +277,12 @@ r.update(setup=setup, kind=kind, connections=int(c), round=int(rnd),
          retried=conflicts / calls if calls else 0)
 print(json.dumps(r))
 PY
+    # The highest rate measured so far (the probe's only until then: on reused wrong codes it
+    # runs faster than fresh ones do).
     local rate
     rate=$(tail -n1 "$results" | python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_per_s"])')
-    rate_estimate[$setup/$c]=$(python3 -c "print(max($rate, ${rate_estimate[$setup/$c]}))")
+    rate_estimate[$setup/$c]=$(python3 -c "print(max($rate, ${rate_measured[$setup/$c]:-0}))")
+    rate_measured[$setup/$c]=${rate_estimate[$setup/$c]}
 }
 
 all_connections=$(for s in "${setups[@]}"; do echo ${setup_connections[$s]}; done | tr ' ' '\n' | sort -nu | tr '\n' ' ')
