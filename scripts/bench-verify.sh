@@ -18,7 +18,8 @@
 #            connections, against the challenges prepared on its own daemon. calls/s is the sum
 #            of the two; p50 and p99 are the worse (higher) of the two clients' figures.
 # The PostgreSQL cluster is a throw-away one (scripts/pg-throwaway.sh) in /tmp; during the pg
-# rows the "pg x2" daemon is running too, idle.
+# rows the "pg x2" daemon is running too, idle. A run of ROUNDS=3 takes about 35 minutes on a
+# 2-core machine, mostly preparing challenges (PostgreSQL prepares ~100/s).
 #
 # Environment: SECONDS (measured seconds per run, default 3), WARMUP (0.5), ROUNDS (1; every
 # round runs every scenario, the kinds and backends of one connection count back to back, and
@@ -33,8 +34,8 @@
 # daemon when preparing on PostgreSQL), OTPD_BIN / OTPBENCH_BIN (binaries to use).
 #
 # Sizing: each scenario's payload sets are sized from its rate (a 1 s probe the first time,
-# then the highest rate of its measured runs so far), so every measured call uses a fresh challenge's first
-# attempt; a run that still ran out says "payloads reused". Before each run the preparation's
+# then the highest rate of its measured runs so far), so every measured call uses a fresh
+# challenge's first attempt; a run that still ran out says "payloads reused". Before each run the preparation's
 # writes are flushed to the main files: SQLite's background checkpoint gets 2 s, PostgreSQL a
 # CHECKPOINT.
 #
