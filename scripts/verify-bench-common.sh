@@ -1,10 +1,13 @@
 # Sourced by scripts/bench-verify.sh and scripts/bench-uniform.sh: builds otpd, otpbench and the
 # C load client (release), and starts otpd in a temporary directory with the SMS budgets off
 # (the preparations send tens of thousands of codes). Before sourcing, set `bench_name` and
-# `default_seconds`; after, `start_otpd [EXTRA TOML]` starts the daemon. Defines: duration (the
-# SECONDS environment variable, read with printenv because bash's own SECONDS counts from it,
-# else default_seconds), root, say, otpd, otpbench, client, tmp. OTPD_BIN and OTPBENCH_BIN name
-# binaries to use instead of building them.
+# `default_seconds`; after, `start_otpd [EXTRA TOML]` starts the daemon in $tmp, and
+# `start_daemon DIR [STORAGE TOML] [EXTRA TOML]` one more in DIR (for PostgreSQL: the storage
+# lines go into the `[storage]` table). Defines: duration (the SECONDS environment variable, read
+# with printenv because bash's own SECONDS counts from it, else default_seconds), root, say,
+# otpd, otpbench, client, tmp, pids and daemon_pid (the daemons started), cleanup_hooks (functions the exit
+# handler runs after the daemons are stopped, before $tmp is removed). OTPD_BIN and
+# OTPBENCH_BIN name binaries to use instead of building them.
 duration=$(printenv SECONDS || true)
 duration=${duration:-$default_seconds}
 root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -21,16 +24,37 @@ client=$root/Benchmarks/baseline/baseline-client
 
 tmp=$(mktemp -d "/tmp/otpd-${bench_name}.XXXXXX")
 pid=""
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; [[ ${KEEP_TMP:-0} == 1 ]] || rm -rf "$tmp"; }
+pids=()
+declare -A daemon_pid  # DIR -> the pid of the otpd started there
+cleanup_hooks=()
+cleanup() {
+    local p h
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for h in "${cleanup_hooks[@]}"; do "$h" || true; done
+    [[ ${KEEP_TMP:-0} == 1 ]] || rm -rf "$tmp"
+}
 trap cleanup EXIT INT TERM
 
-# start_otpd [TOML]: otpd with synchronous=FULL, budgets and the SMS pumping breaker off (the
-# preparation texts thousands of new numbers of one range and verifies only some: to the
-# breaker that is a pumping run), and TOML appended.
+# start_otpd [TOML]: otpd in $tmp (see start_daemon), with TOML appended.
 start_otpd() {
-    cat > "$tmp/otpd.toml" <<TOML
+    start_daemon "$tmp" "" "${1:-}"
+    pid=${pids[-1]}
+}
+
+# start_daemon DIR [STORAGE] [TOML]: otpd in DIR (socket DIR/otpd.sock, database DIR/otpd.sqlite,
+# key DIR/otpd.key, outbox DIR/outbox.jsonl, log DIR/otpd.log) with synchronous=FULL, budgets
+# and the SMS pumping breaker off (the preparation texts thousands of new numbers of one range
+# and verifies only some: to the breaker that is a pumping run), STORAGE added to the
+# [storage] table and TOML appended. Returns once the socket is there (otpd opens its store
+# first: for PostgreSQL, once connected and migrated).
+start_daemon() {
+    local dir=$1
+    mkdir -p "$dir"
+    cat > "$dir/otpd.toml" <<TOML
 [storage]
 synchronous = "full"
+${2:-}
 [log]
 level = "warning"
 [sms]
@@ -42,13 +66,14 @@ per_country_per_hour = 0
 global_per_minute = 0
 [sms_breaker]
 enabled = false
-${1:-}
+${3:-}
 TOML
-    (cd "$tmp" && exec "$otpd" --config otpd.toml --socket "$tmp/otpd.sock" --database "$tmp/otpd.sqlite" \
-        --key-file "$tmp/otpd.key" --outbox "$tmp/outbox.jsonl" 2>"$tmp/otpd.log") &
-    pid=$!
-    for _ in $(seq 200); do [[ -S $tmp/otpd.sock ]] && return 0; sleep 0.05; done
-    echo "otpd did not start; its log:" >&2
-    cat "$tmp/otpd.log" >&2
+    (cd "$dir" && exec "$otpd" --config otpd.toml --socket "$dir/otpd.sock" --database "$dir/otpd.sqlite" \
+        --key-file "$dir/otpd.key" --outbox "$dir/outbox.jsonl" 2>"$dir/otpd.log") &
+    pids+=($!)
+    daemon_pid[$dir]=$!
+    for _ in $(seq 600); do [[ -S $dir/otpd.sock ]] && return 0; sleep 0.05; done
+    echo "otpd did not start in $dir; its log:" >&2
+    cat "$dir/otpd.log" >&2
     exit 1
 }

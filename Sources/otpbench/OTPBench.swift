@@ -42,6 +42,12 @@ struct OTPBench: AsyncParsableCommand {
     @Option(help: "Concurrent connections used to prepare.")
     var connections: Int = 16
 
+    @Option(
+        help:
+            "Calls in flight per connection while preparing (fewer: fewer serialization conflicts on PostgreSQL, where concurrent StartChallenges conflict on sms_sends)."
+    )
+    var inFlight: Int = 8
+
     func run() async throws {
         let clients = (0..<connections).map { _ in OTPClient(socketPath: socket, defaultDeadline: .seconds(60)) }
         let started = ContinuousClock.now
@@ -60,7 +66,7 @@ struct OTPBench: AsyncParsableCommand {
                     return (i, ticket.challengeId)
                 }
             }
-            while next < min(count, connections * 8) {
+            while next < min(count, connections * max(1, inFlight)) {
                 add(next)
                 next += 1
             }
