@@ -54,6 +54,11 @@ struct PostgresSession {
             case .null: bindings.appendNull()
             }
         }
+        return try execute(sql, bindings: bindings)
+    }
+
+    /// Runs `sql` with `bindings` already encoded (the importer's arrays).
+    func execute(_ sql: String, bindings: PostgresBindings) throws -> (rows: [PostgresRow], changed: Int) {
         // A closed connection may never answer a statement sent on it (seen with PostgresNIO
         // 1.33 after the server restarted: a ROLLBACK on the dead session waited forever), so
         // none is sent, and no answer is waited for longer than `answerTimeout`.

@@ -41,6 +41,8 @@ struct OTPD: AsyncParsableCommand {
             0 when it is sound, 2 when it is damaged or cannot be read; it changes nothing and may \
             run while otpd serves.
             See otpd.example.toml for every key.
+            otpd migrate-store --from sqlite:PATH --to postgresql://... copies an SQLite database into \
+            an empty PostgreSQL one (otpd migrate-store --help).
             """,
         version: otpdVersion)
 
@@ -78,6 +80,10 @@ struct OTPD: AsyncParsableCommand {
 
     /// Parses flags and runs, mapping errors to the documented exit statuses.
     static func main() async {
+        // `otpd migrate-store ...`: a one-off command with flags of its own (MigrateStore.swift).
+        if CommandLine.arguments.dropFirst().first == "migrate-store" {
+            await MigrateStore.runSubcommand(Array(CommandLine.arguments.dropFirst(2)))
+        }
         let command: OTPD
         do {
             command = try parse()
