@@ -331,8 +331,4 @@ struct OTPD: AsyncParsableCommand {
         if configuration.threads > 0 { server.eventLoopThreads = configuration.threads }
         return server
     }
-
-    private func absolutePath(_ path: String) -> String {
-        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-    }
 }
