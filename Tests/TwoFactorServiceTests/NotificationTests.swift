@@ -37,6 +37,7 @@ struct NotificationTests {
 
         let enrolled = try await fixture.enrollPhone("alice")
         _ = try await fixture.service.generateBackupCodes(accountID: "alice", proof: .token(enrolled.proofToken!))
+        try await fixture.settleEvents()
         #expect(try await fixture.service.deliverNotifications(kinds: kinds, to: notifier).delivered == 2)
         #expect(notifier.kinds == [.phoneVerified, .backupCodesGenerated])  // not code_sent, verify, ...
         #expect(try await fixture.service.deliverNotifications(kinds: kinds, to: notifier).delivered == 0)
@@ -55,6 +56,7 @@ struct NotificationTests {
                 accountID: "bob", purpose: .login, code: fixture.wrongCode(than: challenge.code),
                 challengeID: challenge.id)
         }
+        try await fixture.settleEvents()
         notifier.fail(times: 2)
         await #expect(throws: RecordingNotifier.HookFailed.self) {
             _ = try await fixture.service.deliverNotifications(kinds: kinds, to: notifier)
@@ -78,6 +80,7 @@ struct NotificationTests {
             store: fixture.store, sender: fixture.sender, keys: fixture.keys,
             policy: TwoFactorPolicy(), clock: fixture.clock, random: SeededRandom(seed: 9))
         try await restarted.prepareNotifications()
+        try await fixture.settleEvents()
         let notifier = RecordingNotifier()
         #expect(try await restarted.deliverNotifications(kinds: kinds, to: notifier).delivered == 1)
         #expect(notifier.kinds == [.phoneVerified])
@@ -88,6 +91,7 @@ struct NotificationTests {
         defer { fixture.tearDown() }
         try await fixture.service.prepareNotifications()
         for account in ["a", "b", "c"] { try await fixture.enrollPhone(account) }  // ~5 events each
+        try await fixture.settleEvents()
         let notifier = RecordingNotifier()
         var rounds = 0
         var delivered = 0

@@ -105,6 +105,23 @@ struct Fixture {
             random: SeededRandom(seed: 0xC0FFEE))
     }
 
+    /// Waits (up to 10 s) until every event recorded so far can be read by the notification
+    /// hook. At once on SQLite; on PostgreSQL the hook reads up to the oldest transaction still
+    /// running in the whole cluster, which the other tests' transactions may hold back a moment.
+    func settleEvents() async throws {
+        for _ in 0..<200 {
+            let settled = try await store.transaction { tx in
+                try tx.eventsToNotify(
+                    after: try tx.notificationHorizon(), through: .end, kinds: Set(EventKind.allCases), window: 1,
+                    limit: 1
+                ).events.isEmpty
+            }
+            if settled { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("the events did not become readable by the hook within 10 s")
+    }
+
     func tearDown() {
         sqlite?.close()
         (store as? PostgresTwoFactorStore)?.close()
