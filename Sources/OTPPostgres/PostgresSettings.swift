@@ -161,6 +161,21 @@ public struct PostgresSettings: Sendable, Equatable {
         return password
     }
 
+    /// The password otpd uses: from `file` when one is named, else from the systemd credential
+    /// `postgresql-password` (`LoadCredential=` puts it in `$CREDENTIALS_DIRECTORY`), else none
+    /// (a server that trusts the Unix socket's peer). The daemon and `otpd migrate-store` both
+    /// find it here.
+    public static func password(file: String?, environment: [String: String]) throws(PostgresSettingsError)
+        -> String?
+    {
+        if let file { return try readPassword(path: file) }
+        if let directory = environment["CREDENTIALS_DIRECTORY"] {
+            let path = directory + "/postgresql-password"
+            if FileManager.default.fileExists(atPath: path) { return try readPassword(path: path) }
+        }
+        return nil
+    }
+
     /// The client configuration PostgresNIO's pool is made from.
     func clientConfiguration(password: String?) throws -> PostgresClient.Configuration {
         var configuration: PostgresClient.Configuration

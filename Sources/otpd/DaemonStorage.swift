@@ -26,7 +26,8 @@ enum DaemonStorage: Sendable {
         case "postgresql":
             var settings = try PostgresSettings(url: configuration.storageURL)
             settings.poolSize = configuration.storagePoolSize
-            let password = try postgresPassword(configuration, environment: environment)
+            let password = try PostgresSettings.password(
+                file: configuration.storagePasswordFile, environment: environment)
             let store = try await PostgresTwoFactorStore(
                 settings: settings, password: password, logger: logger, onWaiting: onWaiting)
             return .postgresql(store)
@@ -36,20 +37,6 @@ enum DaemonStorage: Sendable {
                 synchronous: SynchronousMode(rawValue: configuration.synchronous) ?? .full, logger: logger)
             return .sqlite(store, try SQLiteTwoFactorStore(store: store))
         }
-    }
-
-    /// The password from `storage.password_file`, else from the systemd credential
-    /// `postgresql-password` (`LoadCredential=` puts it in `$CREDENTIALS_DIRECTORY`), else none
-    /// (a server that trusts the Unix socket's peer).
-    private static func postgresPassword(_ configuration: DaemonConfiguration, environment: [String: String]) throws
-        -> String?
-    {
-        if let path = configuration.storagePasswordFile { return try PostgresSettings.readPassword(path: path) }
-        if let directory = environment["CREDENTIALS_DIRECTORY"] {
-            let path = directory + "/postgresql-password"
-            if FileManager.default.fileExists(atPath: path) { return try PostgresSettings.readPassword(path: path) }
-        }
-        return nil
     }
 
     var domainStore: any TwoFactorStore {

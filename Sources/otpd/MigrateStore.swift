@@ -214,12 +214,7 @@ struct MigrateStore: AsyncParsableCommand {
     /// daemon does with `[storage] password_file`).
     private func readPassword(environment: [String: String]) throws(MigrateStoreFailure) -> String? {
         do {
-            if let passwordFile { return try PostgresSettings.readPassword(path: passwordFile) }
-            if let directory = environment["CREDENTIALS_DIRECTORY"] {
-                let path = directory + "/postgresql-password"
-                if FileManager.default.fileExists(atPath: path) { return try PostgresSettings.readPassword(path: path) }
-            }
-            return nil
+            return try PostgresSettings.password(file: passwordFile, environment: environment)
         } catch {
             throw .usage(error.description)
         }
