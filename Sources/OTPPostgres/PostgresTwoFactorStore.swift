@@ -52,7 +52,6 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
     private let threads: NIOThreadPool
     private let clientTask: Task<Void, Never>
     let logger: Logger
-    private let retries = Atomic<Int>(0)
     private let accounts = KeyedQueue()
     /// Set when a transaction could not reach the server, cleared by the next one that did:
     /// while it is set, a call waits only briefly for a connection, so that calls during an
@@ -93,9 +92,6 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
         }
     }
 
-    /// Conflicts retried since start (for tests and benchmarks).
-    public var retriedTransactions: Int { retries.load(ordering: .relaxed) }
-
     public func transaction<T: Sendable>(
         _ body: @escaping @Sendable (any StoreTransaction) throws -> T
     ) async throws -> T {
@@ -107,7 +103,6 @@ public final class PostgresTwoFactorStore: TwoFactorStore {
                 for action in afterCommit { action() }
                 return value
             } catch let error where PostgresStoreError.isConflict(error) && attempt < Self.maximumAttempts {
-                retries.add(1, ordering: .relaxed)
                 OTPMetrics.storeConflict()
                 attempt += 1
                 // A random pause that grows with the attempts (up to about 50 ms), so that
