@@ -20,6 +20,23 @@ public struct TwoFactorPolicy: Sendable {
     /// unlocks it.
     public var maximumConsecutiveFailures = 100
 
+    /// Whether a guess refused because the account is locked gets an audit event of its own,
+    /// given the account's consecutive failures counting that guess (docs/SECURITY.md §11).
+    ///
+    /// Yes for the first guess refused in each lock (the one after a lock began at a multiple of
+    /// ``lockThreshold``, or after ``maximumConsecutiveFailures``) and whenever the count
+    /// reaches a power of two; no otherwise. Every refused guess still counts in the account
+    /// and in the metrics; only its own event is left out, so a bot hammering a locked account
+    /// adds a number of events that grows with the logarithm of its guesses instead of with
+    /// them (each guess was one or two events: a database growing by tens of megabytes a minute
+    /// under an attack, and write latency growing with it).
+    public func auditsGuessWhileLocked(consecutiveFailures n: Int) -> Bool {
+        guard n > 1 else { return true }
+        if n & (n - 1) == 0 { return true }
+        if n > maximumConsecutiveFailures { return n == maximumConsecutiveFailures + 1 }
+        return (n - 1) % lockThreshold == 0
+    }
+
     // SMS budgets
     /// Wait before the first resend of a code for the same purpose; doubles on each repeat.
     public var resendCooldown: TimeInterval = 30

@@ -76,7 +76,9 @@ extension TwoFactorService {
             if self.isLocked(account, at: now) {
                 tx.afterCommit { OTPMetrics.verification(.locked, factor: .backup) }
                 return .success(
-                    try self.failCounted(&account, .backupCodeRedeemed, detail: "account locked", now: now, in: tx) {
+                    try self.failCounted(
+                        &account, .backupCodeRedeemed, detail: "account locked", whileLocked: true, now: now, in: tx
+                    ) {
                         BackupRedemption(success: false, remaining: 0, low: false, lockedUntil: $0.lockedUntil)
                     })
             }

@@ -488,7 +488,7 @@ extension TwoFactorService {
             // the right code.
             tx.afterCommit { OTPMetrics.verification(.locked, factor: tried) }
             return try failCounted(
-                &account, .verify, detail: "\(purpose.rawValue): account locked", now: now, in: tx
+                &account, .verify, detail: "\(purpose.rawValue): account locked", whileLocked: true, now: now, in: tx
             ) { saved in
                 VerifyOutcome(
                     success: false, attemptsLeft: challenge?.attemptsLeft ?? 0, lockedUntil: saved.lockedUntil,

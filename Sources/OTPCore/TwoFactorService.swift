@@ -103,8 +103,11 @@ public final class TwoFactorService: Sendable {
         account.updatedAt = now
         var locked = false
         if account.consecutiveFailures >= policy.maximumConsecutiveFailures {
+            // Locked for good. Only the failure that reaches the maximum locks it: later ones
+            // find it locked already, and one event (and one notification) per guess would say
+            // nothing new.
+            locked = account.lockedUntil != .distantFuture
             account.lockedUntil = .distantFuture
-            locked = true
         } else if account.consecutiveFailures % policy.lockThreshold == 0 {
             account.lockCount += 1
             account.lockedUntil = now.addingTimeInterval(policy.lockDuration(forLock: account.lockCount))
@@ -127,13 +130,25 @@ public final class TwoFactorService: Sendable {
     /// thresholds), saves the account, appends the failure's audit event (`kind`, outcome
     /// `.failure`), and only then makes the caller's answer from the saved account. The answer
     /// exists only after the save, so a counted failure cannot be lost by forgetting it.
+    ///
+    /// `whileLocked`: the guess was refused because the account is locked. It counts like any
+    /// other, but its event is written only when `policy.auditsGuessWhileLocked` says so, with
+    /// the failure count in its detail (docs/SECURITY.md §11).
     func failCounted<Answer>(
-        _ account: inout AccountRecord, _ kind: EventKind, detail: String, destination: String = "", now: Date,
-        in tx: any StoreTransaction, answer: (_ saved: AccountRecord) throws -> Answer
+        _ account: inout AccountRecord, _ kind: EventKind, detail: String, destination: String = "",
+        whileLocked: Bool = false, now: Date, in tx: any StoreTransaction,
+        answer: (_ saved: AccountRecord) throws -> Answer
     ) throws -> Answer {
         try registerFailure(&account, now: now, in: tx)
         try tx.saveAccount(account)
-        try audit(kind, .failure, account: account.id, detail: detail, destination: destination, at: now, in: tx)
+        if !whileLocked {
+            try audit(kind, .failure, account: account.id, detail: detail, destination: destination, at: now, in: tx)
+        } else if policy.auditsGuessWhileLocked(consecutiveFailures: account.consecutiveFailures) {
+            try audit(
+                kind, .failure, account: account.id,
+                detail: "\(detail); \(account.consecutiveFailures) consecutive failures", destination: destination,
+                at: now, in: tx)
+        }
         return try answer(account)
     }
 
@@ -232,8 +247,16 @@ public final class TwoFactorService: Sendable {
         case .refused(let kind, let message):
             guard locked else { return .failure(TwoFactorError(kind, message)) }
             // A code offered during a lock is still a guess: it counts.
-            if let proof, proof.kind != .token { try registerFailure(&account, now: now, in: tx) }
-            try auditRefusedProof(change, "locked", account: account, now: now, in: tx)
+            if let proof, proof.kind != .token {
+                try registerFailure(&account, now: now, in: tx)
+                if policy.auditsGuessWhileLocked(consecutiveFailures: account.consecutiveFailures) {
+                    try auditRefusedProof(
+                        change, "locked; \(account.consecutiveFailures) consecutive failures", account: account,
+                        now: now, in: tx)
+                }
+            } else {
+                try auditRefusedProof(change, "locked", account: account, now: now, in: tx)
+            }
             var error = TwoFactorError(.permissionDenied, "The account is locked")
             error.lockedUntil = account.lockedUntil
             error.retryAfter = retryAfter(account.lockedUntil, now)

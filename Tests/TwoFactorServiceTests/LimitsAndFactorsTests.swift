@@ -69,6 +69,67 @@ struct LimitsAndFactorsTests {
         #expect(event?.detail.contains("by support: verified by phone call") == true)
     }
 
+    /// Guesses at a locked account all count, but the audit trail keeps the first refused guess
+    /// of each lock and those at powers of two (docs/SECURITY.md §11), and an account locked
+    /// for good is locked (and notified) once: before, each guess at it wrote two events, so a
+    /// bot could grow the database without bound.
+    @Test func guessesAtALockedAccountCountButTheirEventsStayFew() async throws {
+        let f = try await Fixture()
+        defer { f.tearDown() }
+        try await f.enrollPhone("a")
+        func events() async throws -> [EventRecord] {
+            var all: [EventRecord] = []
+            var before: Int64?
+            repeat {
+                let page = try await f.service.listEvents(accountID: "a", pageSize: 500, beforeID: before)
+                all += page.events
+                before = page.nextBeforeID
+            } while before != nil
+            return all
+        }
+        try await fail(f, "a", times: 10)  // locked for 60 s at 10
+        let atFirstLock = try await events().count
+
+        // 25 guesses inside the locks: counts 11...35, locked again at 20 and 30. Own events
+        // for 11, 21 and 31 (the first of each lock) and 16 and 32 (powers of two); 2 locks.
+        try await fail(f, "a", times: 25)
+        var status = try await f.service.status(accountID: "a")
+        #expect(status.consecutiveFailures == 35)
+        #expect(status.lockedUntil == f.clock.now().addingTimeInterval(900))
+        var added = Array(try await events().dropLast(atFirstLock))
+        #expect(added.filter { $0.kind == .accountLocked }.count == 2)
+        #expect(
+            added.filter { $0.kind == .verify }.map(\.detail).sorted()
+                == [11, 16, 21, 31, 32].map { "login: account locked; \($0) consecutive failures" }.sorted())
+
+        // On to the lock that only an administrator ends (100), outlasting every timed lock.
+        while try await f.service.status(accountID: "a").consecutiveFailures < 100 {
+            f.clock.advance(3601)
+            try await fail(f, "a", times: 1)
+        }
+        status = try await f.service.status(accountID: "a")
+        #expect(status.lockedUntil == .distantFuture)
+        let atPermanentLock = try await events()
+        #expect(atPermanentLock.prefix(2).map(\.kind).contains(.accountLocked))
+
+        // 1,000 guesses more, the 1024th a backup code: all counted, 5 events (101, 128, 256,
+        // 512, 1024), and no new lock.
+        try await fail(f, "a", times: 923)
+        let redemption = try await f.service.redeemBackupCode(accountID: "a", code: "0000-0000")
+        #expect(!redemption.success)
+        #expect(redemption.lockedUntil == .distantFuture)
+        try await fail(f, "a", times: 76)
+        status = try await f.service.status(accountID: "a")
+        #expect(status.consecutiveFailures == 1100)
+        added = Array(try await events().dropLast(atPermanentLock.count))
+        #expect(
+            added.map(\.detail).sorted()
+                == ([101, 128, 256, 512].map { "login: account locked; \($0) consecutive failures" }
+                + ["account locked; 1024 consecutive failures"]).sorted())
+        #expect(added.filter { $0.kind == .backupCodeRedeemed }.count == 1)
+        #expect(added.allSatisfy { $0.kind != .accountLocked })
+    }
+
     @Test func resendCooldownGrowsAndBudgetsHold() async throws {
         let f = try await Fixture()
         defer { f.tearDown() }
