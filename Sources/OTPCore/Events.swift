@@ -101,4 +101,27 @@ extension TwoFactorService {
                 accountID: account, kind: kind, outcome: outcome, detail: detail, destinationMasked: destination,
                 at: now))
     }
+
+    /// Appends a refusal's audit event (a refused proof, a text refused by a budget or the
+    /// breaker) unless the account already has `refusalEventsPerHour` events of that kind in
+    /// the last hour among its newest `refusalEventWindow` events (docs/SECURITY.md §11). A
+    /// refusal is not a guess and counts nowhere else, so without this cap each of a stolen
+    /// session's requests would add an event, for as long as it kept sending. The answer is the
+    /// same either way; returns whether the event was written.
+    @discardableResult
+    func auditRefusal(
+        _ kind: EventKind, _ outcome: EventOutcome, account: String, detail: String, destination: String = "",
+        at now: Date, in tx: any StoreTransaction
+    ) throws -> Bool {
+        let recent = try tx.countRecentEvents(
+            accountID: account, kind: kind, since: now.addingTimeInterval(-3600), window: Self.refusalEventWindow)
+        guard recent < Self.refusalEventsPerHour else { return false }
+        try audit(kind, outcome, account: account, detail: detail, destination: destination, at: now, in: tx)
+        return true
+    }
+
+    /// Refusal events of one kind kept per account and hour (`auditRefusal`).
+    static let refusalEventsPerHour = 10
+    /// How many of an account's newest events `auditRefusal` looks through.
+    static let refusalEventWindow = 64
 }

@@ -332,6 +332,10 @@ public protocol EventStorage {
     /// `limit`, looking at no more than `window` events of any kind (for the notification hook).
     func eventsToNotify(after: EventPosition, through: EventPosition, kinds: Set<EventKind>, window: Int, limit: Int)
         throws -> NotificationPage
+    /// How many of `accountID`'s newest `window` events are of `kind` and recorded at or after
+    /// `since`. Reads at most `window` of the account's events, however many it has (the cap on
+    /// refusal events per account, docs/SECURITY.md §11).
+    func countRecentEvents(accountID: String, kind: EventKind, since: Date, window: Int) throws -> Int
     /// The newest event's id, 0 when there is none (the backlog estimate of the metrics).
     func lastEventID() throws -> Int64
     /// The last position the notification hook has handled, nil before its first run.

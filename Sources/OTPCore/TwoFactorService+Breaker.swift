@@ -40,7 +40,7 @@ extension TwoFactorService {
             }
             guard let pausedUntil else { continue }
             tx.afterCommit { OTPMetrics.budgetRefusal(.breaker) }
-            try audit(
+            try auditRefusal(
                 .codeRefused, .rateLimited, account: accountID,
                 detail: "verify_phone: the SMS breaker paused \(scope) until \(WireTimestamp(pausedUntil))",
                 destination: phone.masked, at: now, in: tx)

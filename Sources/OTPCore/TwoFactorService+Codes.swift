@@ -296,7 +296,7 @@ extension TwoFactorService {
         }
         // A number the provider called unreachable in the last day is not paid for again.
         if let known = try tx.undeliverable(phone: destination), known.at > now.addingTimeInterval(-86_400) {
-            try audit(
+            try auditRefusal(
                 .codeRefused, .undeliverable, account: accountID,
                 detail: "\(purpose.rawValue): the provider refused this number"
                     + (known.errorCode.map { " (error \($0))" } ?? "") + " within the last day",
@@ -306,7 +306,7 @@ extension TwoFactorService {
         if let refusal = try checkBudgets(
             SMSBudgetRequest(accountID: accountID, purpose: purpose), phone: destination, now: now, in: tx)
         {
-            try audit(
+            try auditRefusal(
                 .codeRefused, .rateLimited, account: accountID,
                 detail: "\(purpose.rawValue): \(refusal.logDetail ?? refusal.message)", destination: destination.masked,
                 at: now, in: tx)

@@ -285,11 +285,12 @@ public final class TwoFactorService: Sendable {
         }
     }
 
-    /// The audit event of a refused proof: the change and why, never the proof itself.
+    /// The audit event of a refused proof: the change and why, never the proof itself; at most
+    /// `refusalEventsPerHour` an hour per account (`auditRefusal`).
     private func auditRefusedProof(
         _ change: FactorChange, _ why: String, account: AccountRecord, now: Date, in tx: any StoreTransaction
     ) throws {
-        try audit(.proof, .refused, account: account.id, detail: "\(change.rawValue): \(why)", at: now, in: tx)
+        try auditRefusal(.proof, .refused, account: account.id, detail: "\(change.rawValue): \(why)", at: now, in: tx)
     }
 
     /// Checks (and consumes) a proof the step-up table accepts. A token must be this

@@ -603,6 +603,17 @@ final class PostgresStoreTransaction: StoreTransaction {
         }
     }
 
+    func countRecentEvents(accountID: String, kind: EventKind, since: Date, window: Int) throws -> Int {
+        try perform(account: accountID) { db in
+            try Self.count(
+                db,
+                """
+                SELECT count(*) FROM (SELECT kind, at FROM events WHERE account_id = $1 ORDER BY id DESC LIMIT $2) AS newest
+                    WHERE kind = $3 AND at >= $4
+                """, [.text(accountID), .integer(Int64(max(1, window))), .text(kind.rawValue), try Self.time(since)])
+        }
+    }
+
     func lastEventID() throws -> Int64 {
         try perform { db in
             guard let row = try db.rows("SELECT coalesce(max(id), 0)::bigint AS id FROM events").first else { return 0 }

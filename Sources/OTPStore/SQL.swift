@@ -147,6 +147,12 @@ enum SQL {
         return selectEvents + " WHERE id > ? AND id <= ? AND kind IN (\(placeholders)) ORDER BY id LIMIT ?"
     }
     static let lastEventID = "SELECT coalesce(max(id), 0) FROM events"
+    /// Of one account's newest `?` events (through `events_by_account`, so at most that many
+    /// rows), those of one kind at or after a time.
+    static let countRecentEventsOfAccount = """
+        SELECT count(*) FROM (SELECT kind, at FROM events WHERE account_id = ? ORDER BY id DESC LIMIT ?)
+            WHERE kind = ? AND at >= ?
+        """
     /// The oldest `limit` events by id, of those the ones before the cutoff: ids grow with
     /// time, so this reads at most `limit` rows however large the table is.
     static let deleteOldEvents = """
@@ -226,7 +232,7 @@ enum SQL {
             deleteBackupCodes, insertBackupCode, consumeBackupCode, countUnusedBackupCodes,
             selectSMSSendsOfAccount, countSMSSendsToPhone, countSMSSendsToCountry, countAllSMSSends, insertSMSSend,
             deleteOldSMSSends,
-            lastEventID, deleteOldEvents,
+            lastEventID, deleteOldEvents, countRecentEventsOfAccount,
             insertDelivery, selectDeliveryBySID, updateDelivery, deleteOldDeliveries, upsertUndeliverable,
             selectUndeliverable,
             selectBreaker, selectBreakers, upsertBreaker, countBreakerTexts, selectBreakerTexts,

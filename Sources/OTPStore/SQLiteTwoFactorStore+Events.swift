@@ -47,6 +47,14 @@ extension SQLiteStoreTransaction {
             lookedThrough: EventPosition(id: max(after.id, last)))
     }
 
+    func countRecentEvents(accountID: String, kind: EventKind, since: Date, window: Int) throws(StoreError) -> Int {
+        try perform { db throws(StoreError) in
+            try Self.count(
+                db, SQL.countRecentEventsOfAccount,
+                [try bind(accountID), .integer(Int64(max(1, window))), .text(kind.rawValue), try bind(since)])
+        }
+    }
+
     func lastEventID() throws(StoreError) -> Int64 {
         try perform { db throws(StoreError) in try db.scalar(SQL.lastEventID) ?? 0 }
     }

@@ -77,16 +77,7 @@ struct LimitsAndFactorsTests {
         let f = try await Fixture()
         defer { f.tearDown() }
         try await f.enrollPhone("a")
-        func events() async throws -> [EventRecord] {
-            var all: [EventRecord] = []
-            var before: Int64?
-            repeat {
-                let page = try await f.service.listEvents(accountID: "a", pageSize: 500, beforeID: before)
-                all += page.events
-                before = page.nextBeforeID
-            } while before != nil
-            return all
-        }
+        func events() async throws -> [EventRecord] { try await allEvents(f, "a") }
         try await fail(f, "a", times: 10)  // locked for 60 s at 10
         let atFirstLock = try await events().count
 
@@ -128,6 +119,49 @@ struct LimitsAndFactorsTests {
                 + ["account locked; 1024 consecutive failures"]).sorted())
         #expect(added.filter { $0.kind == .backupCodeRedeemed }.count == 1)
         #expect(added.allSatisfy { $0.kind != .accountLocked })
+    }
+
+    /// Every event of `account`, newest first.
+    private func allEvents(_ f: Fixture, _ account: String) async throws -> [EventRecord] {
+        var all: [EventRecord] = []
+        var before: Int64?
+        repeat {
+            let page = try await f.service.listEvents(accountID: account, pageSize: 500, beforeID: before)
+            all += page.events
+            before = page.nextBeforeID
+        } while before != nil
+        return all
+    }
+
+    /// Refusals that count nowhere else (a step-up without its proof, a text refused by a
+    /// budget) are each answered, but an account's audit trail keeps 10 of a kind an hour
+    /// (docs/SECURITY.md §11): before, a stolen session could add an event with every request,
+    /// for as long as it kept sending.
+    @Test func refusalsAddAtMostTenEventsOfAKindPerAccountAndHour() async throws {
+        let f = try await Fixture()
+        defer { f.tearDown() }
+        try await f.enrollPhone("a")
+        let before = try await allEvents(f, "a").count
+        for _ in 0..<30 {
+            await #expect(throws: TwoFactorError.self) {
+                _ = try await f.service.setPhone(accountID: "a", number: "+14155550199", proof: nil)
+            }
+        }
+        _ = try await f.challenge("a", .login)
+        for _ in 0..<30 { await expectExhausted(f, "a", .login, retryAfter: 30) }
+        var added = Array(try await allEvents(f, "a").dropLast(before))
+        #expect(added.filter { $0.kind == .proof && $0.outcome == .refused }.count == 10)
+        #expect(added.filter { $0.kind == .codeRefused }.count == 10)
+        #expect(added.filter { $0.kind == .codeSent }.count == 1)
+
+        // An hour on, refusals are recorded again.
+        f.clock.advance(3601)
+        await #expect(throws: TwoFactorError.self) {
+            _ = try await f.service.setPhone(accountID: "a", number: "+14155550199", proof: nil)
+        }
+        added = Array(try await allEvents(f, "a").dropLast(before))
+        #expect(added.filter { $0.kind == .proof && $0.outcome == .refused }.count == 11)
+        #expect(added.first?.detail.contains("no proof offered") == true)
     }
 
     @Test func resendCooldownGrowsAndBudgetsHold() async throws {
