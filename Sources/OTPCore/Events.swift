@@ -116,7 +116,12 @@ extension TwoFactorService {
         let recent = try tx.countRecentEvents(
             accountID: account, kind: kind, since: now.addingTimeInterval(-3600), window: Self.refusalEventWindow)
         guard recent < Self.refusalEventsPerHour else { return false }
-        try audit(kind, outcome, account: account, detail: detail, destination: destination, at: now, in: tx)
+        // The last one kept says so, so that a reader knows the trail is cut there.
+        let last = recent == Self.refusalEventsPerHour - 1
+        try audit(
+            kind, outcome, account: account,
+            detail: last ? detail + "; further ones within the hour are not recorded" : detail,
+            destination: destination, at: now, in: tx)
         return true
     }
 

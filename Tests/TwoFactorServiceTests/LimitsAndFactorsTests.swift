@@ -153,6 +153,8 @@ struct LimitsAndFactorsTests {
         #expect(added.filter { $0.kind == .proof && $0.outcome == .refused }.count == 10)
         #expect(added.filter { $0.kind == .codeRefused }.count == 10)
         #expect(added.filter { $0.kind == .codeSent }.count == 1)
+        let capped = added.filter { $0.detail.hasSuffix("; further ones within the hour are not recorded") }
+        #expect(capped.map(\.kind).sorted { $0.rawValue < $1.rawValue } == [.codeRefused, .proof])
 
         // An hour on, refusals are recorded again.
         f.clock.advance(3601)
