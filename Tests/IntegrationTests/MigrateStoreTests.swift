@@ -87,15 +87,7 @@ struct MigrateStoreTests {
     @Test func everyTableIsCopiedAndAnOtpdOnPostgreSQLCarriesOn() async throws {
         let source = try DaemonProcess(config: Self.config(hook: nil))
         let database = try PostgresTestCluster.shared().createDatabase(prefix: "migrate")
-        let target = try DaemonProcess(
-            config: """
-                [storage]
-                backend = "postgresql"
-                url = "\(database.url)"
-                password_file = "\(database.name).password"
-
-                \(Self.config(hook: nil))
-                """)
+        let target = try DaemonProcess(config: database.storageTOML + "\n\n" + Self.config(hook: nil))
         defer {
             Task {
                 await source.cleanUp()
@@ -249,14 +241,7 @@ struct MigrateStoreTests {
         let source = try DaemonProcess(config: Self.config(hook: try Self.writeHook(in: sourceHooks)))
         let database = try PostgresTestCluster.shared().createDatabase(prefix: "migrate")
         let target = try DaemonProcess(
-            config: """
-                [storage]
-                backend = "postgresql"
-                url = "\(database.url)"
-                password_file = "\(database.name).password"
-
-                \(Self.config(hook: try Self.writeHook(in: targetHooks)))
-                """)
+            config: database.storageTOML + "\n\n" + Self.config(hook: try Self.writeHook(in: targetHooks)))
         defer {
             Task {
                 await source.cleanUp()

@@ -389,6 +389,17 @@ public struct PostgresTestDatabase: Sendable {
         return "postgresql://\(user)@/\(name)?host=\(host)&port=\(port)"
     }
 
+    /// otpd's `[storage]` table for this database, for a daemon that runs in the directory
+    /// given to `writePasswordFile` (the password file is named relative to it).
+    public var storageTOML: String {
+        """
+        [storage]
+        backend = "postgresql"
+        url = "\(url)"
+        password_file = "\(name).password"
+        """
+    }
+
     /// Writes the password, exactly (no newline), to `<directory>/<name>.password` with mode
     /// 0600 (replacing the file if it exists), and returns that path.
     public func writePasswordFile(in directory: String) throws -> String {

@@ -19,15 +19,7 @@ final class DaemonCluster: Sendable {
         var daemons: [DaemonProcess] = []
         for _ in 0..<count {
             // otpd runs in its directory, where the password file is written (mode 0600).
-            let daemon = try DaemonProcess(
-                config: """
-                    [storage]
-                    backend = "postgresql"
-                    url = "\(database.url)"
-                    password_file = "\(database.name).password"
-
-                    \(config)
-                    """)
+            let daemon = try DaemonProcess(config: database.storageTOML + "\n\n" + config)
             _ = try database.writePasswordFile(in: daemon.directory.path)
             daemons.append(daemon)
         }
