@@ -3,11 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <spawn.h>
@@ -126,3 +129,56 @@ int cotp_spawn_with_input(const char *path, char *const envp[], const void *inpu
 }
 
 int cotp_release_free_memory(void) { return malloc_trim(0); }
+
+/* cotp_release_code_pages: see COTPSys.h. dl_iterate_phdr holds the dynamic loader's lock while it
+   calls back, so no object can be unloaded (and its addresses reused) while its ranges are
+   advised. Only segments without PF_W are touched: they are mapped read-only and never written
+   (no text relocations in position-independent code), so every resident page of them is the
+   file's own page in the page cache and dropping this process's mapping of it loses nothing.
+   RELRO data, .data and .bss live in PF_W segments and are left alone. Only whole pages inside
+   the segment are advised, so a page shared with a neighbouring segment is never touched. */
+struct release_tally {
+    uintptr_t vdso;
+    size_t page;
+    size_t bytes;
+};
+
+/* An object with text relocations had its read-only segments written by the loader: they hold
+   private copies that must not be dropped. (Position-independent objects have none.) */
+static int has_text_relocations(const ElfW(Dyn) *dynamic) {
+    for (; dynamic->d_tag != DT_NULL; dynamic++) {
+        if (dynamic->d_tag == DT_TEXTREL) return 1;
+        if (dynamic->d_tag == DT_FLAGS && (dynamic->d_un.d_val & DF_TEXTREL) != 0) return 1;
+    }
+    return 0;
+}
+
+static int release_object_pages(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct release_tally *tally = data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + segment->p_vaddr;
+        if (segment->p_type == PT_LOAD && tally->vdso - start < segment->p_memsz) return 0;
+        if (segment->p_type == PT_DYNAMIC && has_text_relocations((const ElfW(Dyn) *)start)) return 0;
+    }
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
+        if (segment->p_type != PT_LOAD || (segment->p_flags & PF_W) != 0) continue;
+        uintptr_t start = info->dlpi_addr + segment->p_vaddr;
+        uintptr_t end = start + segment->p_memsz;
+        start = (start + tally->page - 1) & ~(uintptr_t)(tally->page - 1);
+        end &= ~(uintptr_t)(tally->page - 1);
+        if (end <= start) continue;
+        if (madvise((void *)start, end - start, MADV_DONTNEED) == 0) tally->bytes += end - start;
+    }
+    return 0;
+}
+
+size_t cotp_release_code_pages(void) {
+    struct release_tally tally = {.vdso = 0, .page = (size_t)sysconf(_SC_PAGESIZE), .bytes = 0};
+    /* The vDSO is the kernel's own mapping, left alone: the object whose segment holds it. */
+    tally.vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    dl_iterate_phdr(release_object_pages, &tally);
+    return tally.bytes;
+}

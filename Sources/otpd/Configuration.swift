@@ -24,6 +24,8 @@ struct DaemonConfiguration: Sendable {
     var answerKiBPerConnection = 1024
     var answerMiBTotal = 64
     var threads = 0
+    /// Quiet seconds after which otpd gives back the pages it does not use (`IdleMemoryRelease`); 0: never.
+    var releaseMemoryAfterIdleSeconds = 10
     // [storage]
     var databasePath = "otpd.sqlite"
     var synchronous = "full"
@@ -148,6 +150,7 @@ extension DaemonConfiguration {
             try r.int("answer_kib_per_connection", 64...1_048_576) { answerKiBPerConnection = $0 }
             try r.int("answer_mib_total", 1...65_536) { answerMiBTotal = $0 }
             try r.int("threads", 0...256) { threads = $0 }
+            try r.int("release_memory_after_idle_seconds", 0...86_400) { releaseMemoryAfterIdleSeconds = $0 }
         case "storage":
             try r.string("database") { databasePath = $0 }
             try r.string("synchronous") { synchronous = $0 }

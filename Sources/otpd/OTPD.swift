@@ -231,6 +231,12 @@ struct OTPD: AsyncParsableCommand {
                     service: StorageMonitor(
                         storage: storage, status: storageStatus, interval: .seconds(5), logger: logger)),
             ] + gauges
+        if configuration.releaseMemoryAfterIdleSeconds > 0 {
+            services.append(
+                .init(
+                    service: IdleMemoryRelease(
+                        quietPeriod: .seconds(configuration.releaseMemoryAfterIdleSeconds), logger: logger)))
+        }
         if !configuration.metricsListen.isEmpty {
             let address = try MetricsAddress.parse(
                 configuration.metricsListen, allowNonLoopback: configuration.metricsAllowNonLoopback)

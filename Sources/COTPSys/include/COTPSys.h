@@ -3,6 +3,7 @@
 #ifndef COTPSYS_H
 #define COTPSYS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -41,5 +42,14 @@ int cotp_spawn_with_input(const char *path, char *const envp[], const void *inpu
 /// Gives the C heap's free memory back to the system (glibc's malloc_trim(0), which also
 /// releases free pages inside the heap, in every arena). Returns 1 when memory was released.
 int cotp_release_free_memory(void);
+
+/// Drops this process's mappings of the resident pages of every loaded object's read-only
+/// segments (code and constants of otpd and its libraries; never writable data), as a kernel
+/// frees its init sections once booted: the pages stay in the page cache, and a page that is
+/// used again is mapped again on its next access. Safe at any time, from any thread: running
+/// code only takes a minor page fault. (A debugger's breakpoints set before the call are
+/// dropped with the pages.) Returns the bytes of address space advised (not all of them were
+/// resident).
+size_t cotp_release_code_pages(void);
 
 #endif
