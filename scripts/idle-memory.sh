@@ -6,7 +6,8 @@
 # right after a spell of calls (1,000 accounts prepared with texted codes, then 3 s of Health
 # and of wrong-code Verify), and once quiet again. Then where the quiet default daemon's
 # memory is, by mapping, and what the first call after a release costs (the slowest of
-# 20 Health calls in the first second on a new connection). A tool that prints figures, run by hand.
+# 20 calls, Verify and then Health, in the first second on a new connection after a quiet
+# spell). A tool that prints figures, run by hand.
 #
 #   scripts/idle-memory.sh                  # release build (built if missing)
 #   OTPD_BIN=path OTPBENCH_BIN=path scripts/idle-memory.sh
@@ -84,11 +85,21 @@ for name, kib in resident.most_common(12):
     print(f"  {kib / 1024:6.2f}  (anonymous {anonymous[name] / 1024:5.2f})  {name}")
 PY
 
-printf '\nthe first calls after a quiet spell (the slowest of 20 Health calls in 1 s on a new connection, us):\n'
+slowest() { # DIR [load-client flags] -> the slowest of 20 calls in 1 s on a new connection, us
+    local d=$1
+    shift
+    "$client" --socket "$d/otpd.sock" --connections 1 --seconds 1 --rate 20 --warmup 0 --json "$@" 2>/dev/null |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["max_us"])' || echo "?"
+}
+printf '\nthe first calls after a quiet spell (the slowest of 20 calls in 1 s on a new connection, us):\n'
 for i in "${!dirs[@]}"; do
     d=${dirs[$i]}
-    slowest=$("$client" --socket "$d/otpd.sock" --connections 1 --seconds 1 --rate 20 --warmup 0 --json 2>/dev/null |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["max_us"])' || echo "?")
-    printf '  %-36s %s\n' "${names[$i]}" "$slowest"
+    printf '  %-36s Verify (wrong code) %s\n' "${names[$i]}" \
+        "$(slowest "$d" --method /otp.v1.TwoFactor/Verify --payload-file "$d/wrong.hex" --count-rejections)"
+done
+say "waiting 13 s for the daemons to be quiet again"
+sleep 13
+for i in "${!dirs[@]}"; do
+    printf '  %-36s Health %s\n' "${names[$i]}" "$(slowest "${dirs[$i]}")"
 done
 printf '\nreleases logged by the default daemon: %s\n' "$(grep -c 'idle: memory released' "$tmp/release/otpd.log" || true)"

@@ -157,6 +157,19 @@ extension SQLiteConnection {
         return Int(current)
     }
 
+    /// Heap bytes held by this connection's page cache: SQLite's `SQLITE_DBSTATUS_CACHE_USED`.
+    var cacheBytes: Int {
+        var current: Int32 = 0
+        var highwater: Int32 = 0
+        sqlite3_db_status(handle, SQLITE_DBSTATUS_CACHE_USED, &current, &highwater, 0)
+        return Int(current)
+    }
+
+    /// Frees every page of this connection's cache that is not in use (`sqlite3_db_release_memory`).
+    func releaseCacheMemory() {
+        sqlite3_db_release_memory(handle)
+    }
+
     /// Makes the statement running on this connection (on another thread) stop soon with
     /// `SQLITE_INTERRUPT`. SQLite allows this call from any thread while the connection is open.
     func interrupt() {

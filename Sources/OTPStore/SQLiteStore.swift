@@ -123,6 +123,19 @@ public final class SQLiteStore: Sendable {
         }
     }
 
+    /// Gives the heap memory of the writer's page cache back (`sqlite3_db_release_memory`:
+    /// every cached page that is not in use; pages of a transaction in progress stay), for a
+    /// daemon that has gone quiet. Later reads take their pages from the OS's page cache again.
+    /// Runs on the writer like a write that changes nothing. Returns the cache's bytes before
+    /// and after.
+    public func releaseCacheMemory() async throws -> (before: Int, after: Int) {
+        try await write { db in
+            let before = db.cacheBytes
+            db.releaseCacheMemory()
+            return (before, db.cacheBytes)
+        }
+    }
+
     /// Stops the writer after the jobs already queued, checkpoints the WAL into the database
     /// file and returns when the writer thread has finished; later writes fail with `.other`.
     public func close() {

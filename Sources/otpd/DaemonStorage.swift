@@ -77,6 +77,17 @@ enum DaemonStorage: Sendable {
         }
     }
 
+    /// Gives back the heap memory of SQLite's page cache (`SQLiteStore.releaseCacheMemory`);
+    /// nothing on PostgreSQL, whose caches are the server's. Returns the bytes given back.
+    func releaseCacheMemory() async throws -> Int {
+        switch self {
+        case .sqlite(let store, _):
+            let cache = try await store.releaseCacheMemory()
+            return cache.before - cache.after
+        case .postgresql: return 0
+        }
+    }
+
     /// Whether the store answers now: nil when it does, else why not.
     func probe() async -> String? {
         switch self {

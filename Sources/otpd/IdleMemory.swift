@@ -8,17 +8,19 @@ import ServiceLifecycle
 #endif
 
 /// Gives back the memory an idle daemon does not use: once otpd has been quiet for
-/// `quietPeriod` after start-up or after a spell of work, it unmaps its read-only pages
-/// (`cotp_release_code_pages`: code and constants of otpd and its libraries, never writable
-/// data) and gives the C heap's free memory back (`malloc_trim`).
+/// `quietPeriod` after start-up or after a spell of work, it empties SQLite's page cache of
+/// pages not in use (`DaemonStorage.releaseCacheMemory`: up to 32 MiB after busy hours), unmaps
+/// its read-only pages (`cotp_release_code_pages`: code and constants of otpd and its
+/// libraries, never writable data) and gives the C heap's free memory back (`malloc_trim`).
 ///
 /// Why: the kernel maps every code page a process touches, and the 64 KiB around it
 /// (fault-around). A fresh daemon held about 35 MiB resident, 30 of them pages of its binary and
 /// libraries, most of them used once by start-up (the argument parser, the TOML reader, the
 /// schema check, Foundation's and the Swift runtime's set-up). After the release an idle daemon
 /// holds about 16 MiB (release build, `scripts/idle-memory.sh`). The pages stay in the page
-/// cache: what the next call uses is mapped again on first access, a minor page fault each, so
-/// the first call after a quiet spell costs well under a millisecond more. Like a kernel freeing
+/// cache, and so do the database's: what the next call uses is mapped or read again on first
+/// access, a minor page fault or a read of the OS's cache each, so the first call after a
+/// quiet spell costs about a millisecond more. Like a kernel freeing
 /// its init sections once booted, but repeated after each spell of work.
 ///
 /// Quiet: the process used less than 2 % of a core (its CPU time, all threads) in each second of
@@ -27,6 +29,7 @@ import ServiceLifecycle
 struct IdleMemoryRelease: Service {
     /// How long otpd must be quiet before it releases (`[server] release_memory_after_idle_seconds`).
     let quietPeriod: Duration
+    let storage: DaemonStorage
     let logger: Logger
 
     /// CPU time in one second above which that second was not quiet.
@@ -45,7 +48,7 @@ struct IdleMemoryRelease: Service {
                     quietSince = now
                 }
                 if worked && now - quietSince >= quietPeriod {
-                    Self.release(logger: logger)
+                    await release()
                     worked = false
                 }
                 cpu = Self.processCPUTime()  // after the release, so its own cost is not work
@@ -53,18 +56,25 @@ struct IdleMemoryRelease: Service {
         }
     }
 
-    /// Releases the read-only pages and the C heap's free memory now; logs the resident memory
-    /// before and after (debug level).
-    static func release(logger: Logger) {
-        let before = residentBytes()
+    /// Releases the page cache's memory, the read-only pages and the C heap's free memory now;
+    /// logs the resident memory before and after (debug level).
+    func release() async {
+        let before = Self.residentBytes()
+        var cacheReleased = 0
+        do {
+            cacheReleased = try await storage.releaseCacheMemory()
+        } catch {
+            logger.debug("idle: the page cache was not released", metadata: ["error": "\(error)"])
+        }
         let advised = cotp_release_code_pages()
         _ = cotp_release_free_memory()
-        let after = residentBytes()
+        let after = Self.residentBytes()
         logger.debug(
             "idle: memory released",
             metadata: [
-                "resident_mib_before": "\(mebibytes(before))", "resident_mib_after": "\(mebibytes(after))",
-                "read_only_mib_advised": "\(mebibytes(advised))",
+                "resident_mib_before": "\(Self.mebibytes(before))", "resident_mib_after": "\(Self.mebibytes(after))",
+                "page_cache_mib_released": "\(Self.mebibytes(cacheReleased))",
+                "read_only_mib_advised": "\(Self.mebibytes(advised))",
             ])
     }
 

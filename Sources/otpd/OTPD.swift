@@ -235,7 +235,8 @@ struct OTPD: AsyncParsableCommand {
             services.append(
                 .init(
                     service: IdleMemoryRelease(
-                        quietPeriod: .seconds(configuration.releaseMemoryAfterIdleSeconds), logger: logger)))
+                        quietPeriod: .seconds(configuration.releaseMemoryAfterIdleSeconds), storage: storage,
+                        logger: logger)))
         }
         if !configuration.metricsListen.isEmpty {
             let address = try MetricsAddress.parse(
