@@ -1,4 +1,5 @@
 public import Foundation
+import OTPMetrics
 
 /// What an audit event records. The raw values are the spelling in the database, in the
 /// notification hook's JSON and environment, on the wire and in `[notify] kinds`: they must
@@ -107,7 +108,8 @@ extension TwoFactorService {
     /// the last hour among its newest `refusalEventWindow` events (docs/SECURITY.md §11). A
     /// refusal is not a guess and counts nowhere else, so without this cap each of a stolen
     /// session's requests would add an event, for as long as it kept sending. The answer is the
-    /// same either way; returns whether the event was written.
+    /// same either way; a refusal past the cap is counted in `otpd_audit_events_capped_total`
+    /// (by kind) once its transaction commits. Returns whether the event was written.
     @discardableResult
     func auditRefusal(
         _ kind: EventKind, _ outcome: EventOutcome, account: String, detail: String, destination: String = "",
@@ -115,7 +117,14 @@ extension TwoFactorService {
     ) throws -> Bool {
         let recent = try tx.countRecentEvents(
             accountID: account, kind: kind, since: now.addingTimeInterval(-3600), window: Self.refusalEventWindow)
-        guard recent < Self.refusalEventsPerHour else { return false }
+        guard recent < Self.refusalEventsPerHour else {
+            if let capped = OTPMetrics.CappedEvent(rawValue: kind.rawValue) {
+                tx.afterCommit { OTPMetrics.auditEventCapped(capped) }
+            } else {
+                assertionFailure("auditRefusal(\(kind)): a kind without an otpd_audit_events_capped_total label")
+            }
+            return false
+        }
         // The last one kept says so, so that a reader knows the trail is cut there.
         let last = recent == Self.refusalEventsPerHour - 1
         try audit(

@@ -30,6 +30,7 @@ public enum OTPMetrics {
     public static let notificationBacklog = "otpd_notification_backlog_events"
     public static let storeConflicts = "otpd_store_conflicts_total"
     public static let storeReachable = "otpd_store_reachable"
+    public static let auditEventsCapped = "otpd_audit_events_capped_total"
 
     // MARK: Label values
 
@@ -75,6 +76,14 @@ public enum OTPMetrics {
         case country
         case global
         case breaker
+    }
+
+    /// A refusal whose audit event the per-account cap left unwritten (docs/SECURITY.md §11).
+    public enum CappedEvent: String, Sendable, CaseIterable {
+        /// A step-up refused for want of its proof.
+        case proof
+        /// A text refused by a budget, the breaker, or a number known to be unreachable.
+        case codeRefused = "code_refused"
     }
 
     /// What the breaker paused.
@@ -176,6 +185,12 @@ public enum OTPMetrics {
 
     public static func breakerTrip(_ scope: BreakerScope) {
         Counter(label: breakerTrips, dimensions: [("scope", scope.rawValue)]).increment()
+    }
+
+    /// A refusal answered but not written to the audit trail: the account already had the
+    /// hour's refusal events of that kind. The events stop; the count does not.
+    public static func auditEventCapped(_ kind: CappedEvent) {
+        Counter(label: auditEventsCapped, dimensions: [("kind", kind.rawValue)]).increment()
     }
 
     /// One commit of the single writer: how many transactions it carried and how long it took.

@@ -32,6 +32,9 @@ struct DaemonMetrics: Sendable {
         OTPMetrics.setCallsInFlight(0)
         OTPMetrics.setNotificationBacklog(0)
         Counter(label: OTPMetrics.lockouts).increment(by: 0)
+        for kind in OTPMetrics.CappedEvent.allCases {
+            Counter(label: OTPMetrics.auditEventsCapped, dimensions: [("kind", kind.rawValue)]).increment(by: 0)
+        }
         return DaemonMetrics(registry: registry)
     }
 

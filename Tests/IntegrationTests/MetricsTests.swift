@@ -90,6 +90,7 @@ struct MetricsTests {
             "resend_cooldown", "account", "phone_verification", "phone_verified", "country", "global", "breaker",
         ],
         "scope": ["country", "range"],
+        "kind": ["proof", "code_refused"],
         "provider": ["outbox", "twilio"],
         "le": [],  // histogram bounds: numbers
     ]

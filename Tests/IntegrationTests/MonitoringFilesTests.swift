@@ -24,7 +24,7 @@ struct MonitoringFilesTests {
             OTPMetrics.calls, OTPMetrics.verifications, OTPMetrics.lockouts, OTPMetrics.smsSends,
             OTPMetrics.deliveryReports, OTPMetrics.budgetRefusals, OTPMetrics.breakerTrips, OTPMetrics.walBytes,
             OTPMetrics.connections, OTPMetrics.callsInFlight, OTPMetrics.notificationBacklog,
-            OTPMetrics.storeConflicts, OTPMetrics.storeReachable,
+            OTPMetrics.storeConflicts, OTPMetrics.storeReachable, OTPMetrics.auditEventsCapped,
         ]).union(
             [
                 OTPMetrics.callDuration, OTPMetrics.twilioRequestDuration, OTPMetrics.commitDuration,

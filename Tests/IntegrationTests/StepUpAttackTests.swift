@@ -101,6 +101,35 @@ struct StepUpAttackTests {
         #expect(verified.proofToken.isEmpty)
     }
 
+    /// A stolen session that keeps asking to change the number without a proof is refused every
+    /// time; the account's audit trail keeps 10 of those refusals an hour (the tenth says the
+    /// trail is cut there) instead of one per request, and every refusal past the cap is still
+    /// counted in `otpd_audit_events_capped_total{kind="proof"}`, so it shows on the dashboard.
+    @Test func refusedStepUpsPastTheHourlyCapAreCountedNotLogged() async throws {
+        let daemon = try DaemonProcess(config: ProductFlowTests.relaxedSMS)
+        try await daemon.start()
+        defer { Task { await daemon.cleanUp() } }
+        let client = daemon.client()
+        defer { Task { await client.close() } }
+        let account = "hammered@shop.example"
+        try await daemon.enrollPhone(client, account)
+
+        for _ in 0..<25 {
+            #expect(
+                await refusal {
+                    _ = try await client.setPhone(SetPhoneRequest(accountId: account, phoneNumber: "+15550009999"))
+                } == .permissionDenied)
+        }
+        let proofEvents = try await client.listEvents(ListEventsRequest(accountId: account, pageSize: 100)).events
+            .filter { $0.kind == "proof" }
+        #expect(proofEvents.count == 10)
+        #expect(proofEvents.allSatisfy { $0.outcome == "refused" })
+        #expect(proofEvents.filter { $0.detail.hasSuffix("further ones within the hour are not recorded") }.count == 1)
+        let metrics = try await client.getMetrics().text
+        #expect(metrics.contains("otpd_audit_events_capped_total{kind=\"proof\"} 15"), "\(metrics)")
+        #expect(metrics.contains("otpd_audit_events_capped_total{kind=\"code_refused\"} 0"))
+    }
+
     /// Not enrolled yet: before the fix the attacker made backup codes without any factor,
     /// which survived the owner's later SMS enrolment and logged in afterwards.
     @Test func noBackupCodesCanBePlantedBeforeTheFirstFactor() async throws {
