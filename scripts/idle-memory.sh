@@ -5,9 +5,9 @@
 # and one that never does (= 0, the baseline). For each: fresh after start-up, once quiet,
 # right after a spell of calls (1,000 accounts prepared with texted codes, then 3 s of Health
 # and of wrong-code Verify), and once quiet again. Then where the quiet default daemon's
-# memory is, by mapping, and what the first call after a release costs (the slowest of
-# 20 calls, Verify and then Health, in the first second on a new connection after a quiet
-# spell). A tool that prints figures, run by hand.
+# memory is, by mapping, and what the first calls after a release cost (the slowest of 20
+# calls in the first second on a new connection: Health, then wrong-code Verify). A tool that
+# prints figures, run by hand.
 #
 #   scripts/idle-memory.sh                  # release build (built if missing)
 #   OTPD_BIN=path OTPBENCH_BIN=path scripts/idle-memory.sh
@@ -91,15 +91,12 @@ slowest() { # DIR [load-client flags] -> the slowest of 20 calls in 1 s on a new
     "$client" --socket "$d/otpd.sock" --connections 1 --seconds 1 --rate 20 --warmup 0 --json "$@" 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["max_us"])' || echo "?"
 }
-printf '\nthe first calls after a quiet spell (the slowest of 20 calls in 1 s on a new connection, us):\n'
+printf '\nthe first calls after a release (the slowest of 20 calls in 1 s on a new connection, us;\n'
+printf 'Health first, then Verify with a wrong code):\n'
 for i in "${!dirs[@]}"; do
     d=${dirs[$i]}
-    printf '  %-36s Verify (wrong code) %s\n' "${names[$i]}" \
-        "$(slowest "$d" --method /otp.v1.TwoFactor/Verify --payload-file "$d/wrong.hex" --count-rejections)"
-done
-say "waiting 13 s for the daemons to be quiet again"
-sleep 13
-for i in "${!dirs[@]}"; do
-    printf '  %-36s Health %s\n' "${names[$i]}" "$(slowest "${dirs[$i]}")"
+    health=$(slowest "$d")
+    verify=$(slowest "$d" --method /otp.v1.TwoFactor/Verify --payload-file "$d/wrong.hex" --count-rejections)
+    printf '  %-36s Health %8s   Verify %8s\n' "${names[$i]}" "$health" "$verify"
 done
 printf '\nreleases logged by the default daemon: %s\n' "$(grep -c 'idle: memory released' "$tmp/release/otpd.log" || true)"

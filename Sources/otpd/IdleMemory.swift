@@ -7,7 +7,7 @@ import ServiceLifecycle
     import Glibc
 #endif
 
-/// Gives back the memory an idle daemon does not use: once otpd has been quiet for
+/// Gives back the memory an idle daemon does not use. Once otpd has been quiet for
 /// `quietPeriod` after start-up or after a spell of work, it empties SQLite's page cache of
 /// pages not in use (`DaemonStorage.releaseCacheMemory`: up to 32 MiB after busy hours), unmaps
 /// its read-only pages (`cotp_release_code_pages`: code and constants of otpd and its
@@ -17,39 +17,66 @@ import ServiceLifecycle
 /// (fault-around). A fresh daemon held about 35 MiB resident, 30 of them pages of its binary and
 /// libraries, most of them used once by start-up (the argument parser, the TOML reader, the
 /// schema check, Foundation's and the Swift runtime's set-up). After the release an idle daemon
-/// holds about 16 MiB (release build, `scripts/idle-memory.sh`). The pages stay in the page
+/// holds about 17 MiB (release build, `scripts/idle-memory.sh`). The pages stay in the page
 /// cache, and so do the database's: what the next call uses is mapped or read again on first
 /// access, a minor page fault or a read of the OS's cache each, so the first call after a
-/// quiet spell costs about a millisecond more. Like a kernel freeing
-/// its init sections once booted, but repeated after each spell of work.
+/// release costs up to about a millisecond more. Like a kernel freeing its init sections once
+/// booted, but repeated after each spell of work.
 ///
-/// Quiet: the process used less than 2 % of a core (its CPU time, all threads) in each second of
-/// the period. The work that runs while idle (the storage monitor every 5 s, the gauges every
-/// 10 s) stays far below that. The service sleeps a second between looks and costs nothing else.
+/// A spell of work: a second in which the process used more than 2 % of a core (its CPU time,
+/// all threads), or resident memory that grew by more than `growthWorthReleasing` over what the
+/// daemon settled at after its last release (a few small calls can map megabytes of code while
+/// using little CPU). Quiet: no such second for `quietPeriod`. The work that runs while idle (the
+/// storage monitor every 5 s, the gauges every 10 s) stays far below both, so a quiet daemon
+/// does not release over and over: right after a release, its own periodic work maps back a few
+/// MiB (4 in the release build, 8 in the debug build), which is why the floor is taken
+/// `settling` after the release, not at once. The service wakes once a second to read its CPU
+/// time and resident size; it costs nothing else.
 struct IdleMemoryRelease: Service {
     /// How long otpd must be quiet before it releases (`[server] release_memory_after_idle_seconds`).
     let quietPeriod: Duration
     let storage: DaemonStorage
     let logger: Logger
 
-    /// CPU time in one second above which that second was not quiet.
+    /// CPU time in one second above which that second was work.
     static let busyCPUPerSecond = Duration.milliseconds(20)
+    /// Growth over the settled floor that counts as work.
+    static let growthWorthReleasing = 6 * 1_048_576
+    /// How long after a release the floor is taken: one round of the storage monitor.
+    static let settling = Duration.seconds(5)
+
+    private enum Phase {
+        /// Work since the last release (or start-up): release once quiet.
+        case worked
+        /// Released; the floor is taken at `until` unless work comes first.
+        case settling(until: ContinuousClock.Instant)
+        /// Quiet since the release, holding `floor` bytes once settled.
+        case settled(floor: Int)
+    }
 
     func run() async {
         await cancelWhenGracefulShutdown {
-            var worked = true  // start-up
+            var phase = Phase.worked
             var quietSince = ContinuousClock.now
             var cpu = Self.processCPUTime()
             while !Task.isCancelled {
                 do { try await Task.sleep(for: .seconds(1)) } catch { return }
                 let now = ContinuousClock.now
-                if Self.processCPUTime() - cpu > Self.busyCPUPerSecond {
-                    worked = true
+                let resident = Self.residentBytes()
+                var busy = Self.processCPUTime() - cpu > Self.busyCPUPerSecond
+                if case .settled(let floor) = phase, resident > floor + Self.growthWorthReleasing { busy = true }
+                if busy {
                     quietSince = now
+                    phase = .worked
                 }
-                if worked && now - quietSince >= quietPeriod {
+                switch phase {
+                case .worked where now - quietSince >= quietPeriod:
                     await release()
-                    worked = false
+                    phase = .settling(until: ContinuousClock.now + Self.settling)
+                case .settling(let until) where now >= until:
+                    phase = .settled(floor: resident)
+                default:
+                    break
                 }
                 cpu = Self.processCPUTime()  // after the release, so its own cost is not work
             }
