@@ -31,6 +31,7 @@ public enum OTPMetrics {
     public static let storeConflicts = "otpd_store_conflicts_total"
     public static let storeReachable = "otpd_store_reachable"
     public static let auditEventsCapped = "otpd_audit_events_capped_total"
+    public static let residentBytes = "otpd_resident_memory_bytes"
 
     // MARK: Label values
 
@@ -201,6 +202,11 @@ public enum OTPMetrics {
 
     public static func setWALBytes(_ bytes: Int) {
         Gauge(label: walBytes).record(bytes)
+    }
+
+    /// The daemon's resident memory (VmRSS), in bytes.
+    public static func setResidentBytes(_ bytes: Int) {
+        Gauge(label: residentBytes).record(bytes)
     }
 
     public static func setNotificationBacklog(_ events: Int) {

@@ -191,15 +191,19 @@ final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
     }
 }
 
-/// Keeps the gauges that no single event moves: the WAL's size, every 10 s.
-struct StoreGauges: Service {
-    let databasePath: String
+/// Keeps the gauges that no single event moves, every 10 s: the WAL's size (SQLite; nil on
+/// PostgreSQL) and the daemon's resident memory.
+struct PeriodicGauges: Service {
+    let databasePath: String?
 
     func run() async {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let attributes = try? FileManager.default.attributesOfItem(atPath: databasePath + "-wal")
-                OTPMetrics.setWALBytes((attributes?[.size] as? NSNumber)?.intValue ?? 0)
+                if let databasePath {
+                    let attributes = try? FileManager.default.attributesOfItem(atPath: databasePath + "-wal")
+                    OTPMetrics.setWALBytes((attributes?[.size] as? NSNumber)?.intValue ?? 0)
+                }
+                OTPMetrics.setResidentBytes(IdleMemoryRelease.residentBytes())
                 try? await Task.sleep(for: .seconds(10))
             }
         }

@@ -190,7 +190,7 @@ struct OTPD: AsyncParsableCommand {
         // PostgreSQL checks its own pages (data checksums, amcheck); otpd checks only SQLite's.
         let damage = DatabaseDamage()
         var checkInBackground: BackgroundIntegrityCheck?
-        var gauges: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var databasePath: String?
         if case .sqlite(let store, _) = storage {
             let runIntegrityCheck =
                 switch configuration.integrityCheck {
@@ -204,7 +204,7 @@ struct OTPD: AsyncParsableCommand {
                     metadata: ["previous_shutdown": "\(store.previousShutdown.rawValue)"])
                 checkInBackground = BackgroundIntegrityCheck(path: store.path, logger: logger)
             }
-            gauges.append(.init(service: StoreGauges(databasePath: store.path)))
+            databasePath = store.path
         }
         let integrityCheck = checkInBackground
         let router = DatabaseHealthRouter(
@@ -230,7 +230,8 @@ struct OTPD: AsyncParsableCommand {
                 .init(
                     service: StorageMonitor(
                         storage: storage, status: storageStatus, interval: .seconds(5), logger: logger)),
-            ] + gauges
+                .init(service: PeriodicGauges(databasePath: databasePath)),
+            ]
         if configuration.releaseMemoryAfterIdleSeconds > 0 {
             services.append(
                 .init(

@@ -152,6 +152,8 @@ struct MetricsTests {
         #expect(!(try await client.verify(VerifyRequest(accountId: totpAccount, purpose: .login, code: first)).success))
 
         let after = try Self.scrape(url)
+        // Set when the daemon starts, then every 10 s: a debug daemon holds 15-60 MiB.
+        #expect((15_000_000...60_000_000).contains(after.value("otpd_resident_memory_bytes")))
         #expect(after.value("otpd_calls_total", ["method": "Verify", "status": "OK"]) == 6)
         #expect(after.value("otpd_calls_total", ["method": "StartChallenge", "status": "RESOURCE_EXHAUSTED"]) == 1)
         #expect(after.value("otpd_call_duration_seconds_count", ["method": "Verify"]) == 6)

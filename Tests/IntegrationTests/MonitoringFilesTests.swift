@@ -25,6 +25,7 @@ struct MonitoringFilesTests {
             OTPMetrics.deliveryReports, OTPMetrics.budgetRefusals, OTPMetrics.breakerTrips, OTPMetrics.walBytes,
             OTPMetrics.connections, OTPMetrics.callsInFlight, OTPMetrics.notificationBacklog,
             OTPMetrics.storeConflicts, OTPMetrics.storeReachable, OTPMetrics.auditEventsCapped,
+            OTPMetrics.residentBytes,
         ]).union(
             [
                 OTPMetrics.callDuration, OTPMetrics.twilioRequestDuration, OTPMetrics.commitDuration,
