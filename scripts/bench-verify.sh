@@ -21,6 +21,14 @@
 # rows the "pg x2" daemon is running too, idle. A run of ROUNDS=3 takes about 35 minutes on a
 # 2-core machine, mostly preparing challenges (PostgreSQL prepares ~100/s).
 #
+# With LARGE_DB=PATH (a database made by scripts/make-large-db.py, its key at PATH.key; made
+# there first when missing, which takes a few minutes and about 1 GB): one more SQLite daemon, on
+# a copy of it (1 M accounts, 10 M audit events), driven like the first at LARGE_CONNECTIONS
+# (default 64), its rows "sqlite 1M accts" with their ratio to the small database's rows of the
+# same round. The accounts it verifies are new ones prepared like the others' (the indexes they
+# go into are those of 1 M accounts and 10 M events).
+#   LARGE_DB=/var/tmp/otpd-large/otpd.sqlite BACKENDS=sqlite SQLITE_CONNECTIONS=64 ROUNDS=3 scripts/bench-verify.sh
+#
 # Environment: SECONDS (measured seconds per run, default 3), WARMUP (0.5), ROUNDS (1; every
 # round runs every scenario, the kinds and backends of one connection count back to back, and
 # the table shows medians, the calls/s range over the rounds and the median of the per-round
@@ -71,7 +79,25 @@ if has_backend sqlite; then
     setup_dirs[sqlite]=$tmp
     setup_connections[sqlite]=$sqlite_connections
     setup_label[sqlite]="sqlite"
+    if [[ -n ${LARGE_DB:-} ]]; then
+        if [[ ! -f $LARGE_DB ]]; then
+            say "making $LARGE_DB once (1 M accounts, 10 M events: a few minutes)"
+            mkdir -p "$(dirname -- "$LARGE_DB")"
+            python3 "$root/scripts/make-large-db.py" --otpd "$otpd" --out "$LARGE_DB" >&2
+        fi
+        say "starting otpd on a copy of $LARGE_DB"
+        mkdir -p "$tmp/large"
+        cp "$LARGE_DB" "$tmp/large/otpd.sqlite"
+        cp "$LARGE_DB.key" "$tmp/large/otpd.key"
+        start_daemon "$tmp/large"
+        setups+=(large)
+        setup_dirs[large]=$tmp/large
+        setup_connections[large]=${LARGE_CONNECTIONS:-64}
+        setup_label[large]="sqlite 1M accts"
+    fi
 fi
+# on_sqlite SETUP: whether SETUP's daemon keeps its data in SQLite.
+on_sqlite() { [[ $1 == sqlite || $1 == large ]]; }
 
 pgdir=""
 if has_backend postgresql; then
@@ -155,7 +181,7 @@ otpd_pids() {
 # and at otpbench's default 128 in flight nearly all of them are retried, many times.
 prepare() {
     local d i=0 jobs=() j flags=()
-    [[ $1 == sqlite ]] || flags=(--connections "${PG_PREPARE_CONCURRENCY:-2}" --in-flight 1)
+    on_sqlite "$1" || flags=(--connections "${PG_PREPARE_CONCURRENCY:-2}" --in-flight 1)
     for d in ${setup_dirs[$1]}; do
         i=$((i + 1))
         "$otpbench" --socket "$d/otpd.sock" --outbox "$d/outbox.jsonl" --count "$2" --prefix "$3-$i" \
@@ -173,7 +199,7 @@ prepare() {
 
 # settle SETUP: let the preparation's writes reach the main files before a run.
 settle() {
-    if [[ $1 == sqlite ]]; then sleep 2; else pg_sql postgres CHECKPOINT >/dev/null; fi
+    if on_sqlite "$1"; then sleep 2; else pg_sql postgres CHECKPOINT >/dev/null; fi
 }
 
 # drive SETUP CONNECTIONS PREFIX WARMUP SECONDS: the load clients (one per daemon, the
@@ -227,7 +253,7 @@ payload_count() {
 
 # probe_count SETUP: challenges per daemon for the probe (PostgreSQL prepares slowly).
 probe_count() {
-    case $1 in sqlite) echo 2000 ;; pg) echo 800 ;; *) echo 400 ;; esac
+    case $1 in sqlite | large) echo 2000 ;; pg) echo 800 ;; *) echo 400 ;; esac
 }
 
 # measure SETUP KIND CONNECTIONS ROUND: prepares, runs, appends a line to $results.
@@ -251,16 +277,16 @@ measure() {
     local otpd_list pg_list before_otpd before_pg after_otpd after_pg out
     otpd_list=$(otpd_pids "$setup")
     pg_list=""
-    [[ $setup == sqlite ]] || pg_list=$(pg_pids)
+    on_sqlite "$setup" || pg_list=$(pg_pids)
     local log_offset=0
-    [[ $setup == sqlite ]] || log_offset=$(stat -c %s "$pgdir/postgres.log")
+    on_sqlite "$setup" || log_offset=$(stat -c %s "$pgdir/postgres.log")
     before_otpd=$(cpu_seconds $otpd_list)
     before_pg=0
     [[ -z $pg_list ]] || before_pg=$(cpu_seconds $pg_list)
     out=$(drive "$setup" "$c" "$prefix" "$warmup" "$duration")
     after_otpd=$(cpu_seconds $otpd_list)
     after_pg=0 conflicts=0
-    if [[ $setup != sqlite ]]; then
+    if ! on_sqlite "$setup"; then
         after_pg=$(cpu_seconds $(pg_pids))
         # Serialization failures (each one a transaction otpd ran again), from the server's log.
         conflicts=$(tail -c +$((log_offset + 1)) "$pgdir/postgres.log" | grep -c 'could not serialize' || true)
@@ -306,8 +332,8 @@ python3 - "$results" "$duration" "$warmup" "$rounds" "$pool" <<'PY'
 import json, statistics, sys
 path, duration, warmup, rounds, pool = sys.argv[1:6]
 rows = [json.loads(l) for l in open(path)]
-label = {"sqlite": "sqlite", "pg": "postgresql", "pg2": "postgresql x2"}
-order = {"sqlite": 0, "pg": 1, "pg2": 2}
+label = {"sqlite": "sqlite", "large": "sqlite 1M accts", "pg": "postgresql", "pg2": "postgresql x2"}
+order = {"sqlite": 0, "large": 1, "pg": 2, "pg2": 3}
 groups = {}
 for r in rows:
     groups.setdefault((r["kind"], r["connections"], r["setup"]), []).append(r)
@@ -316,7 +342,7 @@ print(f"\notpd Verify, durable commits (SQLite synchronous=FULL; PostgreSQL sync
       f"fsync=on, otpd pool_size {pool}): {duration}s per run after {warmup}s warm-up, "
       f"{'median of ' + rounds + ' rounds' if rounds != '1' else '1 round'}")
 print("  x2: two daemons on one database, the connections split across their sockets; p50/p99 = the worse client's")
-print("  vs sqlite: PostgreSQL / SQLite, same kind and connections" + (", median of the per-round ratios" if rounds != "1" else ""))
+print("  vs sqlite: this row / the SQLite row of the same kind and connections (the small database)" + (", median of the per-round ratios" if rounds != "1" else ""))
 print("  CPU us/call: utime+stime per call of otpd (both daemons for x2) and of the whole PostgreSQL cluster")
 print("  retried: serialization failures (transactions otpd ran again) per call, from the server's log")
 head = (f"{'scenario':<36}{'calls/s':>9}{'range':>14}{'p50 us':>9}{'p99 us':>9}{'accepted':>9}{'errors':>7}"
@@ -339,7 +365,7 @@ for key in sorted(groups, key=lambda k: (k[0] != "wrong", k[1], order[k[2]])):
         if rr:
             ratio_rate = f"{statistics.median(rr):.2f}"
             ratio_p99 = f"{statistics.median(rp):.1f}"
-    retried = "" if setup == "sqlite" else f"{med(rs, 'retried'):.2f}"
+    retried = "" if setup in ("sqlite", "large") else f"{med(rs, 'retried'):.2f}"
     notes = []
     if any(x["payloads_wrapped"] for x in rs): notes.append("payloads reused")
     if setup == "pg2": notes.append("split " + rs[0]["split"])
