@@ -25,8 +25,10 @@
 # there first when missing, which takes a few minutes and about 1 GB): one more SQLite daemon, on
 # a copy of it (1 M accounts, 10 M audit events), driven like the first at LARGE_CONNECTIONS
 # (default 64), its rows "sqlite 1M accts" with their ratio to the small database's rows of the
-# same round. The accounts it verifies are new ones prepared like the others' (the indexes they
-# go into are those of 1 M accounts and 10 M events).
+# same round. Its wrong and right codes are for new accounts prepared like the others' (the
+# indexes they go into are those of 1 M accounts and 10 M events). Both SQLite daemons also get
+# "guess any acct" rows: wrong codes at accounts drawn at random from all those of their
+# database (guess_payloads), cold pages on the large one, cached ones on the small one.
 #   LARGE_DB=/var/tmp/otpd-large/otpd.sqlite BACKENDS=sqlite SQLITE_CONNECTIONS=64 ROUNDS=3 scripts/bench-verify.sh
 #
 # Environment: SECONDS (measured seconds per run, default 3), WARMUP (0.5), ROUNDS (1; every
@@ -197,6 +199,27 @@ prepare() {
     fi
 }
 
+# guess_payloads SETUP COUNT PREFIX: COUNT wrong-code Verify requests at distinct accounts
+# drawn at random from all the accounts in SETUP's database (read from the file, read-only),
+# each with a challenge id that does not exist: the account's row is read and its failure
+# counted, as when a bot guesses at many accounts. On the 1 M-account database those rows are
+# on cold pages; on the small one, every page is in the cache. No preparation.
+guess_payloads() {
+    python3 - "${setup_dirs[$1]}/otpd.sqlite" "$2" "$3" > "${setup_dirs[$1]}/$3.hex" <<'PY'
+import random, sqlite3, sys
+path, count, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+ids = [row[0] for row in db.execute("SELECT id FROM accounts")]
+def field(number, value):
+    return bytes([number << 3 | 2, len(value)]) + value
+for i, account in enumerate(random.sample(ids, min(count, len(ids)))):
+    # VerifyRequest { account_id = 1, purpose = 2 (LOGIN), code = 3, challenge_id = 4 }
+    payload = (field(1, account.encode()) + bytes([0x10, 2]) + field(3, b"000000")
+               + field(4, f"ch_{prefix}_{i}".encode()))
+    print(payload.hex())
+PY
+}
+
 # settle SETUP: let the preparation's writes reach the main files before a run.
 settle() {
     if on_sqlite "$1"; then sleep 2; else pg_sql postgres CHECKPOINT >/dev/null; fi
@@ -270,8 +293,12 @@ measure() {
     fi
     local count prefix="${setup}r$round${kind:0:1}$c"  # new accounts for every set
     count=$(payload_count "$setup" "$c")
-    say "$label (round $round): preparing $count challenges per daemon"
-    prepare "$setup" "$count" "$prefix" "$kind"
+    if [[ $kind == guess ]]; then
+        say "$label (round $round): drawing $count accounts from its database"
+    else
+        say "$label (round $round): preparing $count challenges per daemon"
+    fi
+    if [[ $kind == guess ]]; then guess_payloads "$setup" "$count" "$prefix"; else prepare "$setup" "$count" "$prefix" "$kind"; fi
     settle "$setup"
     say "$label (round $round): running"
     local otpd_list pg_list before_otpd before_pg after_otpd after_pg out
@@ -315,8 +342,9 @@ PY
 all_connections=$(for s in "${setups[@]}"; do echo ${setup_connections[$s]}; done | tr ' ' '\n' | sort -nu | tr '\n' ' ')
 for round in $(seq "$rounds"); do
     for c in $all_connections; do
-        for kind in wrong right; do
+        for kind in wrong right guess; do
             for s in "${setups[@]}"; do
+                [[ $kind != guess ]] || on_sqlite "$s" || continue
                 [[ " ${setup_connections[$s]} " == *" $c "* ]] || continue
                 (( c % $(echo ${setup_dirs[$s]} | wc -w) == 0 )) || continue
                 measure "$s" "$kind" "$c" "$round"
@@ -345,10 +373,10 @@ print("  x2: two daemons on one database, the connections split across their soc
 print("  vs sqlite: this row / the SQLite row of the same kind and connections (the small database)" + (", median of the per-round ratios" if rounds != "1" else ""))
 print("  CPU us/call: utime+stime per call of otpd (both daemons for x2) and of the whole PostgreSQL cluster")
 print("  retried: serialization failures (transactions otpd ran again) per call, from the server's log")
-head = (f"{'scenario':<36}{'calls/s':>9}{'range':>14}{'p50 us':>9}{'p99 us':>9}{'accepted':>9}{'errors':>7}"
+head = (f"{'scenario':<42}{'calls/s':>9}{'range':>14}{'p50 us':>9}{'p99 us':>9}{'accepted':>9}{'errors':>7}"
         f"{'otpd CPU':>9}{'pg CPU':>8}{'retried':>8}{'vs sqlite calls/s':>19}{'p99':>7}  note")
 print(head)
-for key in sorted(groups, key=lambda k: (k[0] != "wrong", k[1], order[k[2]])):
+for key in sorted(groups, key=lambda k: ({"wrong": 0, "guess": 1, "right": 2}[k[0]], k[1], order[k[2]])):
     kind, c, setup = key
     rs = groups[key]
     rate = med(rs, "calls_per_s")
@@ -369,8 +397,8 @@ for key in sorted(groups, key=lambda k: (k[0] != "wrong", k[1], order[k[2]])):
     notes = []
     if any(x["payloads_wrapped"] for x in rs): notes.append("payloads reused")
     if setup == "pg2": notes.append("split " + rs[0]["split"])
-    name = f"{label[setup]}, {kind} code, {c} conn"
-    print(f"{name:<36}{rate:>9.0f}{rng:>14}{med(rs, 'p50_us'):>9.0f}{med(rs, 'p99_us'):>9.0f}{accepted:>9.0f}{errors:>7}"
+    name = f"{label[setup]}, {kind} code, {c} conn" if kind != "guess" else f"{label[setup]}, guess any acct, {c} conn"
+    print(f"{name:<42}{rate:>9.0f}{rng:>14}{med(rs, 'p50_us'):>9.0f}{med(rs, 'p99_us'):>9.0f}{accepted:>9.0f}{errors:>7}"
           f"{med(rs, 'otpd_cpu_us'):>9.0f}{med(rs, 'pg_cpu_us'):>8.0f}{retried:>8}{ratio_rate:>19}{ratio_p99:>7}  {', '.join(notes)}")
 PY
 
