@@ -112,26 +112,46 @@ extension TwoFactorService {
     /// (by kind) once its transaction commits. Returns whether the event was written.
     @discardableResult
     func auditRefusal(
-        _ kind: EventKind, _ outcome: EventOutcome, account: String, detail: String, destination: String = "",
+        _ kind: RefusalKind, _ outcome: EventOutcome, account: String, detail: String, destination: String = "",
         at now: Date, in tx: any StoreTransaction
     ) throws -> Bool {
         let recent = try tx.countRecentEvents(
-            accountID: account, kind: kind, since: now.addingTimeInterval(-3600), window: Self.refusalEventWindow)
+            accountID: account, kind: kind.event, since: now.addingTimeInterval(-3600),
+            window: Self.refusalEventWindow)
         guard recent < Self.refusalEventsPerHour else {
-            if let capped = OTPMetrics.CappedEvent(rawValue: kind.rawValue) {
-                tx.afterCommit { OTPMetrics.auditEventCapped(capped) }
-            } else {
-                assertionFailure("auditRefusal(\(kind)): a kind without an otpd_audit_events_capped_total label")
-            }
+            tx.afterCommit { OTPMetrics.auditEventCapped(kind.metric) }
             return false
         }
         // The last one kept says so, so that a reader knows the trail is cut there.
         let last = recent == Self.refusalEventsPerHour - 1
         try audit(
-            kind, outcome, account: account,
+            kind.event, outcome, account: account,
             detail: last ? detail + "; further ones within the hour are not recorded" : detail,
             destination: destination, at: now, in: tx)
         return true
+    }
+
+    /// The refusals `auditRefusal` caps: each is one audit event kind and one label of
+    /// `otpd_audit_events_capped_total`, so a capped refusal is always counted.
+    enum RefusalKind: Sendable {
+        /// A step-up refused for want of its proof.
+        case proof
+        /// A text refused by a budget, the breaker, or a number known to be unreachable.
+        case codeRefused
+
+        var event: EventKind {
+            switch self {
+            case .proof: .proof
+            case .codeRefused: .codeRefused
+            }
+        }
+
+        var metric: OTPMetrics.CappedEvent {
+            switch self {
+            case .proof: .proof
+            case .codeRefused: .codeRefused
+            }
+        }
     }
 
     /// Refusal events of one kind kept per account and hour (`auditRefusal`).
