@@ -31,7 +31,7 @@ import ServiceLifecycle
 /// does not release over and over: right after a release, its own periodic work maps back a few
 /// MiB (4 in the release build, 8 in the debug build), which is why the floor is taken
 /// `settling` after the release, not at once. The service wakes once a second to read its CPU
-/// time and resident size; it costs nothing else.
+/// time, and its resident size once settled; it costs nothing else.
 struct IdleMemoryRelease: Service {
     /// How long otpd must be quiet before it releases (`[server] release_memory_after_idle_seconds`).
     let quietPeriod: Duration
@@ -58,13 +58,16 @@ struct IdleMemoryRelease: Service {
         await cancelWhenGracefulShutdown {
             var phase = Phase.worked
             var quietSince = ContinuousClock.now
-            var cpu = Self.processCPUTime()
+            var cpu = ProcessFacts.cpuTime()
             while !Task.isCancelled {
                 do { try await Task.sleep(for: .seconds(1)) } catch { return }
                 let now = ContinuousClock.now
-                let resident = Self.residentBytes()
-                var busy = Self.processCPUTime() - cpu > Self.busyCPUPerSecond
-                if case .settled(let floor) = phase, resident > floor + Self.growthWorthReleasing { busy = true }
+                let cpuNow = ProcessFacts.cpuTime()
+                var busy = cpuNow - cpu > Self.busyCPUPerSecond
+                cpu = cpuNow
+                if case .settled(let floor) = phase, ProcessFacts.residentBytes() > floor + Self.growthWorthReleasing {
+                    busy = true
+                }
                 if busy {
                     quietSince = now
                     phase = .worked
@@ -73,12 +76,12 @@ struct IdleMemoryRelease: Service {
                 case .worked where now - quietSince >= quietPeriod:
                     await release()
                     phase = .settling(until: ContinuousClock.now + Self.settling)
+                    cpu = ProcessFacts.cpuTime()  // the release's own cost is not work
                 case .settling(let until) where now >= until:
-                    phase = .settled(floor: resident)
+                    phase = .settled(floor: ProcessFacts.residentBytes())
                 default:
                     break
                 }
-                cpu = Self.processCPUTime()  // after the release, so its own cost is not work
             }
         }
     }
@@ -86,7 +89,7 @@ struct IdleMemoryRelease: Service {
     /// Releases the page cache's memory, the read-only pages and the C heap's free memory now;
     /// logs the resident memory before and after (debug level).
     func release() async {
-        let before = Self.residentBytes()
+        let before = ProcessFacts.residentBytes()
         var cacheReleased = 0
         do {
             cacheReleased = try await storage.releaseCacheMemory()
@@ -95,7 +98,7 @@ struct IdleMemoryRelease: Service {
         }
         let advised = cotp_release_code_pages()
         _ = cotp_release_free_memory()
-        let after = Self.residentBytes()
+        let after = ProcessFacts.residentBytes()
         logger.debug(
             "idle: memory released",
             metadata: [
@@ -105,7 +108,15 @@ struct IdleMemoryRelease: Service {
             ])
     }
 
-    /// This process's resident memory, from /proc/self/statm (0 when it cannot be read).
+    private static func mebibytes(_ bytes: Int) -> String {
+        String(format: "%.1f", Double(bytes) / 1_048_576)
+    }
+}
+
+/// Facts about this process that otpd reads while it runs: its resident memory
+/// (`IdleMemoryRelease`, the `otpd_resident_memory_bytes` gauge) and its CPU time.
+enum ProcessFacts {
+    /// Resident memory in bytes, from /proc/self/statm (0 when it cannot be read).
     static func residentBytes() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
         let fields = text.split(separator: " ")
@@ -114,13 +125,9 @@ struct IdleMemoryRelease: Service {
     }
 
     /// CPU time used by every thread of the process so far.
-    static func processCPUTime() -> Duration {
+    static func cpuTime() -> Duration {
         var time = timespec()
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
         return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
-    }
-
-    private static func mebibytes(_ bytes: Int) -> String {
-        String(format: "%.1f", Double(bytes) / 1_048_576)
     }
 }

@@ -203,7 +203,7 @@ struct PeriodicGauges: Service {
                     let attributes = try? FileManager.default.attributesOfItem(atPath: databasePath + "-wal")
                     OTPMetrics.setWALBytes((attributes?[.size] as? NSNumber)?.intValue ?? 0)
                 }
-                OTPMetrics.setResidentBytes(IdleMemoryRelease.residentBytes())
+                OTPMetrics.setResidentBytes(ProcessFacts.residentBytes())
                 try? await Task.sleep(for: .seconds(10))
             }
         }
