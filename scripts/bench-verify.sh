@@ -11,7 +11,9 @@
 #   BACKENDS=sqlite scripts/bench-verify.sh          # only SQLite (as before PostgreSQL came)
 #
 # Scenarios:
-#   sqlite   one daemon on one SQLite file, at SQLITE_CONNECTIONS (default "1 8 64")
+#   sqlite   one daemon on one SQLite file, at SQLITE_CONNECTIONS (default "1 8 64"): wrong
+#            and right codes, and "guess any acct" (wrong codes at accounts already in the
+#            file; see guess_payloads)
 #   pg       one daemon on PostgreSQL, at PG_CONNECTIONS (default "8 64")
 #   pg x2    two daemons (own sockets, one key) on the same PostgreSQL database; the load is
 #            split across both sockets: two load clients run together, each with half the
@@ -295,10 +297,11 @@ measure() {
     count=$(payload_count "$setup" "$c")
     if [[ $kind == guess ]]; then
         say "$label (round $round): drawing $count accounts from its database"
+        guess_payloads "$setup" "$count" "$prefix"
     else
         say "$label (round $round): preparing $count challenges per daemon"
+        prepare "$setup" "$count" "$prefix" "$kind"
     fi
-    if [[ $kind == guess ]]; then guess_payloads "$setup" "$count" "$prefix"; else prepare "$setup" "$count" "$prefix" "$kind"; fi
     settle "$setup"
     say "$label (round $round): running"
     local otpd_list pg_list before_otpd before_pg after_otpd after_pg out
