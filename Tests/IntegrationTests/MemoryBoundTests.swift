@@ -111,27 +111,44 @@ import Testing
 
     /// Idle memory. Once quiet, otpd unmaps the code pages it does not use (`IdleMemoryRelease`):
     /// a fresh daemon held about 35 MiB resident (release build), 30 of them pages of its binary
-    /// and libraries, and now holds about 16 (`scripts/idle-memory.sh`). This runs the debug
-    /// build, which touches more code: about 20 MiB after the release and 40 before it. Then
-    /// every kind of work still runs on the pages mapped again (enrolment, a texted code, a
-    /// verification, a listing), the daemon gives that memory back too once quiet again, and
-    /// then it does not release over and over.
+    /// and libraries, and now holds about 17 (`scripts/idle-memory.sh`). Then every kind of work
+    /// still runs on the pages mapped again (enrolment, a texted code, a verification, a
+    /// listing), the daemon gives that memory back too once quiet again, and then it does not
+    /// release over and over.
+    ///
+    /// Measured against a daemon that never releases, side by side in the same run, not against
+    /// a fixed figure: how much a fault maps back depends on the machine's page cache, not only
+    /// on otpd. This kernel (6.18, ext4) caches files in large folios and maps a whole folio on
+    /// a fault, and the folios' sizes depend on how the file was read, by this process or any
+    /// other. The debug build here settled at 17-22 MiB alone and at 17-28 MiB beside the rest
+    /// of the suite, against 40-42 MiB for the daemon that keeps its pages.
     @Test func anIdleDaemonHoldsLittleAndStillServesAfterReleasingItsPages() async throws {
         // 2 s: on a loaded machine the calls below can pause for a second between them.
         let daemon = try DaemonProcess(config: "[server]\nrelease_memory_after_idle_seconds = 2\n")
+        let keeping = try DaemonProcess(config: "[server]\nrelease_memory_after_idle_seconds = 0\n")
         try await daemon.start()
-        defer { Task { await daemon.cleanUp() } }
+        try await keeping.start()
+        defer {
+            Task {
+                await daemon.cleanUp()
+                await keeping.cleanUp()
+            }
+        }
         let pid = try #require(daemon.process?.processIdentifier)
-        /// The resident memory the daemon settles at after a release (its own periodic work maps
-        /// a few MiB back at first): waits for a release after `after` of them, then for 6 s
-        /// without another (on a loaded machine, work that start-up left pending can still run
-        /// and be released once more); nil when it never settles within 60 s.
-        func settled(after: Int) async throws -> (resident: Int, releases: Int)? {
+        let keepingPID = try #require(keeping.process?.processIdentifier)
+        /// The resident memory of both daemons once the releasing one settled after a release
+        /// (its own periodic work maps a few MiB back at first): waits for a release after
+        /// `after` of them, then for 6 s without another (on a loaded machine, work that start-up
+        /// left pending can still run and be released once more); nil when it never settles
+        /// within 60 s.
+        func settled(after: Int) async throws -> (resident: Int, keeping: Int, releases: Int)? {
             for _ in 0..<600 {
                 let count = Self.releases(daemon.log())
                 if count > after {
                     try await Task.sleep(for: .seconds(6))
-                    if Self.releases(daemon.log()) == count { return (Self.residentKiB(pid), count) }
+                    if Self.releases(daemon.log()) == count {
+                        return (Self.residentKiB(pid), Self.residentKiB(keepingPID), count)
+                    }
                 } else {
                     try await Task.sleep(for: .milliseconds(100))
                 }
@@ -142,30 +159,48 @@ import Testing
             daemon.log().split(separator: "\n").filter { $0.contains("idle: memory released") }
         }
         let idle = try #require(try await settled(after: 0), "\(releaseLines())")
-        print("idle memory: \(idle.resident) KiB resident")
-        #expect(idle.resident < 26 * 1024, "an idle daemon holds \(idle.resident / 1024) MiB: \(releaseLines())")
+        print("idle memory: \(idle.resident) KiB resident, \(idle.keeping) KiB for the daemon that keeps its pages")
+        // The release itself gives back most of what the daemon held (41 -> 10 MiB here)...
+        let first = try #require(Self.releasedMiB(releaseLines().first ?? ""), "\(releaseLines())")
+        #expect(first.after < first.before / 2, "\(releaseLines())")
+        // ...and the daemon stays well below one that keeps its pages.
+        #expect(idle.resident < idle.keeping * 3 / 4, "an idle daemon holds \(idle.resident / 1024) MiB")
 
-        let client = daemon.client()
-        defer { Task { await client.close() } }
-        try await daemon.enrollPhone(client, "idle")
-        let challenge = try await client.startChallenge(StartChallengeRequest(accountId: "idle", purpose: .login))
-        let verified = try await client.verify(
-            VerifyRequest(
-                accountId: "idle", purpose: .login, code: try daemon.code(for: challenge.challengeId),
-                challengeId: challenge.challengeId))
-        #expect(verified.success)
-        #expect(try await client.listEvents(ListEventsRequest(pageSize: 10)).events.count >= 2)
-        #expect(try await client.health().status == "SERVING")
-        await client.close()
+        for running in [daemon, keeping] {
+            let client = running.client()
+            try await running.enrollPhone(client, "idle")
+            let challenge = try await client.startChallenge(StartChallengeRequest(accountId: "idle", purpose: .login))
+            let verified = try await client.verify(
+                VerifyRequest(
+                    accountId: "idle", purpose: .login, code: try running.code(for: challenge.challengeId),
+                    challengeId: challenge.challengeId))
+            #expect(verified.success)
+            #expect(try await client.listEvents(ListEventsRequest(pageSize: 10)).events.count >= 2)
+            #expect(try await client.health().status == "SERVING")
+            await client.close()
+        }
 
         let busy = Self.residentKiB(pid)
         let idleAgain = try #require(try await settled(after: idle.releases), "\(releaseLines())")
-        print("idle memory: \(busy) KiB resident after the calls, \(idleAgain.resident) KiB once quiet again")
-        #expect(idleAgain.resident < 26 * 1024, "an idle daemon holds \(idleAgain.resident / 1024) MiB")
+        print(
+            "idle memory: \(busy) KiB resident after the calls, \(idleAgain.resident) KiB once quiet again, "
+                + "\(idleAgain.keeping) KiB for the daemon that keeps its pages")
+        #expect(
+            idleAgain.resident < idleAgain.keeping * 3 / 4, "an idle daemon holds \(idleAgain.resident / 1024) MiB")
         // Quiet from now on, it does not release again: what its own periodic work maps back
         // after a release is far below what makes another worth it.
         try await Task.sleep(for: .seconds(4))
         #expect(Self.releases(daemon.log()) == idleAgain.releases, "\(releaseLines())")
+    }
+
+    /// The resident MiB before and after a release, from its log line.
+    static func releasedMiB(_ line: Substring) -> (before: Double, after: Double)? {
+        func value(_ key: String) -> Double? {
+            guard let range = line.range(of: key + "=") else { return nil }
+            return Double(line[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+        }
+        guard let before = value("resident_mib_before"), let after = value("resident_mib_after") else { return nil }
+        return (before, after)
     }
 
     /// How many times the daemon's log says it released memory.
