@@ -200,7 +200,9 @@ struct DeadlineTests {
         let router = ProbeRouter()
         try await withServer(router: router) { path in
             let socket = try RawSocket(path: path)
-            await socket.send(callID: 9, code: "ignore:300:1", deadlineMs: 1)
+            // 2 s: the next call must arrive while this handler still runs; beside the rest of
+            // the suite, 300 ms were once not enough.
+            await socket.send(callID: 9, code: "ignore:2000:1", deadlineMs: 1)
             #expect(try await socket.read().error?.code == .deadlineExceeded)
             // Right away, while the first handler runs: refused, not run.
             await socket.send(callID: 9, code: "ignore:600:2")
