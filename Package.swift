@@ -206,7 +206,7 @@ let package = Package(
             exclude: ["Vectors"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "OTPStoreTests", dependencies: ["OTPStore", "OTPPostgres", "OTPCore", "OTPTestSupport"],
+            name: "OTPStoreTests", dependencies: ["OTPStore", "OTPPostgres", "OTPCore", "OTPTestSupport", "CSQLite"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPServerTests",
@@ -216,6 +216,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings),

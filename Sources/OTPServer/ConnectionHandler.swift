@@ -60,6 +60,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private static let idleTicksPerTimeout: Int64 = 4
 
     private let router: any CallRouter
+    /// Where this connection's calls run (set once the handler is added to its channel).
+    private var taskExecutor: EventLoopTaskExecutor?
     private let peer: PeerCredentials
     private let limits: Limits
     private let daemonBudget: AnswerBudget
@@ -128,6 +130,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        taskExecutor = EventLoopTaskExecutor(context.eventLoop)
         let tick = TimeAmount.nanoseconds(max(1, limits.idleTimeout.nanoseconds / Self.idleTicksPerTimeout))
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         idleClock = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
@@ -320,11 +323,16 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         let eventLoop = context.eventLoop
         let router = self.router
-        call.task = Task {
+        call.task = Task(executorPreference: taskExecutor) {
             let result = await router.handle(payload: payload, context: callContext)
-            eventLoop.execute {
+            if eventLoop.inEventLoop {
                 let (handler, context) = bound.value
                 handler.finished(context: context, callID: callID, serial: serial, result: result)
+            } else {
+                eventLoop.execute {
+                    let (handler, context) = bound.value
+                    handler.finished(context: context, callID: callID, serial: serial, result: result)
+                }
             }
         }
         inFlight[callID] = call

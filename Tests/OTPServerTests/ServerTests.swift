@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import OTPClient
 import OTPProtocol
 import OTPServer
@@ -23,6 +24,19 @@ struct SlowRouter: CallRouter {
     }
 }
 
+/// A router that answers whether each call ran on an event loop's thread, both when it started
+/// and after it awaited something (`success`: on one both times).
+struct WhereRouter: CallRouter {
+    func handleInline(payload: [UInt8], context: CallContext) -> Result<[UInt8], RPCError>? { nil }
+
+    func handle(payload: [UInt8], context: CallContext) async -> Result<[UInt8], RPCError> {
+        let started = MultiThreadedEventLoopGroup.currentEventLoop != nil
+        try? await Task.sleep(for: .milliseconds(5))
+        let resumed = MultiThreadedEventLoopGroup.currentEventLoop != nil
+        return .success(VerifyResponse(success: started && resumed).serialized())
+    }
+}
+
 /// The socket server in-process, with a router that can be slow.
 @Suite("socket server", .serialized)
 struct ServerTests {
@@ -41,6 +55,17 @@ struct ServerTests {
             #expect(message.contains("deadline of 100 ms exceeded"), "the daemon, not the client, answered")
             // Without a deadline the same call completes.
             #expect(try await client.verify(VerifyRequest(code: "50")).success)
+            await client.close()
+        }
+    }
+
+    /// A call's task runs on the event loop of its connection (`EventLoopTaskExecutor`), not on
+    /// the global pool: started there and resumed there after an await, so its answer is
+    /// written without a hop back to the loop.
+    @Test func callsRunOnTheirConnectionsEventLoop() async throws {
+        try await withRunningServer(router: WhereRouter()) { (path: String, _) async throws in
+            let client = OTPClient(socketPath: path, defaultDeadline: .seconds(10))
+            for _ in 0..<3 { #expect(try await client.verify(VerifyRequest(code: "1")).success) }
             await client.close()
         }
     }

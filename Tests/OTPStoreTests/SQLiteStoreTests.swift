@@ -1,3 +1,4 @@
+import CSQLite
 import Foundation
 import Logging
 import OTPStore
@@ -191,6 +192,18 @@ struct SQLiteStoreTests {
         #expect(cache.before > 4_000_000)
         #expect(cache.after < 200_000)
         #expect(try await total() == sum)
+    }
+
+    /// SQLite keeps no process-wide memory statistics (`SQLiteConnection.processSettings`):
+    /// with them, each of its allocations takes one global mutex. Turned off before SQLite
+    /// initialises, or not at all, so this shows that the first connection made it in time:
+    /// with the statistics on, SQLite counts hundreds of KB in use once a database is open.
+    @Test func sqliteCountsNoMemoryStatisticsOnceAConnectionIsOpen() throws {
+        let (directory, path) = try temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try openTable(path)
+        defer { store.close() }
+        #expect(sqlite3_memory_used() == 0)
     }
 
     /// A body that throws is rolled back alone; the others of its batch commit.
