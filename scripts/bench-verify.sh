@@ -212,8 +212,15 @@ import random, sqlite3, sys
 path, count, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 ids = [row[0] for row in db.execute("SELECT id FROM accounts")]
+def varint(n):
+    out = b""
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out += bytes([low | (0x80 if n else 0)])
+        if not n:
+            return out
 def field(number, value):
-    return bytes([number << 3 | 2, len(value)]) + value
+    return bytes([number << 3 | 2]) + varint(len(value)) + value
 for i, account in enumerate(random.sample(ids, min(count, len(ids)))):
     # VerifyRequest { account_id = 1, purpose = 2 (LOGIN), code = 3, challenge_id = 4 }
     payload = (field(1, account.encode()) + bytes([0x10, 2]) + field(3, b"000000")

@@ -325,15 +325,12 @@ final class ConnectionHandler: ChannelInboundHandler {
         let router = self.router
         call.task = Task(executorPreference: taskExecutor) {
             let result = await router.handle(payload: payload, context: callContext)
-            if eventLoop.inEventLoop {
+            let finish: @Sendable () -> Void = {
                 let (handler, context) = bound.value
                 handler.finished(context: context, callID: callID, serial: serial, result: result)
-            } else {
-                eventLoop.execute {
-                    let (handler, context) = bound.value
-                    handler.finished(context: context, callID: callID, serial: serial, result: result)
-                }
             }
+            // The task normally ends on the loop (its preferred executor); otherwise, hop there.
+            if eventLoop.inEventLoop { finish() } else { eventLoop.execute(finish) }
         }
         inFlight[callID] = call
         return true
