@@ -144,14 +144,6 @@ public final class SQLiteConnection {
     /// I/O error).
     public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
-    /// The path of the main database's WAL file (`<database>-wal`, as SQLite names it).
-    var walPath: String? {
-        guard let database = sqlite3_db_filename(handle, "main"), let wal = sqlite3_filename_wal(database) else {
-            return nil
-        }
-        return String(cString: wal)
-    }
-
     /// The rowid of the last inserted row.
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 

@@ -40,24 +40,9 @@ public final class SQLiteStore: Sendable {
     /// - Parameter walLimitBytes: past this size of WAL the writer lets a checkpoint catch up
     ///   so that the WAL starts over (see `WriterQueue.catchUpCheckpointAndWait`); a WAL that
     ///   started over is also cut back to this size.
-    public convenience init(
+    public init(
         path: String, synchronous: SynchronousMode = .full, migrations: [Migration] = Migration.all,
         walLimitBytes: Int = SQLiteStore.defaultWALLimitBytes, logger: Logger
-    ) throws(StoreError) {
-        try self.init(
-            path: path, synchronous: synchronous, migrations: migrations, walLimitBytes: walLimitBytes,
-            logger: logger, beforeWALSync: nil,
-            onWALSyncFailure: { error in
-                fatalError("fdatasync of the WAL failed (\(error)); stopping so that a restart recovers from the disk")
-            })
-    }
-
-    /// The store with the commit pipeline's sync made controllable (tests): `beforeWALSync` runs
-    /// before each `fdatasync` and may block or fail it, and `onWALSyncFailure` replaces
-    /// stopping the process (see `WALSyncer`).
-    init(
-        path: String, synchronous: SynchronousMode, migrations: [Migration], walLimitBytes: Int, logger: Logger,
-        beforeWALSync: (@Sendable () throws -> Void)?, onWALSyncFailure: @escaping @Sendable (any Error) -> Void
     ) throws(StoreError) {
         let started = ContinuousClock.now
         let connection = try SQLiteConnection(path: path)
@@ -84,20 +69,7 @@ public final class SQLiteStore: Sendable {
         // Checkpoints run on their own connection and thread, not inside a commit of the
         // writer, where they would stall every request queued behind that commit.
         try connection.execute("PRAGMA wal_autocheckpoint=0")
-        // The commit pipeline (`WALSyncer`): from here on the writer's COMMIT does not wait for
-        // the disk; a syncer thread fsyncs the WAL while the writer runs the next batch, and
-        // every answer waits for the sync that covers its commit. Start-up's own writes above
-        // were committed with FULL.
-        var syncer: WALSyncer?
-        if synchronous == .full {
-            guard let walPath = connection.walPath else {
-                throw StoreError(kind: .other, message: "SQLite names no WAL file for \(path)")
-            }
-            try connection.execute("PRAGMA synchronous=NORMAL")
-            syncer = try WALSyncer(
-                walPath: walPath, logger: logger, beforeSync: beforeWALSync, onFailure: onWALSyncFailure)
-        }
-        let queue = WriterQueue(connection: connection, syncer: syncer, logger: logger)
+        let queue = WriterQueue(connection: connection, logger: logger)
         self.checkpointer = try Checkpointer(path: path, walLimitBytes: walLimitBytes, logger: logger) { [weak queue] in
             queue?.catchUpCheckpointAndWait(timeout: 2)
         }
@@ -179,9 +151,6 @@ public final class SQLiteStore: Sendable {
 
     /// Jobs waiting for the writer, cancelled ones not yet skipped included (for tests).
     var queuedWrites: Int { queue.queuedCount }
-
-    /// The commit pipeline's syncer, nil with `synchronous = "normal"` (for tests).
-    var walSyncer: WALSyncer? { queue.syncer }
 }
 
 /// One job in the writer's queue; the writer claims it, runs it and then settles it.
@@ -297,7 +266,7 @@ final class WriteJob<T: Sendable>: WriterJob {
 final class WriterQueue: @unchecked Sendable {
     // @unchecked Sendable: `pending`, `catchUpRequested`, `catchUpsDone`, `stopped`, `finished`,
     // `batches` and `jobs` are only touched while holding `condition`; `connection` is only used by the writer
-    // thread after init; `syncer` is immutable and Sendable.
+    // thread after init.
 
     private let condition = NSCondition()
     private var pending: [any WriterJob] = []
@@ -308,14 +277,10 @@ final class WriterQueue: @unchecked Sendable {
     private var batches = 0
     private var jobs = 0
     private let connection: SQLiteConnection
-    /// Makes each batch durable after its COMMIT, off this thread; nil when the COMMIT itself
-    /// is all the durability asked for (`synchronous = "normal"`).
-    let syncer: WALSyncer?
     private let logger: Logger
 
-    init(connection: SQLiteConnection, syncer: WALSyncer?, logger: Logger) {
+    init(connection: SQLiteConnection, logger: Logger) {
         self.connection = connection
-        self.syncer = syncer
         self.logger = logger
         let thread = Thread { [self] in self.loop() }
         thread.name = "otpd-sqlite-writer"
@@ -395,7 +360,6 @@ final class WriterQueue: @unchecked Sendable {
             }
             if pending.isEmpty && stopped {
                 condition.unlock()
-                syncer?.stop()
                 try? connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 condition.lock()
                 finished = true
@@ -484,21 +448,8 @@ final class WriterQueue: @unchecked Sendable {
         batches += 1
         jobs += claimed.count
         condition.unlock()
-        guard let syncer else {
-            Self.deliver(claimed, failure: nil)
-            return
-        }
-        // The batch is committed, not yet durable: its answers wait for the syncer while this
-        // thread goes on with the next batch.
-        let answers = claimed
-        syncer.afterNextSync { failure in Self.deliver(answers, failure: failure) }
-    }
-
-    /// Answers the claimed jobs of a committed batch: each its own outcome, or all `failure`
-    /// when the commit could not be made durable.
-    private static func deliver(_ claimed: [(job: any WriterJob, error: (any Error)?)], failure: (any Error)?) {
         for (job, error) in claimed {
-            if let error = failure ?? error { job.abandon(error) } else { job.settle() }
+            if let error { job.abandon(error) } else { job.settle() }
         }
     }
 }

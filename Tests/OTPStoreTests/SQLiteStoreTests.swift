@@ -1,7 +1,7 @@
 import CSQLite
 import Foundation
 import Logging
-@testable import OTPStore
+import OTPStore
 import OTPTestSupport
 import Testing
 
@@ -137,10 +137,7 @@ struct SQLiteStoreTests {
             )
         }
         #expect(journal == "wal")
-        // NORMAL on the writer: with the default `full`, the commit pipeline's syncer makes each
-        // batch durable before anyone hears of it (CommitPipelineTests).
-        #expect(synchronous == 1)
-        #expect(store.walSyncer != nil)
+        #expect(synchronous == 2)  // FULL
         #expect(foreignKeys == 1)
         store.close()
     }
