@@ -206,7 +206,11 @@ let package = Package(
             exclude: ["Vectors"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "OTPStoreTests", dependencies: ["OTPStore", "OTPPostgres", "OTPCore", "OTPTestSupport", "CSQLite"],
+            name: "OTPStoreTests",
+            dependencies: [
+                "OTPStore", "OTPPostgres", "OTPCore", "OTPTestSupport", "CSQLite",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: strictSettings),
         .testTarget(
             name: "OTPServerTests",

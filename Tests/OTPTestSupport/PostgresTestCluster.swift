@@ -34,11 +34,12 @@ public final class PostgresTestCluster: Sendable {
     public let rootDirectory: String
     /// The cluster's data directory (`initdb -D`).
     public let dataDirectory: String
-    /// The directory of the server's Unix socket (the only way in: `listen_addresses` is empty).
+    /// The directory of the server's Unix socket (the only way in, unless `init(tcp:)`).
     public let socketDirectory: String
     /// The server's log (`pg_ctl -l`); its tail is part of every error this type throws.
     public let logFile: String
-    /// The port, which here only names the socket file (`.s.PGSQL.<port>`): always 5432.
+    /// The port, which names the socket file (`.s.PGSQL.<port>`): 5432, or with `init(tcp:)`
+    /// the free TCP port the server also listens on at 127.0.0.1.
     public let port: Int
     /// The superuser's name (`initdb -U`): `otpd_admin`.
     public let superuser: String
@@ -70,7 +71,7 @@ public final class PostgresTestCluster: Sendable {
     public static func shared() throws -> PostgresTestCluster {
         try sharedCluster.withLock { state throws -> PostgresTestCluster in
             if let state { return try state.get() }
-            let result = Result { try PostgresTestCluster(shared: true) }
+            let result = Result { try PostgresTestCluster(shared: true, tcp: nil) }
             state = result
             return try result.get()
         }
@@ -80,10 +81,34 @@ public final class PostgresTestCluster: Sendable {
     /// restart or break the server. Call `destroy()` when done; otherwise it is stopped and
     /// removed when the process exits, like the shared one.
     public convenience init() throws {
-        try self.init(shared: false)
+        try self.init(shared: false, tcp: nil)
     }
 
-    private init(shared: Bool) throws {
+    /// Creates and starts a private cluster that also listens on `127.0.0.1` at a free port
+    /// (`port`; the socket file is named after it too), with TLS when `tcp` carries a
+    /// certificate and key, without (`ssl = off`) when not: for tests of otpd's TLS client.
+    /// `pg_hba.conf` asks for SCRAM passwords from 127.0.0.1 as from the socket.
+    public convenience init(tcp: TCPListening) throws {
+        try self.init(shared: false, tcp: tcp)
+    }
+
+    /// How a private cluster listens on TCP (`init(tcp:)`).
+    public struct TCPListening: Sendable {
+        /// The server's certificate chain (PEM), or nil for a server without TLS.
+        public var certificatePEM: String?
+        /// The certificate's private key (PEM).
+        public var keyPEM: String?
+
+        public init(certificatePEM: String? = nil, keyPEM: String? = nil) {
+            self.certificatePEM = certificatePEM
+            self.keyPEM = keyPEM
+        }
+    }
+
+    /// How this cluster listens on TCP; nil: only on its Unix socket.
+    public let tcp: TCPListening?
+
+    private init(shared: Bool, tcp: TCPListening?) throws {
         Self.reapAbandonedClustersOnce()
         binDirectory = try Self.findBinDirectory()
         serverAccount = getuid() == 0 ? try SystemAccount.forServer() : nil
@@ -91,7 +116,8 @@ public final class PostgresTestCluster: Sendable {
         dataDirectory = rootDirectory + "/data"
         socketDirectory = rootDirectory + "/socket"
         logFile = rootDirectory + "/postgres.log"
-        port = 5432
+        self.tcp = tcp
+        port = tcp == nil ? 5432 : try freeTCPPort()
         superuser = "otpd_admin"
         superuserPassword = randomHex(bytes: 16)
         isShared = shared
@@ -112,6 +138,10 @@ public final class PostgresTestCluster: Sendable {
         try makeDirectory(socketDirectory, mode: 0o711, owner: serverAccount)
         let passwordFile = rootDirectory + "/superuser-password"
         try writeSecretFile(passwordFile, contents: superuserPassword + "\n", owner: serverAccount)
+        if let certificate = tcp?.certificatePEM, let key = tcp?.keyPEM {
+            try writeSecretFile(rootDirectory + "/server.crt", contents: certificate, owner: serverAccount)
+            try writeSecretFile(rootDirectory + "/server.key", contents: key, owner: serverAccount)
+        }
         defer { unlink(passwordFile) }
         try runServerCommand(
             "initdb",
@@ -171,15 +201,25 @@ public final class PostgresTestCluster: Sendable {
         unregister(self)
     }
 
-    /// The server's options: only the Unix socket, the port that names it, and room for the
-    /// tests (400 connections, larger lock tables for SERIALIZABLE transactions), durable
-    /// commits as in production.
+    /// The server's options: only the Unix socket (and 127.0.0.1 with `init(tcp:)`), the port
+    /// that names it, and room for the tests (400 connections, larger lock tables for
+    /// SERIALIZABLE transactions), durable commits as in production.
     var serverOptions: String {
-        [
-            "listen_addresses=''", "unix_socket_directories='\(socketDirectory)'", "port=\(port)",
-            "max_connections=400", "fsync=on", "synchronous_commit=on", "shared_buffers=128MB",
-            "max_locks_per_transaction=256", "max_pred_locks_per_transaction=256",
-        ].map { "-c " + $0 }.joined(separator: " ")
+        var listening = ["listen_addresses=''"]
+        if let tcp {
+            listening = ["listen_addresses='127.0.0.1'", "ssl=\(tcp.certificatePEM == nil ? "off" : "on")"]
+            if tcp.certificatePEM != nil {
+                listening += [
+                    "ssl_cert_file='\(rootDirectory)/server.crt'", "ssl_key_file='\(rootDirectory)/server.key'",
+                ]
+            }
+        }
+        return
+            (listening + [
+                "unix_socket_directories='\(socketDirectory)'", "port=\(port)",
+                "max_connections=400", "fsync=on", "synchronous_commit=on", "shared_buffers=128MB",
+                "max_locks_per_transaction=256", "max_pred_locks_per_transaction=256",
+            ]).map { "-c " + $0 }.joined(separator: " ")
     }
 
     // MARK: - Databases and SQL
@@ -557,6 +597,25 @@ private func writeSecretFile(_ path: String, contents: String, owner: SystemAcco
     let bytes = Array(contents.utf8)
     let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     guard written == bytes.count else { throw posixFailure("write \(path)") }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's choice for port 0).
+private func freeTCPPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw posixFailure("socket") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+            bind(fd, address, length) == 0 && getsockname(fd, address, &length) == 0
+        }
+    }
+    guard bound else { throw posixFailure("bind 127.0.0.1:0") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 private func posixFailure(_ what: String) -> PostgresTestClusterError {
