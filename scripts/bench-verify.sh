@@ -12,8 +12,11 @@
 #
 # Scenarios:
 #   sqlite   one daemon on one SQLite file, at SQLITE_CONNECTIONS (default "1 8 64"): wrong
-#            and right codes, and "guess any acct" (wrong codes at accounts already in the
-#            file; see guess_payloads)
+#            and right codes for verify_phone challenges (the enrolment: the heaviest
+#            verification, which also voids other challenges and issues a proof), right codes
+#            for login challenges of accounts whose number is verified (what every admin login
+#            does), and "guess any acct" (wrong codes at accounts already in the file; see
+#            guess_payloads)
 #   pg       one daemon on PostgreSQL, at PG_CONNECTIONS (default "8 64")
 #   pg x2    two daemons (own sockets, one key) on the same PostgreSQL database; the load is
 #            split across both sockets: two load clients run together, each with half the
@@ -36,7 +39,8 @@
 # Environment: SECONDS (measured seconds per run, default 3), WARMUP (0.5), ROUNDS (1; every
 # round runs every scenario, the kinds and backends of one connection count back to back, and
 # the table shows medians, the calls/s range over the rounds and the median of the per-round
-# ratios), BACKENDS (sqlite,postgresql), SQLITE_CONNECTIONS, PG_CONNECTIONS, PG_POOL_SIZE
+# ratios), BACKENDS (sqlite,postgresql), KINDS (wrong right login guess), SQLITE_CONNECTIONS,
+# PG_CONNECTIONS, PG_POOL_SIZE
 # (otpd's [storage] pool_size; unset: otpd's default, 16), PROFILE (1: after the table, one
 # more PostgreSQL right-code run at PROFILE_CONNECTIONS=64 connections, instrumented, to show
 # where the time goes: pg_stat_statements, pg_stat_database, pg_stat_wal, pg_stat_activity
@@ -62,6 +66,7 @@ backends=${BACKENDS:-sqlite,postgresql}
 sqlite_connections=${SQLITE_CONNECTIONS:-1 8 64}
 pg_connections=${PG_CONNECTIONS:-8 64}
 profile=${PROFILE:-1}
+kinds=${KINDS:-wrong right login guess}
 profile_connections=${PROFILE_CONNECTIONS:-64}
 bench_name=bench-verify
 for b in ${backends//,/ }; do
@@ -188,8 +193,10 @@ prepare() {
     on_sqlite "$1" || flags=(--connections "${PG_PREPARE_CONCURRENCY:-2}" --in-flight 1)
     for d in ${setup_dirs[$1]}; do
         i=$((i + 1))
+        local what=("--$4" "$d/$3.hex")
+        [[ $4 != login ]] || what=(--login --right "$d/$3.hex")
         "$otpbench" --socket "$d/otpd.sock" --outbox "$d/outbox.jsonl" --count "$2" --prefix "$3-$i" \
-            "--$4" "$d/$3.hex" "${flags[@]}" &
+            "${what[@]}" "${flags[@]}" &
         jobs+=($!)
     done
     for j in "${jobs[@]}"; do wait "$j"; done
@@ -352,7 +359,7 @@ PY
 all_connections=$(for s in "${setups[@]}"; do echo ${setup_connections[$s]}; done | tr ' ' '\n' | sort -nu | tr '\n' ' ')
 for round in $(seq "$rounds"); do
     for c in $all_connections; do
-        for kind in wrong right guess; do
+        for kind in $kinds; do
             for s in "${setups[@]}"; do
                 [[ $kind != guess ]] || on_sqlite "$s" || continue
                 [[ " ${setup_connections[$s]} " == *" $c "* ]] || continue
@@ -386,7 +393,7 @@ print("  retried: serialization failures (transactions otpd ran again) per call,
 head = (f"{'scenario':<42}{'calls/s':>9}{'range':>14}{'p50 us':>9}{'p99 us':>9}{'accepted':>9}{'errors':>7}"
         f"{'otpd CPU':>9}{'pg CPU':>8}{'retried':>8}{'vs sqlite calls/s':>19}{'p99':>7}  note")
 print(head)
-for key in sorted(groups, key=lambda k: ({"wrong": 0, "guess": 1, "right": 2}[k[0]], k[1], order[k[2]])):
+for key in sorted(groups, key=lambda k: ({"wrong": 0, "guess": 1, "right": 2, "login": 3}[k[0]], k[1], order[k[2]])):
     kind, c, setup = key
     rs = groups[key]
     rate = med(rs, "calls_per_s")
@@ -407,7 +414,8 @@ for key in sorted(groups, key=lambda k: ({"wrong": 0, "guess": 1, "right": 2}[k[
     notes = []
     if any(x["payloads_wrapped"] for x in rs): notes.append("payloads reused")
     if setup == "pg2": notes.append("split " + rs[0]["split"])
-    name = f"{label[setup]}, {kind} code, {c} conn" if kind != "guess" else f"{label[setup]}, guess any acct, {c} conn"
+    what = {"guess": "guess any acct", "login": "login, right code"}.get(kind, f"{kind} code")
+    name = f"{label[setup]}, {what}, {c} conn"
     print(f"{name:<42}{rate:>9.0f}{rng:>14}{med(rs, 'p50_us'):>9.0f}{med(rs, 'p99_us'):>9.0f}{accepted:>9.0f}{errors:>7}"
           f"{med(rs, 'otpd_cpu_us'):>9.0f}{med(rs, 'pg_cpu_us'):>8.0f}{retried:>8}{ratio_rate:>19}{ratio_p99:>7}  {', '.join(notes)}")
 PY

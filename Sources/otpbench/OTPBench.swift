@@ -4,8 +4,8 @@ import OTPClient
 
 /// Prepares the inputs of the `Verify` benchmarks (scripts/bench-verify.sh and
 /// scripts/bench-uniform.sh): fresh accounts, each with a saved number and a `verify_phone`
-/// challenge, and one encoded `VerifyRequest` per account, written as hex lines for the C load
-/// client's `--payload-file`.
+/// challenge (or, with `--login`, a verified number and a `login` challenge), and one encoded
+/// `VerifyRequest` per account, written as hex lines for the C load client's `--payload-file`.
 @main
 struct OTPBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,6 +39,12 @@ struct OTPBench: AsyncParsableCommand {
     @Flag(help: "Lock every prepared account first (10 wrong codes each), so that its requests meet a locked account.")
     var lock = false
 
+    @Flag(
+        help:
+            "Prepare logins instead: each account's number is verified first (its verify_phone code used), then a login challenge is started; --right and --wrong are for those."
+    )
+    var login = false
+
     @Option(help: "Concurrent connections used to prepare.")
     var connections: Int = 16
 
@@ -52,7 +58,7 @@ struct OTPBench: AsyncParsableCommand {
         let clients = (0..<connections).map { _ in OTPClient(socketPath: socket, defaultDeadline: .seconds(60)) }
         let started = ContinuousClock.now
         // Account i gets number +1 555 0xxxxxx with its own digits, so per-number budgets never bind.
-        let challenges = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+        var challenges = try await withThrowingTaskGroup(of: (Int, String).self) { group in
             var results = [String](repeating: "", count: count)
             var next = 0
             func add(_ i: Int) {
@@ -80,7 +86,13 @@ struct OTPBench: AsyncParsableCommand {
             return results
         }
         for client in clients { await client.close() }
-        let codes = try readCodes()
+        var codes = try readCodes()
+        var purpose = Purpose.verifyPhone
+        if login {
+            challenges = try await startLogins(challenges, codes: codes)
+            codes = try readCodes()
+            purpose = .login
+        }
         var rightLines: [String] = []
         var wrongLines: [String] = []
         var wrongRequests: [VerifyRequest] = []
@@ -91,12 +103,13 @@ struct OTPBench: AsyncParsableCommand {
             let account = "\(prefix)-\(i)"
             let wrongCode = String(code.map { $0 == "9" ? "0" : Character(String(($0.wholeNumberValue ?? 0) + 1)) })
             rightLines.append(
-                hex(VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: challengeID)))
+                hex(VerifyRequest(accountId: account, purpose: purpose, code: code, challengeId: challengeID)))
             let wrongRequest = VerifyRequest(
-                accountId: account, purpose: .verifyPhone, code: wrongCode, challengeId: challengeID)
+                accountId: account, purpose: purpose, code: wrongCode, challengeId: challengeID)
             wrongRequests.append(wrongRequest)
             wrongLines.append(hex(wrongRequest))
         }
+        if login && kindsDir != nil { throw ValidationError("--kinds-dir is for verify_phone challenges, not --login") }
         if lock { try await lockAccounts(wrongRequests) }
         if let kindsDir { try writeKinds(challenges, codes: codes, to: kindsDir) }
         if let right {
@@ -107,6 +120,35 @@ struct OTPBench: AsyncParsableCommand {
         }
         let elapsed = ContinuousClock.now - started
         FileHandle.standardError.write(Data("otpbench: prepared \(count) challenges in \(elapsed)\n".utf8))
+    }
+
+    /// Verifies each account's number with its code and starts a login challenge; returns the
+    /// login challenges' ids, in the accounts' order.
+    private func startLogins(_ challenges: [String], codes: [String: String]) async throws -> [String] {
+        let clients = (0..<connections).map { _ in OTPClient(socketPath: socket, defaultDeadline: .seconds(60)) }
+        let logins = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            var logins = [String](repeating: "", count: challenges.count)
+            for (i, challengeID) in challenges.enumerated() {
+                guard let code = codes[challengeID] else {
+                    throw ValidationError("no outbox message for challenge \(challengeID)")
+                }
+                let client = clients[i % clients.count]
+                let account = "\(prefix)-\(i)"
+                group.addTask {
+                    let verified = try await client.verify(
+                        VerifyRequest(accountId: account, purpose: .verifyPhone, code: code, challengeId: challengeID))
+                    guard verified.success else { throw ValidationError("\(account): its number was not verified") }
+                    let ticket = try await client.startChallenge(
+                        StartChallengeRequest(accountId: account, purpose: .login))
+                    return (i, ticket.challengeId)
+                }
+                if i >= connections * max(1, inFlight), let (done, id) = try await group.next() { logins[done] = id }
+            }
+            for try await (done, id) in group { logins[done] = id }
+            return logins
+        }
+        for client in clients { await client.close() }
+        return logins
     }
 
     /// Ten wrong codes per account (the challenge allows five, the account locks at ten).
