@@ -54,24 +54,6 @@ struct MetricsTests {
             })
     }
 
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        try #require(bound)
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     /// The fixed values of every label (docs/OPERATIONS.md, "Metrics"); `country_code` is 1-3
     /// digits and `provider` a sender's name.
     static let labelValues: [String: Set<String>] = [
@@ -96,7 +78,7 @@ struct MetricsTests {
     ]
 
     @Test func everyInstrumentMovesWithItsEventAndNoLabelLeaksAnything() async throws {
-        let port = try Self.freePort()
+        let port = try freeTCPPort()
         let daemon = try DaemonProcess(
             config: """
                 [metrics]
@@ -224,7 +206,7 @@ struct MetricsTests {
     /// Any local process can reach the endpoint: idle connections beyond the cap are closed at
     /// once, so they cannot use up the daemon's file descriptors; once they go, scrapes work.
     @Test func theEndpointHoldsABoundedNumberOfConnections() async throws {
-        let port = try Self.freePort()
+        let port = try freeTCPPort()
         let daemon = try DaemonProcess(config: "[metrics]\nlisten = \"127.0.0.1:\(port)\"\n")
         defer { Task { await daemon.cleanUp() } }
         try await daemon.start()

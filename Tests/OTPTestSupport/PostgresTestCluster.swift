@@ -599,8 +599,9 @@ private func writeSecretFile(_ path: String, contents: String, owner: SystemAcco
     guard written == bytes.count else { throw posixFailure("write \(path)") }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's choice for port 0).
-private func freeTCPPort() throws -> Int {
+/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's choice for port 0;
+/// another process may take it before the caller binds it, which the tests accept).
+public func freeTCPPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw posixFailure("socket") }
     defer { close(fd) }
