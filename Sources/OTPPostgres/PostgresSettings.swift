@@ -43,6 +43,22 @@ public struct PostgresSettings: Sendable, Equatable {
     /// How long a call waits for a connection before it is answered UNAVAILABLE.
     public var connectTimeout: Duration = .seconds(5)
 
+    /// Why this connection does not keep out an attacker on the network path, for otpd's
+    /// start-up log; nil with `verify-full` or over a Unix socket (no network to cross).
+    /// (`otpctl doctor` says the same from the `sslmode` at the end of ``redactedURL``.)
+    public var tlsWeakness: String? {
+        guard case .tcp = endpoint else { return nil }
+        switch tls {
+        case .verifyFull:
+            return nil
+        case .require:
+            return "sslmode=require encrypts but does not check the server's certificate: anyone on the network "
+                + "path can pose as the database"
+        case .disable:
+            return "sslmode=disable: the accounts' two-factor state crosses the network unencrypted"
+        }
+    }
+
     /// The URL without a password, for logs, `otpctl info` and `otpctl doctor`.
     public var redactedURL: String {
         let query = "sslmode=\(tls.rawValue)"

@@ -25,8 +25,9 @@ struct DoctorCommand: AsyncParsableCommand {
             warning), socket_access (this user can connect), health and server_info (the \
             daemon answers; DATABASE_DAMAGED when otpd's background check of the database found \
             damage), database (exists, not readable by group or others; doctor does not read it: \
-            otpd --check-database reads every page), database_wal \
-            (the WAL file is there), sms_sender ("outbox" sends nothing; "twilio" is not tested \
+            otpd --check-database reads every page; for PostgreSQL, that otpd reaches it), \
+            database_wal (the WAL file is there), database_tls (PostgreSQL only: a warning \
+            unless the server's certificate is checked, sslmode=verify-full), sms_sender ("outbox" sends nothing; "twilio" is not tested \
             here: otpctl sms test NUMBER sends a real text) and key_file (mode 0600, 32 bytes; \
             the file from --key-file, else $CREDENTIALS_DIRECTORY/otpd.key or ./otpd.key when \
             present). Run it as otpd's user (sudo -u otpd otpctl doctor) to check the files \
@@ -332,6 +333,29 @@ struct Doctor {
                     + "pg_isready), the network, and otpd's log (journalctl -u otpd)")
         }
         add("database_wal", .skipped, "not checked: PostgreSQL keeps its own WAL")
+        checkPostgreSQLTLS(url: info.databasePath)
+    }
+
+    /// What otpd's connection to PostgreSQL lets an attacker on the network do, read from the
+    /// `sslmode` its URL ends with (otpd writes every TCP URL so; a Unix socket's has none).
+    private mutating func checkPostgreSQLTLS(url: String) {
+        let fix =
+            "set sslmode=verify-full (the default) in [storage] url, with sslrootcert=PATH for a private "
+            + "authority, and restart otpd"
+        if url.hasSuffix("?sslmode=verify-full") {
+            add("database_tls", .ok, "TLS, the server's certificate and host name checked (sslmode=verify-full)")
+        } else if url.hasSuffix("?sslmode=require") {
+            add(
+                "database_tls", .warning,
+                "sslmode=require encrypts but does not check the server's certificate: anyone on the network path "
+                    + "can pose as the database", fix: fix)
+        } else if url.hasSuffix("?sslmode=disable") {
+            add(
+                "database_tls", .warning,
+                "sslmode=disable: the accounts' two-factor state crosses the network unencrypted", fix: fix)
+        } else {
+            add("database_tls", .ok, "a Unix socket: nothing crosses the network")
+        }
     }
 
     private mutating func checkDatabase(path: String) {

@@ -26,6 +26,14 @@ enum DaemonStorage: Sendable {
         case "postgresql":
             var settings = try PostgresSettings(url: configuration.storageURL)
             settings.poolSize = configuration.storagePoolSize
+            if let weakness = settings.tlsWeakness {
+                logger.warning(
+                    "the connection to PostgreSQL is not protected against an attacker on the network",
+                    metadata: [
+                        "url": "\(settings.redactedURL)", "reason": "\(weakness)",
+                        "fix": "sslmode=verify-full (the default), with sslrootcert=PATH for a private authority",
+                    ])
+            }
             let password = try PostgresSettings.password(
                 file: configuration.storagePasswordFile, environment: environment)
             let store = try await PostgresTwoFactorStore(

@@ -193,6 +193,54 @@ struct QRAndDoctorTests {
 // MARK: - Helpers
 
 extension QRAndDoctorTests {
+    /// otpd on PostgreSQL over TCP (a throw-away cluster with TLS, its certificate from a
+    /// throw-away authority for `localhost`): with `sslmode=require` otpd's log and `otpctl
+    /// doctor` warn that an attacker on the path could pose as the database, and say what to set;
+    /// with `verify-full` and the authority given, the check is ok and the log says nothing.
+    @Test func doctorWarnsOfAPostgreSQLConnectionThatLetsAnImpostorIn() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let authority = try TestCertificateAuthority(in: directory.path, name: "doctor test authority")
+        let issued = try authority.issue(serverName: "localhost")
+        let cluster = try PostgresTestCluster(tcp: .init(certificatePEM: issued.certificatePEM, keyPEM: issued.keyPEM))
+        defer { cluster.destroy() }
+        for (query, status) in [
+            ("sslmode=require", "warning"), ("sslrootcert=\(authority.certificatePath)", "ok"),
+        ] {
+            // A database for each daemon: each makes its own key, and a database refuses another.
+            let database = try cluster.createDatabase(prefix: "doctor")
+            let config = """
+                [storage]
+                backend = "postgresql"
+                url = "postgresql://\(database.user)@localhost:\(cluster.port)/\(database.name)?\(query)"
+                password_file = "\(database.name).password"
+                """
+            let daemon = try DaemonProcess(config: config)
+            _ = try database.writePasswordFile(in: daemon.directory.path)
+            do {
+                try await daemon.start()
+                let run = try otpctl(daemon, "doctor", "--json", "--key-file", daemon.keyPath)
+                let report = try doctorReport(run)
+                let tls = try #require(report.checks.first { $0.name == "database_tls" }, "\(run.stdout)")
+                #expect(tls.status == status, "\(query): \(tls.detail)")
+                let warned = daemon.log().contains("not protected against an attacker on the network")
+                if status == "warning" {
+                    #expect(tls.detail.contains("pose as the database"))
+                    #expect(tls.fix?.contains("sslmode=verify-full") == true)
+                    #expect(warned, "otpd's log says nothing of sslmode=require")
+                } else {
+                    #expect(tls.fix == nil)
+                    #expect(!warned)
+                }
+                #expect(report.ok == true, "a warning is not a problem")
+            } catch {
+                await daemon.cleanUp()
+                throw error
+            }
+            await daemon.cleanUp()
+        }
+    }
+
     /// What a doctor check says, from its JSON.
     struct Check {
         var name: String

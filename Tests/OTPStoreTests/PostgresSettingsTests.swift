@@ -27,6 +27,17 @@ struct PostgresSettingsTests {
         #expect(privateCA.rootCertificatePath == "/etc/otpd/ca.pem" && privateCA.tls == .verifyFull)
     }
 
+    /// What otpd's start-up log warns about: every TCP mode that lets someone on the path in;
+    /// nothing for verify-full or a Unix socket.
+    @Test func aConnectionAnAttackerOnThePathCouldReadOrImpersonateIsNamed() throws {
+        #expect(try PostgresSettings(url: "postgresql://otpd@db/otpd").tlsWeakness == nil)
+        #expect(try PostgresSettings(url: "postgresql://otpd@/otpd?host=/run/postgresql").tlsWeakness == nil)
+        let require = try PostgresSettings(url: "postgresql://otpd@db/otpd?sslmode=require").tlsWeakness
+        #expect(require?.contains("pose as the database") == true)
+        let disable = try PostgresSettings(url: "postgresql://otpd@db/otpd?sslmode=disable").tlsWeakness
+        #expect(disable?.contains("unencrypted") == true)
+    }
+
     @Test(arguments: [
         ("postgresql://otpd:hunter2@db/otpd", "must not hold a password"),
         ("mysql://otpd@db/otpd", "postgresql:// URL"),
