@@ -3,14 +3,14 @@
 # caught up, on a small database and on the 1 M-account one, in one run.
 #
 # Each round, for each database: BULK new accounts (default 100,000) get a number and a
-# verify_phone challenge through the daemon (otpbench, as fast as it goes: the WAL grows to its
-# 256 MiB limit, the writer's catch-up checkpoints start it over, and the background checkpointer
-# is still copying when the load ends). Then at once, "during": wrong codes for those challenges
-# for SECONDS (3) at CONNECTIONS (64), with the WAL's size and the frames not yet copied when it
-# starts (and, sampled once a second during the load, the most frames it was behind). Then the daemon is left alone until a checkpoint finds nothing left to copy, and
-# "after": the same for the same challenges (their second attempt: the same work). Printed:
-# medians over ROUNDS (3) of calls/s and p99, the ratio during/after per database, and large/
-# small for each phase.
+# verify_phone challenge through the daemon (otpbench, as fast as it goes; the WAL reaches its
+# 256 MiB limit and the writer's catch-up checkpoints start it over). Meanwhile, once a second,
+# how many WAL frames are not yet copied into the database (the most is printed). Then at once,
+# "during": wrong codes for those challenges for SECONDS (3) at CONNECTIONS (64), with the WAL's
+# size and the frames not yet copied when it starts. Then the daemon is left alone until a
+# checkpoint finds nothing left to copy, and "after": the same for the same challenges (their
+# second attempt: the same work). Printed: medians over ROUNDS (3) of calls/s and p99, the
+# ratio during/after per database, and large/small for each phase.
 #
 #   scripts/bench-catchup.sh                        # LARGE_DB=/var/tmp/otpd-large/otpd.sqlite
 #   LARGE_DB=... BULK=100000 ROUNDS=3 scripts/bench-catchup.sh
@@ -30,17 +30,9 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/verify-bench-common.sh"
 results=$tmp/results.jsonl
 : > "$results"
 
-if [[ ! -f $large_db ]]; then
-    say "making $large_db once (1 M accounts, 10 M events: a few minutes)"
-    mkdir -p "$(dirname -- "$large_db")"
-    python3 "$root/scripts/make-large-db.py" --otpd "$otpd" --out "$large_db" >&2
-fi
-say "starting otpd on a small database and on a copy of $large_db"
+say "starting otpd on a small database"
 start_daemon "$tmp/small"
-mkdir -p "$tmp/large"
-cp "$large_db" "$tmp/large/otpd.sqlite"
-cp "$large_db.key" "$tmp/large/otpd.key"
-start_daemon "$tmp/large"
+start_on_large_copy "$large_db" "$tmp/large"
 
 # wal_state DIR: "<WAL MiB> <frames not yet copied into the database>", read from the WAL index
 # (the -shm file: mxFrame at byte 16 of its header, nBackfill at byte 96) without touching the

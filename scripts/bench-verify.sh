@@ -89,16 +89,7 @@ if has_backend sqlite; then
     setup_connections[sqlite]=$sqlite_connections
     setup_label[sqlite]="sqlite"
     if [[ -n ${LARGE_DB:-} ]]; then
-        if [[ ! -f $LARGE_DB ]]; then
-            say "making $LARGE_DB once (1 M accounts, 10 M events: a few minutes)"
-            mkdir -p "$(dirname -- "$LARGE_DB")"
-            python3 "$root/scripts/make-large-db.py" --otpd "$otpd" --out "$LARGE_DB" >&2
-        fi
-        say "starting otpd on a copy of $LARGE_DB"
-        mkdir -p "$tmp/large"
-        cp "$LARGE_DB" "$tmp/large/otpd.sqlite"
-        cp "$LARGE_DB.key" "$tmp/large/otpd.key"
-        start_daemon "$tmp/large"
+        start_on_large_copy "$LARGE_DB" "$tmp/large"
         setups+=(large)
         setup_dirs[large]=$tmp/large
         setup_connections[large]=${LARGE_CONNECTIONS:-64}

@@ -3,7 +3,8 @@
 # (the preparations send tens of thousands of codes). Before sourcing, set `bench_name` and
 # `default_seconds`; after, `start_otpd [EXTRA TOML]` starts the daemon in $tmp, and
 # `start_daemon DIR [STORAGE TOML] [EXTRA TOML]` one more in DIR (for PostgreSQL: the storage
-# lines go into the `[storage]` table). Defines: duration (the SECONDS environment variable, read
+# lines go into the `[storage]` table), and `start_on_large_copy DATABASE DIR` one on a copy of
+# the 1 M-account database (made first when missing). Defines: duration (the SECONDS environment variable, read
 # with printenv because bash's own SECONDS counts from it, else default_seconds), root, say,
 # otpd, otpbench, client, tmp, pids and daemon_pid (the daemons started), cleanup_hooks (functions the exit
 # handler runs after the daemons are stopped, before $tmp is removed). OTPD_BIN and
@@ -76,4 +77,21 @@ TOML
     echo "otpd did not start in $dir; its log:" >&2
     cat "$dir/otpd.log" >&2
     exit 1
+}
+
+# start_on_large_copy DATABASE DIR: otpd in DIR (see start_daemon) on a copy of DATABASE and
+# its key (DATABASE.key), which scripts/make-large-db.py makes first when it is missing (1 M
+# accounts, 10 M audit events: a few minutes and about 1 GB).
+start_on_large_copy() {
+    local database=$1 dir=$2
+    if [[ ! -f $database ]]; then
+        say "making $database once (1 M accounts, 10 M events: a few minutes)"
+        mkdir -p "$(dirname -- "$database")"
+        python3 "$root/scripts/make-large-db.py" --otpd "$otpd" --out "$database" >&2
+    fi
+    say "starting otpd on a copy of $database"
+    mkdir -p "$dir"
+    cp "$database" "$dir/otpd.sqlite"
+    cp "$database.key" "$dir/otpd.key"
+    start_daemon "$dir"
 }

@@ -54,6 +54,10 @@ struct OTPBench: AsyncParsableCommand {
     )
     var inFlight: Int = 8
 
+    func validate() throws {
+        if login && kindsDir != nil { throw ValidationError("--kinds-dir is for verify_phone challenges, not --login") }
+    }
+
     func run() async throws {
         let clients = (0..<connections).map { _ in OTPClient(socketPath: socket, defaultDeadline: .seconds(60)) }
         let started = ContinuousClock.now
@@ -109,7 +113,6 @@ struct OTPBench: AsyncParsableCommand {
             wrongRequests.append(wrongRequest)
             wrongLines.append(hex(wrongRequest))
         }
-        if login && kindsDir != nil { throw ValidationError("--kinds-dir is for verify_phone challenges, not --login") }
         if lock { try await lockAccounts(wrongRequests) }
         if let kindsDir { try writeKinds(challenges, codes: codes, to: kindsDir) }
         if let right {

@@ -7,7 +7,6 @@ public struct TestCertificateAuthority: Sendable {
     /// The authority's certificate (PEM): the root a client must trust.
     public let certificatePath: String
     private let keyPath: String
-    private let directory: String
     private let fileStem: String
 
     /// A server certificate and its private key, both PEM.
@@ -18,7 +17,6 @@ public struct TestCertificateAuthority: Sendable {
 
     /// Makes the authority's key and self-signed certificate in `directory` (which must exist).
     public init(in directory: String, name: String) throws {
-        self.directory = directory
         fileStem = directory + "/" + name.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()
         certificatePath = fileStem + ".crt"
         keyPath = fileStem + ".key"
